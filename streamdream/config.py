@@ -1,0 +1,226 @@
+"""Configuration: strict pydantic models, one per YAML section.
+
+Unknown keys are rejected, every number has bounds, and an error names the key path,
+the value received and the line of the YAML file it came from, e.g.
+``demo.yaml:7: dream.octaves: must be >= 1, got 0``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base for every section: unknown keys forbidden, values immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LayerSpec(Section):
+    """One layer objective: maximise ``weight`` x mean activation (of ``channels``, if given)."""
+
+    name: str = Field(description="Layer name in the model (see `streamdream models`).")
+    weight: float = Field(1.0, ge=-100.0, le=100.0)
+    channels: tuple[int, ...] | None = Field(None, description="Only these channels, e.g. [12, 40].")
+
+
+class ModelConfig(Section):
+    name: str = Field("efficientnet_lite0", description="Registry name or a path to a .keras/.h5 file.")
+    weights: Path | None = Field(None, description="Local weights file instead of a download.")
+    preset: str | None = Field(None, description="Named layer set: shallow, mid or deep.")
+    layers: tuple[LayerSpec, ...] | None = Field(None, description="Explicit layers; overrides preset.")
+    preprocess: Literal["tf", "caffe", "torch", "raw"] | None = Field(
+        None, description="Input scaling for your own model file: tf [-1,1], caffe, torch, raw 0-255."
+    )
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _names_to_specs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, (list, tuple)):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class DreamConfig(Section):
+    octaves: int = Field(3, ge=1, le=12, description="Number of scales dreamed, smallest first.")
+    octave_scale: float = Field(1.4, gt=1.0, le=4.0, description="Size ratio between octaves.")
+    steps: int = Field(10, ge=0, le=1000, description="Gradient steps per octave.")
+    step_size: float = Field(2.0, gt=0.0, le=64.0, description="Pixel levels (0-255) moved per step.")
+    jitter: int = Field(32, ge=0, le=1024, description="Max random roll in pixels per step.")
+    tile_size: int = Field(1024, ge=64, le=8192, description="Gradients are computed in tiles this big.")
+    width: int | None = Field(None, ge=32, le=8192, description="Dream at this width (None: frame width).")
+    guide: Path | None = Field(None, description="Dream toward this image's features.")
+    blend_with: Path | None = Field(None, description="Dream a blend of the input and this image.")
+    blend: float = Field(0.0, ge=0.0, le=1.0, description="Share of blend_with in the blend.")
+    seed: int | None = Field(None, description="Seed for jitter; None for random.")
+
+
+class SourceConfig(Section):
+    uri: str = Field("demo", description="file path, webcam[:N], /dev/videoN, rtsp://, http(s)://, demo, image:PATH")
+    width: int | None = Field(None, ge=16, le=8192)
+    height: int | None = Field(None, ge=16, le=8192)
+    fps: float | None = Field(None, gt=0.0, le=1000.0)
+    input_format: str | None = Field(None, description="Device pixel format, e.g. mjpeg, yuyv422.")
+    transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout: float = Field(10.0, gt=0.0, le=600.0, description="Seconds to wait for a source to open.")
+    read_timeout: float = Field(10.0, gt=0.0, le=600.0, description="Seconds without data before a read fails.")
+    loop: bool = Field(False, description="Start a file again at its end.")
+
+
+class OutputConfig(Section):
+    uri: str = Field(description="file path (.mp4/.mkv/.webm/.ts), window, virtualcam, rtsp://, rtmp://, preview:HOST:PORT, null")
+    crf: int | None = Field(None, ge=0, le=63, description="Constant quality (lower is better).")
+    bitrate: str | None = Field(None, pattern=r"^\d+(\.\d+)?[kKmM]?$", description="e.g. 4M; overrides crf.")
+    codec: str | None = Field(None, description="Encoder name, e.g. libx264, libvpx-vp9.")
+    audio: bool = Field(True, description="Carry the source's audio into file outputs.")
+
+
+class PipelineConfig(Section):
+    queue_size: int = Field(4, ge=1, le=256, description="Frames each queue holds.")
+    max_frames: int | None = Field(None, ge=1, description="Stop after this many frames.")
+    progress: bool = Field(True, description="Progress bar for files, status line for live sources.")
+
+
+class CoherenceConfig(Section):
+    mode: Literal["independent", "blend", "flow"] = "flow"
+
+
+class MetricsConfig(Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class Config(Section):
+    source: SourceConfig = SourceConfig()
+    outputs: tuple[OutputConfig, ...] = (OutputConfig(uri="dream.mp4"),)
+    model: ModelConfig = ModelConfig()
+    dream: DreamConfig = DreamConfig()
+    coherence: CoherenceConfig = CoherenceConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _uri_as_source(cls, value: Any) -> Any:
+        return {"uri": value} if isinstance(value, str) else value
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _uris_as_outputs(cls, value: Any) -> Any:
+        if isinstance(value, (str, dict)):
+            value = [value]
+        if isinstance(value, (list, tuple)):
+            return [{"uri": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _at_least_one_output(self) -> Config:
+        if not self.outputs:
+            raise ValueError("outputs: give at least one output (a file path, window, null, ...)")
+        return self
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_BOUND_WORDS = {
+    "greater_than_equal": ">= {ge}",
+    "greater_than": "> {gt}",
+    "less_than_equal": "<= {le}",
+    "less_than": "< {lt}",
+}
+
+
+def _line_index(text: str) -> dict[tuple[Any, ...], int]:
+    """Map each key path in a YAML document to its 1-based line number."""
+    lines: dict[tuple[Any, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = path + (key.value,)
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, path + (i,))
+
+    root = yaml.compose(text)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind in _BOUND_WORDS:
+        return f"must be {_BOUND_WORDS[kind].format(**error.get('ctx', {}))}"
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; `streamdream validate-config` lists the sections)"
+    if kind == "missing":
+        return "required key is missing"
+    return error["msg"][0].lower() + error["msg"][1:]
+
+
+def format_validation_error(exc: ValidationError, source: str = "", text: str | None = None) -> str:
+    lines = _line_index(text) if text else {}
+    out = []
+    for error in exc.errors():
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        where = source
+        # walk up the path until a key with a known line is found
+        for depth in range(len(loc), -1, -1):
+            if loc[:depth] in lines:
+                where = f"{source}:{lines[loc[:depth]]}"
+                break
+        value = error.get("input")
+        got = "" if error["type"] in ("missing",) or isinstance(value, dict) else f", got {value!r}"
+        prefix = f"{where}: " if where else ""
+        out.append(f"{prefix}{dotted}: {_describe(error)}{got}")
+    return "\n".join(out)
+
+
+def parse_config(data: dict[str, Any] | None, source: str = "", text: str | None = None) -> Config:
+    try:
+        return Config.model_validate(data or {})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, text)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file; raise ConfigError naming key, value and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return parse_config(data, str(path), text)
+
+
+def with_overrides(config: Config, **sections: dict[str, Any]) -> Config:
+    """Return a copy with some fields of some sections replaced, validated again."""
+    data = config.model_dump(mode="python")
+    for name, fields in sections.items():
+        if isinstance(fields, dict) and isinstance(data.get(name), dict):
+            data[name].update({k: v for k, v in fields.items() if v is not None})
+        elif fields is not None:
+            data[name] = fields
+    return parse_config(data, "command line")

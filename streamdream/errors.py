@@ -1,0 +1,55 @@
+"""One exception hierarchy for everything streamdream reports to a user.
+
+Each message says what was wrong, with which value, and what to do about it.
+The CLI prints ``str(error)`` and exits with ``error.exit_code``; no traceback.
+"""
+
+from __future__ import annotations
+
+
+class StreamdreamError(Exception):
+    """Base class: an error a user can act on."""
+
+    exit_code = 1
+
+
+class ConfigError(StreamdreamError):
+    """A configuration file or option is invalid."""
+
+    exit_code = 2
+
+
+class ModelError(StreamdreamError):
+    """A model cannot be built or its weights cannot be loaded."""
+
+    exit_code = 3
+
+
+class WeightsUnavailableError(ModelError):
+    """Weights are not on this machine and cannot be downloaded."""
+
+
+class WeightsIntegrityError(ModelError):
+    """A weights file failed its hash check or contains something forbidden."""
+
+
+class SourceError(StreamdreamError):
+    """An input cannot be opened or read."""
+
+    exit_code = 4
+
+
+class SourceLostError(SourceError):
+    """A live source stopped delivering frames (connection lost, device gone)."""
+
+
+class SinkError(StreamdreamError):
+    """An output cannot be opened or written."""
+
+    exit_code = 5
+
+
+class ControlError(StreamdreamError):
+    """A control API request was refused."""
+
+    exit_code = 6

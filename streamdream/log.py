@@ -1,0 +1,53 @@
+"""Logging setup: one line per event, credentials never printed, TensorFlow quiet."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+# scheme://user:password@host -> scheme://user:***@host ; also ?password=... / &token=...
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass|pwd|token|key|secret|auth)=)[^&\s]*")
+
+
+def redact_url(text: str) -> str:
+    """Hide passwords and tokens in every URL found in ``text``."""
+    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", str(text))
+    return _QUERY_SECRET.sub(r"\1***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Applied to every handler so no record, whatever its source, leaks a credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_url(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Silence TensorFlow's C++ and Python start-up chatter unless asked for.
+
+    Must run before TensorFlow is imported to affect the C++ logger.
+    """
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    for name in ("tensorflow", "absl", "keras", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def setup_logging(level: str = "INFO", tf_verbose: bool = False) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    quiet_tensorflow(tf_verbose)

@@ -1,0 +1,93 @@
+"""Turn a ``model:`` config section into a DreamModel: a network cut at the chosen layers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import LayerSpec, ModelConfig
+from ..errors import ModelError
+from .registry import REGISTRY, get_entry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DreamModel:
+    """A feature extractor from preprocessed images to the dream layers' activations."""
+
+    name: str
+    extractor: Any  # keras.Model: (1, H, W, 3) network input -> list of activations
+    preprocess: Callable[[Any], Any]  # tf tensor 0-255 RGB -> network input, differentiable
+    layers: tuple[LayerSpec, ...]
+
+
+def make_preprocess(mode: str) -> Callable[[Any], Any]:
+    """A differentiable 0-255 RGB -> network input mapping (keras' own ImageNet conventions)."""
+    if mode == "lite0":
+        from .lite0 import preprocess
+
+        return preprocess
+    if mode == "raw":
+        return lambda x: x
+    from keras.applications import imagenet_utils
+
+    return lambda x: imagenet_utils.preprocess_input(x, mode=mode)
+
+
+def _custom_model(path: Path) -> Any:
+    import keras
+
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    try:
+        # safe_mode refuses lambda layers and other code stored in the file
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelError(f"cannot load model file {path}: {exc}") from None
+
+
+def resolve_layers(config: ModelConfig, presets: dict[str, tuple[str, ...]], default: str | None) -> tuple[LayerSpec, ...]:
+    if config.layers:
+        return config.layers
+    preset = config.preset or default
+    if preset is None:
+        raise ModelError(f"model {config.name}: give `layers` (your own model has no presets)")
+    if preset not in presets:
+        raise ModelError(f"model {config.name}: unknown preset {preset!r}; choose one of {', '.join(presets)}")
+    return tuple(LayerSpec(name=n) for n in presets[preset])
+
+
+def load_dream_model(config: ModelConfig) -> DreamModel:
+    import keras
+
+    if config.name in REGISTRY:
+        entry = get_entry(config.name)
+        base = entry.build(str(config.weights) if config.weights else None)
+        layers = resolve_layers(config, entry.presets, entry.default_preset)
+        mode = config.preprocess or entry.preprocess_mode
+    elif config.name.endswith((".keras", ".h5")):
+        base = _custom_model(Path(config.name))
+        layers = resolve_layers(config, {}, None)
+        mode = config.preprocess or "raw"
+    else:
+        get_entry(config.name)  # raises the error listing the choices
+    names = {layer.name for layer in base.layers}
+    outputs = []
+    for spec in layers:
+        if spec.name not in names:
+            sample = ", ".join(sorted(names)[:40])
+            raise ModelError(f"model {config.name} has no layer {spec.name!r}; its layers include: {sample}")
+        out = base.get_layer(spec.name).output
+        channels = int(out.shape[-1])
+        bad = [c for c in spec.channels or () if not 0 <= c < channels]
+        if bad:
+            raise ModelError(f"layer {spec.name} has {channels} channels; channel(s) {bad} out of range 0..{channels - 1}")
+        outputs.append(out)
+    # a functional model on the chosen outputs keeps only the layers they depend on
+    extractor = keras.Model(base.inputs, outputs, name=f"{base.name}_dream")
+    log.info("model %s, layers %s", config.name, ", ".join(s.name for s in layers))
+    return DreamModel(config.name, extractor, make_preprocess(mode), tuple(layers))

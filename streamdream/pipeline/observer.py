@@ -1,0 +1,51 @@
+"""Events the pipeline reports as they happen; metrics and status lines listen here.
+
+The base class ignores everything, so a stage can report unconditionally and a
+pipeline without metrics pays nothing.
+"""
+
+from __future__ import annotations
+
+
+class PipelineObserver:
+    def frame_done(self, stage: str) -> None:
+        """A frame left ``stage`` (capture, dream, write)."""
+
+    def frame_dropped(self, stage: str, reason: str) -> None:
+        """A frame was discarded at ``stage`` for ``reason`` (stale, queue_full, error...)."""
+
+    def stage_time(self, stage: str, seconds: float) -> None:
+        """Time one frame spent in ``stage``."""
+
+    def latency(self, seconds: float) -> None:
+        """Capture to output, end to end, for one frame."""
+
+    def queue_depth(self, queue: str, depth: int) -> None:
+        """Items waiting in ``queue`` now."""
+
+    def dream_steps(self, steps: int) -> None:
+        """Gradient steps just run."""
+
+    def source_up(self, up: bool) -> None:
+        """The source connected (True) or was lost (False)."""
+
+    def source_reconnect(self) -> None:
+        """A reconnect attempt started."""
+
+
+class ObserverGroup(PipelineObserver):
+    """Fans every event out to several observers."""
+
+    def __init__(self, *observers: PipelineObserver) -> None:
+        self.observers = [o for o in observers if o is not None]
+
+    def __getattribute__(self, name: str):  # noqa: ANN204 - forwards any event method
+        if name.startswith("_") or name == "observers":
+            return object.__getattribute__(self, name)
+        observers = object.__getattribute__(self, "observers")
+
+        def fan_out(*args, **kwargs) -> None:
+            for observer in observers:
+                getattr(observer, name)(*args, **kwargs)
+
+        return fan_out
