@@ -30,6 +30,9 @@ def _bare_gradient(model: Any):
     def loop(image: tf.Tensor, steps: tf.Tensor) -> tf.Tensor:
         total = tf.constant(0.0)
         for i in tf.range(steps):
+            # one pass at a time, like the dream's chained steps: overlapping independent
+            # passes would make the bare network look faster than any sequential ascent can be
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             # a tiny per-iteration change keeps the loop body from being hoisted out
             x = image + tf.cast(i, tf.float32) * 1e-3
             with tf.GradientTape() as tape:
@@ -43,14 +46,15 @@ def _bare_gradient(model: Any):
     return loop
 
 
-def _best_ms(fn, repeats: int = 3) -> float:
-    """Minimum wall time of ``fn`` over a few runs: the least disturbed by a noisy machine."""
-    best = float("inf")
+def _best_ms(*fns, repeats: int = 5) -> list[float]:
+    """Minimum wall time of each function, run in turns so machine noise hits them alike."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - started)
-    return best * 1000.0
+        for i, fn in enumerate(fns):
+            started = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - started)
+    return [b * 1000.0 for b in best]
 
 
 def bench_model(name: str, sizes: list[tuple[int, int]], steps: int) -> list[dict[str, Any]]:
@@ -68,8 +72,9 @@ def bench_model(name: str, sizes: list[tuple[int, int]], steps: int) -> list[dic
         tensor = tf.constant(image)
         engine.ascend(image, 1)  # trace and warm up both
         bare(tensor, tf.constant(1)).numpy()
-        dream_ms = _best_ms(lambda: engine.ascend(image, steps)) / steps
-        bare_ms = _best_ms(lambda: bare(tensor, tf.constant(steps)).numpy()) / steps
+        dream_ms, bare_ms = (
+            ms / steps for ms in _best_ms(lambda: engine.ascend(image, steps), lambda: bare(tensor, tf.constant(steps)).numpy())
+        )
         rows.append(
             {
                 "model": name,

@@ -20,14 +20,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import StreamdreamError
 from ..frames import EndOfStream, Frame, SourceInfo
-from ..sinks.base import Sink
-from ..sources.base import Source
 from .observer import PipelineObserver
 from .queues import FrameQueue, QueueClosed, QueuePolicy
+
+if TYPE_CHECKING:  # the protocols only; importing the packages would load every sink and source
+    from ..sinks.base import Sink
+    from ..sources.base import Source
 
 log = logging.getLogger(__name__)
 

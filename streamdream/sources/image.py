@@ -1,0 +1,62 @@
+"""``image:PATH``: one still image, yielded once (the zoom animation starts from it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+
+from ..errors import SourceError
+from ..frames import Frame, SourceInfo, freeze
+
+
+def read_image(path: str, display: str | None = None) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB; SourceError naming the path if impossible."""
+    display = display or path
+    if not os.path.isfile(path):
+        raise SourceError(f"image file not found: {display}")
+    try:
+        # np.fromfile + imdecode instead of imread: imread cannot open non-ASCII paths on Windows
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise SourceError(f"cannot read image {display}: {exc.strerror or exc}") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise SourceError(
+            f"cannot read image {display}: not an image OpenCV can decode (PNG, JPEG, BMP, TIFF, WebP, ...)"
+        )
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class ImageSource:
+    """A still image as a one-frame Source."""
+
+    def __init__(self, path: str, display: str | None = None) -> None:
+        self._path = path
+        self._display = display or path
+        self._image: np.ndarray | None = None
+        self._info: SourceInfo | None = None
+
+    @property
+    def info(self) -> SourceInfo:
+        if self._info is None:
+            raise SourceError(f"{self._display}: the source is not open; call open() first")
+        return self._info
+
+    def open(self) -> SourceInfo:
+        self._image = freeze(read_image(self._path, self._display))
+        height, width = self._image.shape[:2]
+        self._info = SourceInfo(
+            uri=self._display, width=width, height=height, fps=None, live=False, frame_count=1, kind="image"
+        )
+        return self._info
+
+    def frames(self) -> Iterator[Frame]:
+        if self._image is None:
+            raise SourceError(f"{self._display}: not open (call open() first)")
+        yield Frame(image=self._image, index=0, pts=0.0)
+
+    def close(self) -> None:
+        pass
