@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import ConfigError, SinkError
+from .errors import ConfigError, SinkError, StreamdreamError
+
+
+def read_rgb8(path: str | Path, display: str | None = None, error: type[StreamdreamError] = ConfigError) -> np.ndarray:
+    """An HxWx3 uint8 RGB picture from disk, or ``error`` naming the file and why."""
+    display = display or str(path)
+    if not os.path.isfile(path):
+        raise error(f"image file not found: {display}")
+    try:
+        # np.fromfile + imdecode instead of imread: imread cannot open non-ASCII paths on Windows
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise error(f"cannot read image {display}: {exc.strerror or exc}") from None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise error(f"cannot read image {display}: not an image OpenCV can decode (PNG, JPEG, BMP, TIFF, WebP, ...)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An RGB float32 picture (0-255) from disk, or a ConfigError naming the file."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        reason = "not found" if not Path(path).exists() else "not a readable image"
-        raise ConfigError(f"image {path}: {reason}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
+    """An RGB float32 picture (0-255) to dream, or a ConfigError naming the file."""
+    return read_rgb8(path).astype(np.float32)
 
 
 def write_image(path: str | Path, rgb: np.ndarray) -> None:

@@ -99,6 +99,6 @@ def test_bad_option_values_are_named():
     proc = streamdream("image", "nope.png", "-o", "x.png", "--octaves", "0")
     assert proc.returncode == 2 and "dream.octaves: must be >= 1, got 0" in proc.stderr
     proc = streamdream("image", "nope.png", "-o", "x.png", "--steps", "1")
-    assert proc.returncode == 2 and "image nope.png: not found" in proc.stderr
+    assert proc.returncode == 2 and "image file not found: nope.png" in proc.stderr
     proc = streamdream("image", "nope.png", "-o", "x.png", "--model", "alexnet")
     assert proc.returncode == 3 and "unknown model 'alexnet'" in proc.stderr

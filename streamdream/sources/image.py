@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
-import cv2
 import numpy as np
 
 from ..errors import SourceError
 from ..frames import Frame, SourceInfo, freeze
+from ..images import read_rgb8
 
 
 def read_image(path: str, display: str | None = None) -> np.ndarray:
     """Read an image file as HxWx3 uint8 RGB; SourceError naming the path if impossible."""
-    display = display or path
-    if not os.path.isfile(path):
-        raise SourceError(f"image file not found: {display}")
-    try:
-        # np.fromfile + imdecode instead of imread: imread cannot open non-ASCII paths on Windows
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise SourceError(f"cannot read image {display}: {exc.strerror or exc}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise SourceError(
-            f"cannot read image {display}: not an image OpenCV can decode (PNG, JPEG, BMP, TIFF, WebP, ...)"
-        )
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return read_rgb8(path, display, error=SourceError)
 
 
 class ImageSource:
