@@ -170,7 +170,4 @@ def format_report(report: dict[str, Any]) -> str:
             f"{e2e['end_to_end_fps']} fps vs dream alone {e2e['dream_only_fps']} fps "
             f"= {e2e['end_to_end_share_pct']}%"
         )
-    soak = report.get("soak")
-    if soak:
-        lines.append(str(soak))
     return "\n".join(lines)

@@ -166,7 +166,7 @@ def cmd_run(args: argparse.Namespace, stop: threading.Event) -> int:
     if config.metrics.enabled:
         from .service.metrics import start_metrics
 
-        observer, server = start_metrics(config.metrics)
+        observer, server = start_metrics(config.metrics, model=config.model.name)
     try:
         result = run_pipeline(config, stop, observer=observer)
     finally:
@@ -191,11 +191,12 @@ def cmd_bench(args: argparse.Namespace, stop: threading.Event) -> int:
     from . import bench
 
     if args.soak:
-        from .service.soak import soak
+        from .service.soak import format_soak, soak
 
         report = soak(args.soak, stop=stop)
-    else:
-        report = bench.run(args, stop)
+        print(json.dumps(report, indent=2) if args.json else format_soak(report))
+        return 0
+    report = bench.run(args, stop)
     print(json.dumps(report, indent=2) if args.json else bench.format_report(report))
     return 0
 

@@ -90,13 +90,169 @@ class PipelineConfig(Section):
 
 
 class CoherenceConfig(Section):
-    mode: Literal["independent", "blend", "flow"] = "flow"
+    """How consecutive frames' dreams relate (see streamdream/coherence/)."""
+
+    mode: Literal["independent", "blend", "flow"] = Field(
+        "flow", description="independent: dream every frame from scratch; blend: dream a blend with the previous "
+        "dream (DeepDreamVideo); flow: carry the previous dream along the optical flow and refine it."
+    )
+    blend_ratio: float = Field(0.5, ge=0.0, lt=1.0, description="blend mode: share of the previous dream in the blend.")
+    carry: float = Field(0.99, gt=0.0, le=1.0, description="flow mode: factor on the carried detail each frame (< 1 fades old detail).")
+    refine_steps: int = Field(3, ge=0, le=100, description="flow mode: gradient steps per frame on the carried dream.")
+    refine_octaves: int = Field(1, ge=1, le=12, description="flow mode: refine this many of the smallest octaves.")
+    refine_step_size: float | None = Field(None, gt=0.0, le=64.0, description="flow mode: step size of refinement steps (None: dream.step_size).")
+    max_detail_gain: float = Field(1.0, gt=0.0, le=10.0, description="flow mode: cap on the carried detail's RMS, relative to the last full dream's.")
+    full_every: int = Field(0, ge=0, le=100000, description="flow mode: a full dream every N frames (0: only first frame and scene cuts).")
+    scene_cut: float = Field(30.0, ge=0.0, le=255.0, description="Grey-thumbnail mean difference (0-255) that starts a new shot; 0: off.")
+    flow: Literal["dis", "farneback"] = Field("dis", description="Optical flow method.")
+    flow_preset: Literal["ultrafast", "fast", "medium"] = Field("fast", description="DIS preset (speed vs accuracy).")
+    adaptive: bool = Field(False, description="Adjust dream width and steps to meet target_fps.")
+    target_fps: float = Field(4.0, gt=0.0, le=240.0, description="Adaptive target: output frames/s for files, dream refreshes/s for live sources.")
+    min_width: int = Field(128, ge=32, le=8192, description="Adaptive: smallest dream width.")
+    max_width: int = Field(640, ge=32, le=8192, description="Adaptive: largest dream width.")
+    min_steps: int = Field(1, ge=1, le=1000, description="Adaptive: fewest steps per frame (refine steps in flow mode).")
+    max_steps: int = Field(10, ge=1, le=1000, description="Adaptive: most steps per frame (refine steps in flow mode).")
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> CoherenceConfig:
+        if self.min_width > self.max_width:
+            raise ValueError(f"min_width ({self.min_width}) must be <= max_width ({self.max_width})")
+        if self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps ({self.min_steps}) must be <= max_steps ({self.max_steps})")
+        return self
 
 
 class MetricsConfig(Section):
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(9108, ge=0, le=65535)
+    """The HTTP server for /metrics, /healthz and the control API (always on under `serve`)."""
+
+    enabled: bool = Field(False, description="Serve metrics during `streamdream run` too.")
+    host: str = Field("127.0.0.1", min_length=1, description="Address to bind; a non-loopback one needs control.token.")
+    port: int = Field(9108, ge=0, le=65535, description="TCP port (0: any free port).")
+    path: str = Field("/metrics", pattern=r"^/[A-Za-z0-9_./-]*$", description="Where Prometheus scrapes.")
+
+
+# --- service (`streamdream serve`) sections ----------------------------------------------------
+
+import re  # noqa: E402 - kept with the sections that use them
+
+from pydantic import SecretStr  # noqa: E402
+from pydantic_core import PydanticCustomError  # noqa: E402
+
+
+class HealthConfig(Section):
+    """When /healthz turns 503."""
+
+    source_down_after: float = Field(30.0, gt=0.0, le=86400.0, description="Seconds the source may be down.")
+    stuck_after: float = Field(30.0, gt=0.0, le=86400.0, description="Seconds without an output frame.")
+
+
+class ReconnectConfig(Section):
+    """Capped exponential backoff for a lost network or camera source (forever under `serve`)."""
+
+    initial: float = Field(1.0, gt=0.0, le=3600.0, description="First wait before reconnecting, seconds.")
+    max: float = Field(30.0, gt=0.0, le=3600.0, description="Longest wait; the wait doubles up to this.")
+
+    @model_validator(mode="after")
+    def _max_not_below_initial(self) -> ReconnectConfig:
+        if self.max < self.initial:
+            raise PydanticCustomError("backoff", "max ({high}) must be >= initial ({low})", {"high": self.max, "low": self.initial})
+        return self
+
+
+class IdleConfig(Section):
+    """What the outputs show while the source is down (the dream goes on over it)."""
+
+    mode: Literal["zoom", "still", "pattern"] = Field(
+        "zoom", description="zoom: the last output, slowly zooming in and out; still: the last output, the dream "
+        "working on over it; pattern: a slowly drifting generated picture."
+    )
+    zoom: float = Field(1.3, ge=1.0, le=4.0, description="mode zoom: the deepest zoom reached.")
+    period: float = Field(40.0, ge=2.0, le=3600.0, description="mode zoom: seconds for one zoom in and out.")
+    fps: float | None = Field(None, gt=0.0, le=120.0, description="Idle frames per second (None: the source's rate, else 25).")
+
+
+class ControlConfig(Section):
+    """The control API (/api/...) on the metrics server."""
+
+    enabled: bool = True
+    token: SecretStr | None = Field(
+        None, description="Bearer token (8-512 characters); required when metrics.host is not loopback. "
+        "The environment variable STREAMDREAM_CONTROL_TOKEN sets it too."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _token_shape(cls, data: Any) -> Any:
+        # checked on the whole section so that an error message never echoes the token
+        token = data.get("token") if isinstance(data, dict) else None
+        if token is not None and not isinstance(token, SecretStr):
+            if not isinstance(token, str) or not 8 <= len(token) <= 512:
+                raise PydanticCustomError("token", "token: must be a string of 8-512 characters (value not shown)")
+        return data
+
+
+_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class PresetConfig(Section):
+    """A named look, laid over the `model`, `dream` and `coherence` sections."""
+
+    model: str | None = Field(None, description="Model name or file (None: model.name).")
+    preset: str | None = Field(None, description="Layer preset of the model: shallow, mid, deep.")
+    layers: tuple[LayerSpec, ...] | None = Field(None, description="Explicit layers; override preset.")
+    strength: float = Field(1.0, gt=0.0, le=10.0, description="Multiplies dream.step_size.")
+    steps: int | None = Field(None, ge=0, le=1000)
+    octaves: int | None = Field(None, ge=1, le=12)
+    coherence: Literal["independent", "blend", "flow"] | None = None
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _names_to_specs(cls, value: Any) -> Any:
+        return ModelConfig._names_to_specs(value)
+
+
+class ScheduleEntry(Section):
+    at: str = Field(description="Local time of day, HH:MM (24 h).")
+    preset: str
+
+    @field_validator("at")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise PydanticCustomError("time_of_day", "must be a time of day HH:MM from 00:00 to 23:59")
+        return value
+
+
+class PlaylistConfig(Section):
+    """Presets, and when to switch between them (every `interval` seconds and/or by time of day)."""
+
+    presets: dict[str, PresetConfig] = Field(default_factory=dict)
+    cycle: tuple[str, ...] | None = Field(None, description="Order for `next` and `interval` (None: all, as written).")
+    interval: float | None = Field(None, ge=1.0, le=7 * 86400.0, description="Seconds per preset (None: no cycling).")
+    crossfade: float = Field(3.0, ge=0.0, le=60.0, description="Seconds a switch blends old and new.")
+    schedule: tuple[ScheduleEntry, ...] = ()
+    start: str | None = Field(None, description="Preset at start (None: the schedule's current one, else the first).")
+
+    @model_validator(mode="after")
+    def _names_exist(self) -> PlaylistConfig:
+        defined = list(self.presets)
+        for name in defined:
+            if not re.match(_NAME, name):
+                raise PydanticCustomError("preset_name", f"presets: name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
+        known = ", ".join(defined) or "none"
+        refs = [(f"cycle[{i}]", n) for i, n in enumerate(self.cycle or ())]
+        refs += [(f"schedule[{i}].preset", e.preset) for i, e in enumerate(self.schedule)]
+        refs += [("start", self.start)] if self.start else []
+        for where, name in refs:
+            if name not in self.presets:
+                raise PydanticCustomError("unknown_preset", f"{where}: unknown preset {name!r} (defined: {known})")
+        if self.cycle is not None and not self.cycle:
+            raise PydanticCustomError("empty_cycle", "cycle: give at least one preset, or leave it out to cycle through all")
+        return self
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return self.cycle if self.cycle is not None else tuple(self.presets)
 
 
 class Config(Section):
@@ -107,6 +263,11 @@ class Config(Section):
     coherence: CoherenceConfig = CoherenceConfig()
     pipeline: PipelineConfig = PipelineConfig()
     metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
+    reconnect: ReconnectConfig = ReconnectConfig()
+    idle: IdleConfig = IdleConfig()
+    control: ControlConfig = ControlConfig()
+    playlist: PlaylistConfig = PlaylistConfig()
 
     @field_validator("source", mode="before")
     @classmethod

@@ -1,0 +1,83 @@
+"""Health: is the daemon doing its job? Answers /healthz from pipeline events.
+
+Healthy while output frames flow. Unhealthy (503, with the reason) when the source has
+been down longer than ``health.source_down_after`` (the outputs then show the idle
+animation, which is fine for a while but not forever), or when no output frame was
+written for ``health.stuck_after`` seconds (a stuck pipeline).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from ..config import HealthConfig
+from ..pipeline.observer import PipelineObserver
+
+
+@dataclass(frozen=True)
+class HealthStatus:
+    ok: bool
+    reason: str
+    source_up: bool | None  # None: the source never reported (a plain file or camera under `run`)
+    source_down_seconds: float
+    last_output_age: float | None  # None: no output frame yet
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "reason": self.reason,
+            "source_up": self.source_up,
+            "source_down_seconds": round(self.source_down_seconds, 3),
+            "last_output_age": None if self.last_output_age is None else round(self.last_output_age, 3),
+        }
+
+
+class HealthMonitor(PipelineObserver):
+    def __init__(self, config: HealthConfig, clock=time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started = clock()
+        self._last_output: float | None = None
+        self._up: bool | None = None
+        self._down_since: float | None = None
+
+    def configure(self, config: HealthConfig) -> None:
+        self.config = config
+
+    # --- events -------------------------------------------------------------------------------
+
+    def frame_done(self, stage: str) -> None:
+        if stage == "write":
+            self._last_output = self._clock()
+
+    def source_up(self, up: bool) -> None:
+        with self._lock:
+            if up:
+                self._down_since = None
+            elif self._down_since is None:
+                self._down_since = self._clock()
+            self._up = up
+
+    # --- the verdict --------------------------------------------------------------------------
+
+    def status(self) -> HealthStatus:
+        now = self._clock()
+        cfg = self.config
+        with self._lock:
+            up, down_since = self._up, self._down_since
+        last = self._last_output
+        down_for = 0.0 if down_since is None else now - down_since
+        age = None if last is None else now - last
+        silent_for = now - (last if last is not None else self._started)
+        if down_since is not None and down_for > cfg.source_down_after:
+            reason = f"source down for {down_for:.0f} s (health.source_down_after: {cfg.source_down_after:g} s)"
+            return HealthStatus(False, reason, up, down_for, age)
+        if silent_for > cfg.stuck_after:
+            what = "no output frame yet" if last is None else "no output frame"
+            reason = f"pipeline stuck: {what} for {silent_for:.0f} s (health.stuck_after: {cfg.stuck_after:g} s)"
+            return HealthStatus(False, reason, up, down_for, age)
+        reason = "ok" if up is not False else f"ok (source down for {down_for:.0f} s, showing idle frames)"
+        return HealthStatus(True, reason, up, down_for, age)

@@ -1,0 +1,117 @@
+"""Prometheus metrics: a PipelineObserver that updates counters where events happen.
+
+Everything lives on its own ``CollectorRegistry`` (never the global one), so two
+pipelines in one process, or tests, do not collide. Rates and averages are left to
+Prometheus (``rate(streamdream_frames_total[1m])``); nothing here computes them.
+
+Label values are fixed stage, queue and reason names, a version and a model name
+(redacted, in case someone names a model by URL): never a source URI.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+from .. import __version__
+from ..config import MetricsConfig
+from ..log import redact_url
+from ..pipeline.observer import ObserverGroup, PipelineObserver
+from .health import HealthMonitor
+
+STAGES = ("capture", "idle", "dream", "write")
+# a dream step on a CPU takes seconds; on a GPU, milliseconds
+STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class PrometheusObserver(PipelineObserver):
+    """Turns pipeline events into ``streamdream_*`` metrics on ``self.registry``.
+
+    ``frames_total{stage="idle"}`` counts the frames a ReconnectingSource made up while
+    its input was down; they are also counted under ``capture``.
+    """
+
+    def __init__(self, model: str = "", registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.frames = Counter("streamdream_frames", "Frames that left a stage.", ["stage"], registry=r)
+        self.dropped = Counter(
+            "streamdream_frames_dropped", "Frames discarded, by stage and reason.", ["stage", "reason"], registry=r
+        )
+        self.stage_seconds = Histogram(
+            "streamdream_stage_seconds", "Time one frame spent in a stage.", ["stage"], buckets=STAGE_BUCKETS, registry=r
+        )
+        self.latency_seconds = Histogram(
+            "streamdream_latency_seconds", "Capture to output, end to end, per frame.", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.source_up_gauge = Gauge("streamdream_source_up", "1 while the source delivers frames, else 0.", registry=r)
+        self.reconnects = Counter("streamdream_source_reconnects", "Reconnect attempts to a lost source.", registry=r)
+        self.queue = Gauge("streamdream_queue_depth", "Items waiting in a queue.", ["queue"], registry=r)
+        self.steps = Counter("streamdream_dream_steps", "Gradient steps run.", registry=r)
+        self.reloads = Counter("streamdream_config_reloads", "Config reloads, by result.", ["result"], registry=r)
+        self.switches = Counter("streamdream_preset_switches", "Preset switches started.", registry=r)
+        self.build = Info("streamdream_build", "Version and current model.", registry=r)
+        for stage in STAGES:
+            self.frames.labels(stage=stage)
+        for result in ("applied", "rejected"):
+            self.reloads.labels(result=result)
+        for queue in ("capture", "output"):
+            self.queue.labels(queue=queue)
+        self.set_model(model)
+
+    def set_model(self, model: str) -> None:
+        self.build.info({"version": __version__, "model": redact_url(model)})
+
+    # --- PipelineObserver -----------------------------------------------------------------
+
+    def frame_done(self, stage: str) -> None:
+        self.frames.labels(stage=stage).inc()
+
+    def frame_dropped(self, stage: str, reason: str) -> None:
+        self.dropped.labels(stage=stage, reason=reason).inc()
+
+    def stage_time(self, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(stage=stage).observe(seconds)
+
+    def latency(self, seconds: float) -> None:
+        self.latency_seconds.observe(seconds)
+
+    def queue_depth(self, queue: str, depth: int) -> None:
+        self.queue.labels(queue=queue).set(depth)
+
+    def dream_steps(self, steps: int) -> None:
+        self.steps.inc(steps)
+
+    def source_up(self, up: bool) -> None:
+        self.source_up_gauge.set(1 if up else 0)
+
+    def source_reconnect(self) -> None:
+        self.reconnects.inc()
+
+    # --- service events (called directly by the daemon, not through the pipeline) ----------
+
+    def config_reload(self, applied: bool) -> None:
+        self.reloads.labels(result="applied" if applied else "rejected").inc()
+
+    def preset_switch(self) -> None:
+        self.switches.inc()
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+def start_metrics(config: MetricsConfig, model: str = ""):  # -> tuple[PipelineObserver, ServiceServer]
+    """For `streamdream run --metrics`: serve /metrics and /healthz; returns (observer, server).
+
+    The observer feeds both; the caller passes it to the pipeline and calls
+    ``server.shutdown()`` at the end.
+    """
+    from ..config import HealthConfig
+    from .http import ServiceServer
+
+    metrics = PrometheusObserver(model=model)
+    health = HealthMonitor(HealthConfig())
+    server = ServiceServer(config, metrics=metrics, health=health)
+    server.start()
+    return ObserverGroup(metrics, health), server

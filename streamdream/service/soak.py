@@ -1,0 +1,155 @@
+"""`streamdream bench --soak MINUTES`: run the daemon's whole stack and watch resident memory.
+
+The live demo source goes through the same parts as `serve` (reconnecting source,
+switchable live dream, output set, metrics and HTTP server) into the null output.
+Resident memory is sampled every ``sample_every`` seconds; growth is measured from the
+end of a warm-up (TensorFlow allocates its pools, the first traces happen) to the end,
+both as a percentage and as a fitted slope. An installation should stay under 5 % over
+30 minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from ..config import Config, parse_config
+
+log = logging.getLogger(__name__)
+
+GROWTH_LIMIT = 5.0  # percent
+
+
+def soak_config(**overrides: Any) -> Config:
+    """The soak's default: live demo at 320x240, a small flow dream with the offline model, null output."""
+    data: dict[str, Any] = {
+        "source": {"uri": "demo?live=1", "width": 320, "height": 240, "fps": 15},
+        "outputs": ["null"],
+        "model": {"name": "efficientnet_lite0", "preset": "mid"},
+        "dream": {"width": 256, "octaves": 2, "steps": 3},
+        "coherence": {"mode": "flow"},
+        "metrics": {"host": "127.0.0.1", "port": 0},
+    }
+    data.update(overrides)
+    return parse_config(data, "soak")
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (psutil if installed, else /proc/self/status)."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except ImportError:
+        pass
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("cannot read resident memory: no psutil and no /proc/self/status")
+
+
+def _slope(samples: list[tuple[float, float]]) -> float:
+    """Least-squares MB per minute."""
+    if len(samples) < 2:
+        return 0.0
+    n = len(samples)
+    mean_t = sum(t for t, _ in samples) / n
+    mean_m = sum(m for _, m in samples) / n
+    var = sum((t - mean_t) ** 2 for t, _ in samples)
+    if var == 0:
+        return 0.0
+    return sum((t - mean_t) * (m - mean_m) for t, m in samples) / var * 60.0
+
+
+def soak(
+    minutes: float,
+    stop: threading.Event | None = None,
+    *,
+    config: Config | None = None,
+    warmup: float | None = None,
+    sample_every: float = 10.0,
+) -> dict[str, Any]:
+    """Run for ``minutes`` (or until ``stop``) and report memory; see the module doc."""
+    from .daemon import Service
+
+    if minutes <= 0:
+        raise ValueError(f"--soak must be > 0 minutes, got {minutes:g}")
+    config = config or soak_config()
+    duration = minutes * 60.0
+    warmup = min(60.0, duration / 5.0) if warmup is None else warmup
+    outer_stop = stop or threading.Event()
+    service_stop = threading.Event()
+    service = Service(os.devnull, config, service_stop)
+    service.watcher.changed = lambda: False  # nothing to watch
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # reported in the result
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="soak-service", daemon=True)
+    started = time.monotonic()
+    thread.start()
+    samples: list[tuple[float, float]] = []
+    warm_mb: float | None = None
+    next_sample = started + warmup
+    try:
+        while thread.is_alive() and not outer_stop.is_set():
+            now = time.monotonic()
+            if now - started >= duration:
+                break
+            if now >= next_sample:
+                mb = resident_bytes() / 2**20
+                samples.append((now - started, mb))
+                if warm_mb is None:
+                    warm_mb = mb
+                    log.info("soak: warm-up done, %.1f MB resident", mb)
+                next_sample += sample_every
+            outer_stop.wait(min(1.0, max(0.0, next_sample - now)))
+    finally:
+        end_mb = resident_bytes() / 2**20
+        elapsed = time.monotonic() - started
+        service_stop.set()
+        thread.join(timeout=60)
+    result = service.pipeline.result if service.pipeline else None
+    growth = None if warm_mb is None else (end_mb - warm_mb) / warm_mb * 100.0
+    registry = service.metrics.registry
+    report = {
+        "kind": "soak",
+        "minutes": round(elapsed / 60.0, 2),
+        "warmup_s": warmup,
+        "frames_in": result.frames_in if result else 0,
+        "frames_out": result.frames_out if result else 0,
+        "idle_frames": int(registry.get_sample_value("streamdream_frames_total", {"stage": "idle"}) or 0),
+        "dream_steps": int(registry.get_sample_value("streamdream_dream_steps_total") or 0),
+        "rss_warm_mb": None if warm_mb is None else round(warm_mb, 1),
+        "rss_end_mb": round(end_mb, 1),
+        "rss_max_mb": round(max([m for _, m in samples] + [end_mb]), 1),
+        "growth_percent": None if growth is None else round(growth, 2),
+        "slope_mb_per_min": round(_slope(samples), 3),
+        "limit_percent": GROWTH_LIMIT,
+        "ok": growth is not None and growth < GROWTH_LIMIT and not errors,
+        "error": str(errors[0]) if errors else None,
+        "samples": [(round(t, 1), round(m, 1)) for t, m in samples],
+    }
+    return report
+
+
+def format_soak(report: dict[str, Any]) -> str:
+    if report.get("growth_percent") is None:
+        return f"soak: ended after {report['minutes']} min, before the warm-up was over; no memory figure"
+    verdict = "ok" if report["ok"] else "FAILED"
+    return (
+        f"soak {report['minutes']} min: {report['frames_out']} frames out ({report['idle_frames']} idle), "
+        f"{report['dream_steps']} dream steps\n"
+        f"resident memory {report['rss_warm_mb']} MB after {report['warmup_s']:.0f} s warm-up -> {report['rss_end_mb']} MB "
+        f"(max {report['rss_max_mb']} MB): {report['growth_percent']:+.2f} % "
+        f"({report['slope_mb_per_min']:+.3f} MB/min), limit {report['limit_percent']:g} %: {verdict}"
+        + (f"\nerror: {report['error']}" if report.get("error") else "")
+    )
