@@ -1,0 +1,278 @@
+"""The three ways to dream a video, one ``FrameProcessor`` each, sharing one DreamEngine.
+
+A frame's path through every mode:
+1. ``downscale``: the input frame at the dream width (aspect kept), float32 0-255.
+2. ``dream_detail``: the mode's own step; returns the *detail* at the dream resolution,
+   i.e. the dreamed picture minus the downscaled frame it was dreamed from.
+3. ``compose``: the detail, upsampled, added to the full-resolution frame. Dreaming at
+   320 px and showing 1080p costs little more than 320 px, and the frame stays sharp.
+
+Modes:
+* ``independent``: a full multi-octave dream of every frame. Flickers: each dream
+  invents its patterns afresh.
+* ``blend`` (DeepDreamVideo): dream a blend of the frame and the previous dream. Patterns
+  persist a little, but ghost behind moving things and still change every frame.
+* ``flow`` (default): the previous frame's detail, moved along the optical flow onto the
+  new frame (occluded and newly revealed pixels get none), faded by ``carry``, then a
+  few gradient steps on the smallest octave(s) only. Full dreams only on the first
+  frame, on scene cuts and, optionally, every ``full_every`` frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..config import CoherenceConfig
+from ..dream.engine import DreamEngine, octave_sizes, resize
+from ..frames import Frame, freeze
+from ..pipeline.observer import PipelineObserver
+from .adaptive import Quality, QualityController
+from .carry import FlowWarper
+from .flow import FlowEstimator, to_gray
+from .scenecut import SceneCutDetector
+
+log = logging.getLogger(__name__)
+
+
+def dream_size(width: int, height: int, dream_width: int | None) -> tuple[int, int]:
+    """The dream resolution for a frame: ``dream_width`` wide, aspect kept; never upscaled."""
+    if dream_width is None or dream_width >= width:
+        return width, height
+    return dream_width, max(1, round(height * dream_width / width))
+
+
+def compose(image: np.ndarray, detail: np.ndarray) -> np.ndarray:
+    """A read-only uint8 frame: ``image`` (uint8, full size) plus ``detail`` upsampled to it."""
+    height, width = image.shape[:2]
+    if detail.shape[:2] != (height, width):
+        detail = cv2.resize(detail, (width, height), interpolation=cv2.INTER_LINEAR)
+    # one pass: OpenCV adds uint8 + float32 and rounds and saturates into uint8
+    return freeze(cv2.add(image, detail, dtype=cv2.CV_8U))
+
+
+def rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(values, dtype=np.float32))))
+
+
+@dataclass(frozen=True)
+class Dreamed:
+    """One frame's dream, at the dream resolution."""
+
+    detail: np.ndarray  # float32 HxWx3, read-only: dreamed picture minus its source
+    steps: int  # gradient steps it took
+    full: bool  # a full multi-octave dream (not a warm-started refinement)
+
+
+class DreamProcessor:
+    """Base of the modes: frame in, dreamed frame out, same index, pts and capture time."""
+
+    mode = "base"
+
+    def __init__(
+        self,
+        engine: DreamEngine,
+        coherence: CoherenceConfig | None = None,
+        *,
+        width: int | None = None,
+        observer: PipelineObserver | None = None,
+        adaptive: bool | None = None,
+    ) -> None:
+        self.engine = engine
+        self.coherence = coherence or CoherenceConfig()
+        self.width = engine.config.width if width is None else width
+        self.steps = engine.config.steps  # the adaptive knob; flow mode: refine steps
+        self.observer = observer or PipelineObserver()
+        self.adaptive = self.coherence.adaptive if adaptive is None else adaptive
+        self.controller: QualityController | None = None
+        self.cuts = SceneCutDetector(self.coherence.scene_cut)
+        self.frames = 0
+        self.steps_run = 0
+        self.full_dreams = 0
+
+    # --- stages ---------------------------------------------------------------------------
+
+    def downscale(self, image: np.ndarray) -> np.ndarray:
+        """Stage 1: the frame at the dream resolution, float32."""
+        w, h = dream_size(image.shape[1], image.shape[0], self.width)
+        return resize(image, w, h).astype(np.float32)
+
+    def dream_detail(self, small: np.ndarray, cut: bool | None = None) -> Dreamed:
+        """Stage 2: the mode's dream of the downscaled frame.
+
+        ``cut``: whether a scene cut separates this frame from the previous one dreamed;
+        None lets the processor decide from the two pictures (right when it sees every
+        frame; the live dreamer, which skips frames, decides on the full sequence).
+        """
+        raise NotImplementedError
+
+    def process(self, frame: Frame) -> Frame:
+        started = time.monotonic()
+        small = self.downscale(frame.image)
+        dreamed = self.dream_detail(small)
+        image = compose(frame.image, dreamed.detail)
+        self.frames += 1
+        self.steps_run += dreamed.steps
+        self.full_dreams += dreamed.full
+        self.observer.dream_steps(dreamed.steps)
+        self.observe_time(time.monotonic() - started, dreamed, frame.width)
+        return Frame(image, frame.index, frame.pts, frame.captured_at)
+
+    # --- adaptive quality -----------------------------------------------------------------
+
+    def observe_time(self, seconds: float, dreamed: Dreamed, frame_width: int) -> None:
+        """Feed the adaptive controller one frame's time (rare full dreams of flow mode excluded)."""
+        if not self.adaptive or (dreamed.full and self.mode == "flow"):
+            return
+        if self.controller is None:
+            width = dream_size(frame_width, 1, self.width)[0]
+            self.controller = QualityController.from_config(self.coherence, width, self.steps)
+            self.set_quality(self.controller.quality)
+        change = self.controller.observe(seconds)
+        if change is not None:
+            log.info("%s mode: dream width %d, %d steps per frame (%.0f ms per frame)", self.mode, change.width, change.steps, seconds * 1e3)
+            self.set_quality(change)
+
+    def set_quality(self, quality: Quality) -> None:
+        self.width, self.steps = quality.width, quality.steps
+
+    @property
+    def steps_per_frame(self) -> float:
+        return self.steps_run / self.frames if self.frames else 0.0
+
+    def close(self) -> None:
+        """Nothing to release; here so every processor can be closed alike."""
+
+    def _dream(self, source: np.ndarray) -> tuple[np.ndarray, int]:
+        before = self.engine.steps_total
+        dreamed = self.engine.dream(source, steps=self.steps)
+        return dreamed, self.engine.steps_total - before
+
+
+class IndependentProcessor(DreamProcessor):
+    """Every frame dreamed from scratch: full octaves and steps."""
+
+    mode = "independent"
+
+    def dream_detail(self, small: np.ndarray, cut: bool | None = None) -> Dreamed:
+        dreamed, steps = self._dream(small)
+        return Dreamed(freeze(dreamed - small), steps, True)
+
+
+class BlendProcessor(DreamProcessor):
+    """DeepDreamVideo's way: dream ``blend_ratio`` x previous dream + the rest x frame.
+
+    The previous dream is not blended in across a scene cut or a change of size.
+    """
+
+    mode = "blend"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._previous: np.ndarray | None = None
+
+    def dream_detail(self, small: np.ndarray, cut: bool | None = None) -> Dreamed:
+        ratio = self.coherence.blend_ratio
+        cut = self.cuts(small) if cut is None else cut
+        source = small
+        if self._previous is not None and self._previous.shape == small.shape and not cut:
+            source = ratio * self._previous + (1.0 - ratio) * small
+        dreamed, steps = self._dream(source)
+        self._previous = dreamed
+        return Dreamed(freeze(dreamed - small), steps, True)
+
+
+class FlowProcessor(DreamProcessor):
+    """Flow-carried warm start: move the last detail along the flow, then refine it a little.
+
+    Refinement runs on the *smallest* ``refine_octaves`` octaves (with the default 1: the
+    smallest octave only). Small octaves are cheap, and steps there change broad shapes
+    that the next frames carry well; fine detail comes from the full dreams and is
+    carried. Refining at full resolution costs ~4x more per step and adds fine,
+    jittered changes each frame: exactly the flicker the warping error measures.
+    """
+
+    mode = "flow"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        cfg = self.coherence
+        self.steps = cfg.refine_steps
+        self.warper = FlowWarper(FlowEstimator(cfg.flow, cfg.flow_preset))
+        self._detail: np.ndarray | None = None
+        self._gray: np.ndarray | None = None
+        self._reference_rms = 0.0  # the last full dream's detail energy
+        self._since_full = 0
+        self.visible_fraction = 1.0  # of the last carried frame, for diagnostics
+
+    def dream_detail(self, small: np.ndarray, cut: bool | None = None) -> Dreamed:
+        cfg = self.coherence
+        gray = to_gray(small)
+        cut = self.cuts(small) if cut is None else cut
+        due = cfg.full_every > 0 and self._since_full >= cfg.full_every
+        if self._detail is None or cut or due:
+            if cut:
+                log.debug("scene cut (thumbnail difference %.1f): full dream", self.cuts.last_score)
+            dreamed, steps = self._dream_full(small)
+            self._since_full = 1
+            full = True
+        else:
+            dreamed, steps = self._warm_start(small, gray)
+            self._since_full += 1
+            full = False
+        self._detail = freeze(dreamed)
+        self._gray = freeze(gray)
+        return Dreamed(self._detail, steps, full)
+
+    def _dream_full(self, small: np.ndarray) -> tuple[np.ndarray, int]:
+        before = self.engine.steps_total
+        detail = self.engine.dream(small) - small  # the configured octaves and steps
+        self._reference_rms = rms(detail)
+        return detail, self.engine.steps_total - before
+
+    def _warm_start(self, small: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, int]:
+        cfg = self.coherence
+        height, width = small.shape[:2]
+        previous, previous_gray = self._detail, self._gray
+        if previous.shape[:2] != (height, width):  # the adaptive controller moved the width
+            previous, previous_gray = resize(previous, width, height), resize(previous_gray, width, height)
+        # 1. carry: the last detail moved onto this frame; occluded and revealed pixels get none
+        carried = self.warper.carry(previous, previous_gray, gray)
+        self.visible_fraction = carried.visible_fraction
+        detail = carried.values
+        detail *= cfg.carry
+        # 2. refine: a few steps on the smallest octave(s), their change added at full size
+        before = self.engine.steps_total
+        step_size = cfg.refine_step_size or self.engine.config.step_size
+        sizes = octave_sizes(width, height, self.engine.config.octaves, self.engine.config.octave_scale)
+        for w, h in sizes[: cfg.refine_octaves]:
+            current = np.clip(resize(small, w, h) + resize(detail, w, h), 0.0, 255.0)
+            refined = self.engine.ascend(current, self.steps, step_size)
+            detail += resize(refined - current, width, height)
+        # 3. bound: detail stays within the picture's range and the energy of a full dream
+        detail = np.clip(small + detail, 0.0, 255.0) - small
+        limit = cfg.max_detail_gain * self._reference_rms
+        energy = rms(detail)
+        if limit > 0 and energy > limit:
+            detail *= limit / energy
+        return detail, self.engine.steps_total - before
+
+
+PROCESSORS: dict[str, type[DreamProcessor]] = {
+    cls.mode: cls for cls in (IndependentProcessor, BlendProcessor, FlowProcessor)
+}
+
+__all__ = [
+    "PROCESSORS",
+    "BlendProcessor",
+    "DreamProcessor",
+    "Dreamed",
+    "FlowProcessor",
+    "IndependentProcessor",
+    "compose",
+    "dream_size",
+]
