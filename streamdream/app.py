@@ -24,7 +24,7 @@ def build_engine(config: Config):  # -> DreamEngine; imported lazily: TensorFlow
     return DreamEngine(load_dream_model(config.model), config.dream)
 
 
-def progress_factory(enabled: bool):
+def progress_factory(enabled: bool, max_frames: int | None = None):
     """A tqdm bar for files (frames, fps, ETA); a counter with rate for live sources."""
     if not enabled:
         return None
@@ -33,6 +33,8 @@ def progress_factory(enabled: bool):
         from tqdm import tqdm
 
         total = None if info.live else info.frame_count
+        if max_frames and (total is None or max_frames < total):
+            total = max_frames
         return tqdm(total=total, unit="frame", desc="live" if info.live else "dreaming", file=sys.stderr, dynamic_ncols=True)
 
     return make
@@ -68,7 +70,7 @@ def run_pipeline(
         max_frames=config.pipeline.max_frames,
         stop=stop,
         observer=observer,
-        progress=progress_factory(config.pipeline.progress),
+        progress=progress_factory(config.pipeline.progress, config.pipeline.max_frames),
     )
     return pipeline.run()
 

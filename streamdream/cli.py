@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure dream speed (and with --soak, memory over time)")
     p.add_argument("--models", help="comma-separated models (default: every available one)")
     p.add_argument("--sizes", default="320x240,640x480")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     p.add_argument("--file", help="video for the end-to-end measurement (default: bigbuckbunny if installed)")
     p.add_argument("--frames", type=int, default=24, help="frames for the end-to-end measurement")
     p.add_argument("--soak", type=float, metavar="MINUTES", help="run the live demo this long and report memory")

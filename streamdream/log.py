@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
+import tempfile
 
 # scheme://user:password@host -> scheme://user:***@host ; also ?password=... / &token=...
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
@@ -34,6 +36,7 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     Must run before TensorFlow is imported to affect the C++ logger.
     """
     if verbose:
+        os.environ["STREAMDREAM_TF_VERBOSE"] = "1"
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -51,3 +54,32 @@ def setup_logging(level: str = "INFO", tf_verbose: bool = False) -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     quiet_tensorflow(tf_verbose)
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow once, hiding the lines its C++ core prints while it starts.
+
+    TF_CPP_MIN_LOG_LEVEL does not reach the absl messages of recent releases (CUDA probing
+    on a machine without a GPU prints an error line that is not one), so standard error is
+    parked in a file during the import and the device probe, and replayed if they fail.
+    ``--tf-verbose`` (STREAMDREAM_TF_VERBOSE=1) shows everything.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("STREAMDREAM_TF_VERBOSE"):
+        return
+    quiet_tensorflow()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as parked:
+        os.dup2(parked.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            parked.seek(0)
+            sys.stderr.write(parked.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
