@@ -172,7 +172,10 @@ class AvSource:
             return f"cannot read input file {self._display}: FFmpeg says: {said}{hint}"
         if self._kind == "webcam":
             return f"cannot open webcam {self._display}: FFmpeg says: {said} (is it in use by another program?)"
-        return f"cannot open {self._display}: FFmpeg says: {said}"
+        return (
+            f"cannot open {self._display}: FFmpeg says: {said} (check that the server is up and "
+            "reachable from here, the port and path of the URL, and the user name and password)"
+        )
 
     def _describe(self, container: av.container.InputContainer) -> SourceInfo:
         if not container.streams.video:
