@@ -104,3 +104,19 @@ def test_bad_option_values_are_named():
     assert proc.returncode == 2 and "image file not found: nope.png" in proc.stderr
     proc = streamdream("image", "nope.png", "-o", "x.png", "--model", "alexnet")
     assert proc.returncode == 3 and "unknown model 'alexnet'" in proc.stderr
+
+
+def test_evaluate_prints_json_for_a_pair_of_videos(tmp_path):
+    import json
+
+    from tests.fixtures.media import write_clip
+
+    clip = write_clip(tmp_path / "in.mp4", width=160, height=120, frames=12)
+    proc = streamdream("evaluate", clip, clip, "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["frames"] == 12
+    assert result["dream_strength"] == 0
+    assert result["warp_error_ratio"] == 1.0
+    proc = streamdream("evaluate", clip, tmp_path / "missing.mp4")
+    assert proc.returncode != 0 and "missing.mp4" in proc.stderr and "Traceback" not in proc.stderr
