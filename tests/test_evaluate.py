@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
 
 from streamdream.coherence.evaluate import KEYS, evaluate, evaluate_frames, format_evaluation, read_frames
 from streamdream.errors import SourceError
-
-
-def write_clip(path: Path, frames: list[np.ndarray], fps: int = 25) -> Path:
-    """A lossless H.264 clip (qp 0), so what we measure is what we wrote."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264rgb", rate=Fraction(fps))
-        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
-        stream.pix_fmt = "rgb24"
-        stream.options = {"qp": "0"}
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+from tests.fixtures.media import write_frames
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +24,7 @@ def real_frames() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def input_clip(real_frames, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_clip(tmp_path_factory.mktemp("clips") / "input.mp4", real_frames)
+    return write_frames(tmp_path_factory.mktemp("clips") / "input.mp4", real_frames)
 
 
 def test_lossless_clip_round_trips(input_clip: Path, real_frames) -> None:
@@ -62,7 +46,7 @@ def test_output_equal_to_input(input_clip: Path, tmp_path: Path) -> None:
 def test_per_frame_noise_is_flicker(input_clip: Path, real_frames, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     noisy = [np.clip(f + rng.normal(0, 12, f.shape), 0, 255).astype(np.uint8) for f in real_frames]
-    result = evaluate(input_clip, write_clip(tmp_path / "noisy.mp4", noisy))
+    result = evaluate(input_clip, write_frames(tmp_path / "noisy.mp4", noisy))
     assert result["warp_error_ratio"] > 10, result
     assert 5 < result["dream_strength"] < 15
 
@@ -78,7 +62,7 @@ def test_constant_offset_is_strength_not_flicker(real_frames) -> None:
 
 def test_brightness_drift_and_max_frames(input_clip: Path, real_frames, tmp_path: Path) -> None:
     ramp = [np.clip(f.astype(int) + i, 0, 255).astype(np.uint8) for i, f in enumerate(real_frames)]
-    result = evaluate(input_clip, write_clip(tmp_path / "ramp.mp4", ramp))
+    result = evaluate(input_clip, write_frames(tmp_path / "ramp.mp4", ramp))
     # 1 level a frame; 30 frames at 25 fps: the last second (frames 5-29) is 5 frames after the first
     assert 4.5 < result["brightness_drift"] <= 5.0
     assert evaluate(input_clip, input_clip, max_frames=10)["frames"] == 10

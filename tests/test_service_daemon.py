@@ -11,8 +11,6 @@ import shutil
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import yaml
@@ -21,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamdream.config import load_config
 from streamdream.service import daemon
 from streamdream.service.daemon import Service
+from tests.fixtures.servers import http_request
 
 PASSWORD = "s3cret-Pa55word"
 TOKEN = "test-token-123456"
@@ -41,17 +40,6 @@ def fast(tiny_model_path, **sections):
 def write(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def get(url, token=None, method="GET", body=None):
-    request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
 
 
 def samples(text: str) -> dict:
@@ -95,12 +83,12 @@ class Running:
             self.error = exc
 
     def metrics(self) -> dict:
-        status, text = get(self.url + "/metrics")
+        status, text = http_request(self.url + "/metrics")
         assert status == 200
         return samples(text)
 
     def state(self) -> dict:
-        status, body = get(self.url + "/api/state", token=TOKEN)
+        status, body = http_request(self.url + "/api/state", token=TOKEN)
         assert status == 200, body
         return json.loads(body)
 
@@ -141,19 +129,19 @@ def test_rtsp_server_dies_three_times_and_output_never_stops(tiny_model_path, rt
             # outputs keep going on idle frames while the server is gone
             wait_for(lambda: running.metrics()["streamdream_frames_total,stage=write"] >= down["streamdream_frames_total,stage=write"] + 15, 10, "idle output frames")
             wait_for(lambda: running.metrics()["streamdream_source_reconnects_total"] > before["streamdream_source_reconnects_total"], 5, "a reconnect attempt")
-            status, reason = get(running.url + "/healthz")
+            status, reason = http_request(running.url + "/healthz")
             assert status == 503 and "source down" in reason
             state = running.state()
             assert state["source"]["up"] is False
-            texts.append(get(running.url + "/metrics")[1] + json.dumps(state))
+            texts.append(http_request(running.url + "/metrics")[1] + json.dumps(state))
             back_before = running.metrics()
             rtsp_server.start()
             returned = time.monotonic()
             wait_for(lambda: real_frames(running.metrics()) > real_frames(back_before) + 3, 5, f"frames again after restart {round_ + 1}")
             assert time.monotonic() - returned < 5
             assert running.metrics()["streamdream_source_up"] == 1
-            assert get(running.url + "/healthz")[0] == 200
-        text = get(running.url + "/metrics")[1]
+            assert http_request(running.url + "/healthz")[0] == 200
+        text = http_request(running.url + "/metrics")[1]
         texts.append(text)
     finally:
         code = running.close()
@@ -188,17 +176,17 @@ def test_reload_and_control_change_the_running_dream(tiny_model_path, tmp_path, 
     running = Running(config)
     service = running.service
     try:
-        assert get(running.url + "/api/state")[0] == 401  # the token is required
-        assert get(running.url + "/api/preset/next", method="POST")[0] == 401
+        assert http_request(running.url + "/api/state")[0] == 401  # the token is required
+        assert http_request(running.url + "/api/preset/next", method="POST")[0] == 401
         state = running.state()
         assert (state["preset"], state["dream"]["step_size"]) == ("soft", 1.0)
         # control: preset by name, then strength; both crossfade in without stopping the output
-        assert get(running.url + "/api/preset", TOKEN, "POST", {"name": "hard"})[0] == 200
+        assert http_request(running.url + "/api/preset", TOKEN, "POST", {"name": "hard"})[0] == 200
         wait_for(lambda: running.state()["showing"] == "hard", 30, "preset hard")
         assert running.state()["layers"] == ["conv1"] and service.director.switcher.current.engine.config.step_size == 4.0
-        assert get(running.url + "/api/strength", TOKEN, "POST", {"value": 0.5})[0] == 200
+        assert http_request(running.url + "/api/strength", TOKEN, "POST", {"value": 0.5})[0] == 200
         wait_for(lambda: running.state()["dream"]["step_size"] == 2.0 and running.state()["fading_to"] is None, 30, "strength 0.5")
-        assert get(running.url + "/api/preset", TOKEN, "POST", {"name": "nope"})[0] == 400
+        assert http_request(running.url + "/api/preset", TOKEN, "POST", {"name": "nope"})[0] == 400
 
         # a valid change, picked up by the file watch alone: applied without a restart
         data["dream"]["step_size"] = 3.0

@@ -8,8 +8,6 @@ import shutil
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from fractions import Fraction
 
 import numpy as np
@@ -38,6 +36,7 @@ from streamdream.service.playlist import Playlist, apply_preset
 from streamdream.service.reconnect import Backoff, ReconnectingSource
 from streamdream.service.reload import ConfigWatcher, plan_reload
 from streamdream.service.switcher import Look, SwitchableProcessor
+from tests.fixtures.servers import http_request
 
 # --- config ------------------------------------------------------------------------------------
 
@@ -146,17 +145,6 @@ def test_health_turns_503_when_source_down_or_stuck():
     assert not status.ok and "no output frame for 6 s" in status.reason
 
 
-def scrape(url: str, token: str | None = None, method: str = "GET", body: dict | None = None):
-    request = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode())
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-
-
 class FakeController:
     def __init__(self):
         self.calls = []
@@ -205,7 +193,7 @@ def test_metrics_scrape_parses_and_passes_promtool(metrics_server):
     metrics.dream_steps(12)
     metrics.source_up(True)
     metrics.source_reconnect()
-    status, text = scrape(server.url + "/metrics")
+    status, text = http_request(server.url + "/metrics")
     assert status == 200
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
     assert samples[("streamdream_frames_total", (("stage", "capture"),))] == 7
@@ -228,30 +216,30 @@ def test_metrics_scrape_parses_and_passes_promtool(metrics_server):
 def test_healthz_says_why(metrics_server):
     server, metrics, health, _ = metrics_server
     health.frame_done("write")
-    assert scrape(server.url + "/healthz") == (200, "ok\n")
+    assert http_request(server.url + "/healthz") == (200, "ok\n")
     health.configure(HealthConfig(source_down_after=0.01))
     health.source_up(False)
     time.sleep(0.05)
-    status, body = scrape(server.url + "/healthz")
+    status, body = http_request(server.url + "/healthz")
     assert status == 503 and body.startswith("source down for")
 
 
 def test_control_api_needs_the_token(metrics_server, caplog):
     server, *_, controller = metrics_server
-    assert scrape(server.url + "/api/state")[0] == 401
-    assert scrape(server.url + "/api/preset/next", method="POST", body={})[0] == 401
-    assert scrape(server.url + "/api/preset/next", token="wrong-token-here", method="POST", body={})[0] == 401
+    assert http_request(server.url + "/api/state")[0] == 401
+    assert http_request(server.url + "/api/preset/next", method="POST", body={})[0] == 401
+    assert http_request(server.url + "/api/preset/next", token="wrong-token-here", method="POST", body={})[0] == 401
     assert controller.calls == []
     assert "refused POST /api/preset/next" in caplog.text and "correct-horse" not in caplog.text
     token = "correct-horse-battery"
-    status, body = scrape(server.url + "/api/state", token=token)
+    status, body = http_request(server.url + "/api/state", token=token)
     assert status == 200 and json.loads(body)["preset"] == "a" and "health" in json.loads(body)
-    assert scrape(server.url + "/api/preset/next", token=token, method="POST")[0] == 200
-    assert scrape(server.url + "/api/preset", token=token, method="POST", body={"name": "b"})[0] == 200
-    status, body = scrape(server.url + "/api/preset", token=token, method="POST", body={"name": "zzz"})
+    assert http_request(server.url + "/api/preset/next", token=token, method="POST")[0] == 200
+    assert http_request(server.url + "/api/preset", token=token, method="POST", body={"name": "b"})[0] == 200
+    status, body = http_request(server.url + "/api/preset", token=token, method="POST", body={"name": "zzz"})
     assert status == 400 and "unknown preset 'zzz'" in body
-    assert scrape(server.url + "/api/strength", token=token, method="POST", body={"value": 1.5})[0] == 200
-    status, body = scrape(server.url + "/api/strength", token=token, method="POST", body={"value": "loud"})
+    assert http_request(server.url + "/api/strength", token=token, method="POST", body={"value": 1.5})[0] == 200
+    status, body = http_request(server.url + "/api/strength", token=token, method="POST", body={"value": "loud"})
     assert status == 400 and "NUMBER" in body
     assert controller.calls == ["next", "b", 1.5]
 
@@ -482,10 +470,10 @@ def test_start_metrics_serves_run_too():
     try:
         observer.frame_done("write")
         observer.source_up(True)
-        status, text = scrape(server.url + "/metrics")
+        status, text = http_request(server.url + "/metrics")
         assert status == 200 and 'streamdream_frames_total{stage="write"} 1.0' in text
         assert 'model="vgg16"' in text
-        assert scrape(server.url + "/healthz") == (200, "ok\n")
-        assert scrape(server.url + "/api/state")[0] == 404  # no control API under `run`
+        assert http_request(server.url + "/healthz") == (200, "ok\n")
+        assert http_request(server.url + "/api/state")[0] == 404  # no control API under `run`
     finally:
         server.shutdown()
