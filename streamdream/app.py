@@ -54,14 +54,21 @@ def run_pipeline(
     engine=None,
 ) -> PipelineResult:
     """Dream ``config.source`` into every ``config.outputs`` until the end or ``stop``."""
-    from .coherence import make_processor
     from .sinks import open_sink
     from .sources import open_source
 
-    engine = engine or build_engine(config)
-    source = open_source(config.source)
+    # a bad output URI or input is reported now, not after TensorFlow and the model have loaded
     audio = audio_source_of(config.source.uri)
     sinks = [open_sink(output, audio_source=audio) for output in config.outputs]
+    source = open_source(config.source)
+    info = source.open()
+    try:
+        from .coherence import make_processor
+
+        engine = engine or build_engine(config)
+    except BaseException:
+        source.close()
+        raise
     pipeline = Pipeline(
         source,
         lambda info: make_processor(config, engine, live=info.live, observer=observer),
@@ -71,6 +78,7 @@ def run_pipeline(
         stop=stop,
         observer=observer,
         progress=progress_factory(config.pipeline.progress, config.pipeline.max_frames),
+        opened=info,
     )
     return pipeline.run()
 

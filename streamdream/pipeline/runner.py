@@ -64,6 +64,7 @@ class Pipeline:
         stop: threading.Event | None = None,
         observer: PipelineObserver | None = None,
         progress: Callable[[SourceInfo], object] | None = None,
+        opened: SourceInfo | None = None,
     ) -> None:
         self.source = source
         self._make_processor = make_processor
@@ -74,6 +75,7 @@ class Pipeline:
         self.stop = stop or threading.Event()
         self.observer = observer or PipelineObserver()
         self._make_progress = progress
+        self._opened = opened  # the caller opened the source already (to fail fast) and got this
         self.result = PipelineResult()
         self._lock = threading.Lock()
 
@@ -179,7 +181,7 @@ class Pipeline:
     # --- the run ------------------------------------------------------------------------------
 
     def _open(self) -> SourceInfo:
-        info = self.source.open()
+        info = self._opened or self.source.open()
         opened: list[Sink] = []
         try:
             for sink in self.sinks:
