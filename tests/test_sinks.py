@@ -85,6 +85,14 @@ def decoded(path: Path) -> list[av.VideoFrame]:
         return list(container.decode(video=0))
 
 
+def frames_recorded(path: Path) -> int:
+    """Frames readable now from a file a server may still be writing (0 until its header is there)."""
+    try:
+        return len(decoded(path))
+    except (FileNotFoundError, av.error.FFmpegError):
+        return 0
+
+
 def audio_summary(path: Path) -> tuple[str, int, int, float]:
     """(codec, packet count, bytes, duration in seconds from first start to last end)."""
     with av.open(str(path)) as container:
@@ -516,7 +524,7 @@ def test_rtmp_publish_to_nginx_records(tmp_path: Path) -> None:
         publish_frames(f"rtmp://127.0.0.1:{port}/live/dream", 40)
         deadline = time.monotonic() + 5
         recorded = record / "dream.flv"
-        while not (recorded.exists() and len(decoded(recorded)) >= 38) and time.monotonic() < deadline:
+        while frames_recorded(recorded) < 38 and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         stop(server)
