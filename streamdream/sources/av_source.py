@@ -22,6 +22,7 @@ import av
 
 from ..errors import SourceError, SourceLostError
 from ..frames import Frame, SourceInfo, freeze
+from .base import OpenedInfo
 from .uri import AvOpenArgs
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class _LiveClock:
         return self._anchor[1] + (stream_seconds - self._anchor[0])
 
 
-class AvSource:
+class AvSource(OpenedInfo):
     """A Source read through PyAV. See ``open_source`` for how one is built from a URI."""
 
     def __init__(
@@ -89,12 +90,6 @@ class AvSource:
         self._halt: threading.Event | None = None  # stops the current reader thread
         self._container: av.container.InputContainer | None = None
         self._info: SourceInfo | None = None
-
-    @property
-    def info(self) -> SourceInfo:
-        if self._info is None:
-            raise SourceError(f"{self._display}: the source is not open; call open() first")
-        return self._info
 
     # --- open ----------------------------------------------------------------------------
 

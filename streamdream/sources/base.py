@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
+from ..errors import SourceError
 from ..frames import Frame, SourceInfo
 
 
@@ -25,3 +26,16 @@ class Source(Protocol):
     def frames(self) -> Iterator[Frame]: ...
 
     def close(self) -> None: ...
+
+
+class OpenedInfo:
+    """The ``info`` every source shares: set by ``open()``, an error before it."""
+
+    _info: SourceInfo | None = None
+    _display: str = "source"
+
+    @property
+    def info(self) -> SourceInfo:
+        if self._info is None:
+            raise SourceError(f"{self._display}: the source is not open; call open() first")
+        return self._info

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import SourceError
 from ..frames import Frame, SourceInfo, freeze
+from .base import OpenedInfo
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_FPS, DEFAULT_FRAMES = 640, 480, 30.0, 90
 
@@ -149,7 +150,7 @@ class DemoScene:
         return image
 
 
-class DemoSource:
+class DemoSource(OpenedInfo):
     """The ``demo`` input as a Source."""
 
     def __init__(self, settings: DemoSettings, display: str = "demo") -> None:
@@ -158,12 +159,6 @@ class DemoSource:
         self._closed = threading.Event()
         self._scene: DemoScene | None = None
         self._info: SourceInfo | None = None
-
-    @property
-    def info(self) -> SourceInfo:
-        if self._info is None:
-            raise SourceError("demo: the source is not open; call open() first")
-        return self._info
 
     def open(self) -> SourceInfo:
         s = self.settings

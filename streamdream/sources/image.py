@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import SourceError
 from ..frames import Frame, SourceInfo, freeze
 from ..images import read_rgb8
+from .base import OpenedInfo
 
 
 def read_image(path: str, display: str | None = None) -> np.ndarray:
@@ -16,7 +17,7 @@ def read_image(path: str, display: str | None = None) -> np.ndarray:
     return read_rgb8(path, display, error=SourceError)
 
 
-class ImageSource:
+class ImageSource(OpenedInfo):
     """A still image as a one-frame Source."""
 
     def __init__(self, path: str, display: str | None = None) -> None:
@@ -24,12 +25,6 @@ class ImageSource:
         self._display = display or path
         self._image: np.ndarray | None = None
         self._info: SourceInfo | None = None
-
-    @property
-    def info(self) -> SourceInfo:
-        if self._info is None:
-            raise SourceError(f"{self._display}: the source is not open; call open() first")
-        return self._info
 
     def open(self) -> SourceInfo:
         self._image = freeze(read_image(self._path, self._display))
