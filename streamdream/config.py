@@ -116,7 +116,7 @@ class CoherenceConfig(Section):
         "dream (DeepDreamVideo); flow: carry the previous dream along the optical flow and refine it."
     )
     blend_ratio: float = Field(0.5, ge=0.0, lt=1.0, description="blend mode: share of the previous dream in the blend.")
-    carry: float = Field(0.99, gt=0.0, le=1.0, description="flow mode: factor on the carried detail each frame (< 1 fades old detail).")
+    carry: float = Field(1.0, gt=0.0, le=1.0, description="flow mode: factor on the carried detail each frame (< 1 fades old detail).")
     refine_steps: int = Field(3, ge=0, le=100, description="flow mode: gradient steps per frame on the carried dream.")
     refine_carried: float = Field(0.25, ge=0.0, le=1.0, description="flow mode: share of the refinement taken where "
                                   "detail was carried (all of it is taken where detail was dropped or revealed).")
@@ -128,7 +128,7 @@ class CoherenceConfig(Section):
                               "keeps its detail exactly (no shimmer on still parts); 0: off.")
     steady_jitter: bool = Field(True, description="flow mode: refine every frame with the same random transforms, so still "
                                 "parts stay still instead of shimmering.")
-    max_detail_gain: float = Field(1.0, gt=0.0, le=10.0, description="flow mode: cap on the carried detail's RMS, relative to the last full dream's.")
+    max_detail_gain: float = Field(1.0, gt=0.0, le=10.0, description="flow mode: cap on how much of the carried detail shows (mean |detail|), relative to the last full dream's.")
     full_every: int = Field(0, ge=0, le=100000, description="flow mode: a full dream every N frames (0: only first frame and scene cuts).")
     scene_cut: float = Field(30.0, ge=0.0, le=255.0, description="Grey-thumbnail mean difference (0-255) that starts a new shot; 0: off.")
     flow: Literal["dis", "farneback"] = Field("dis", description="Optical flow method.")

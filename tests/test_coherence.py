@@ -29,6 +29,7 @@ from streamdream.coherence.processors import compose, dream_size
 from streamdream.coherence.scenecut import SceneCutDetector
 from streamdream.config import CoherenceConfig, DreamConfig, ModelConfig, parse_config
 from streamdream.dream.engine import DreamEngine
+from streamdream.dream.tone import NO_TONE
 from streamdream.errors import ConfigError
 from streamdream.frames import Frame, freeze
 from streamdream.models.loader import load_dream_model
@@ -204,9 +205,9 @@ def test_dream_width_adds_upsampled_detail_to_the_full_frame() -> None:
     assert dream_size(640, 480, 1280) == (640, 480)  # never upscaled
     image = texture(192, 144)
     detail = np.zeros((36, 48, 3), np.float32)
-    out = compose(image, detail)
+    out = compose(image, detail, tone=NO_TONE)
     assert np.array_equal(out, image)  # no detail: the sharp full-resolution frame itself
-    out = compose(image, detail + 10.0)
+    out = compose(image, detail + 10.0, tone=NO_TONE)
     assert np.allclose(out.astype(int), np.minimum(image.astype(int) + 10, 255))
 
 
@@ -309,7 +310,7 @@ def test_live_scene_cut_hides_the_old_dream_and_dreams_afresh(engine: DreamEngin
 
 def test_live_dreamer_failure_reaches_the_caller(tiny_model) -> None:
     class Broken(DreamEngine):
-        def dream(self, *args, **kwargs):
+        def dream_detail(self, *args, **kwargs):
             raise RuntimeError("boom")
 
     live = LiveDreamer(FlowProcessor(Broken(tiny_model, DreamConfig(seed=0)), CoherenceConfig()))

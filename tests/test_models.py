@@ -15,7 +15,7 @@ def test_registry_offers_the_required_models_with_presets():
     for entry in REGISTRY.values():
         assert {"shallow", "mid", "deep"} <= set(entry.presets)
         assert entry.default_preset in entry.presets
-    assert REGISTRY["inception_v3"].presets["mid"] == ("mixed3", "mixed5")
+    assert REGISTRY["inception_v3"].presets["mid"].layer_names == ("mixed3", "mixed5")
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED - {"efficientnet_lite0"}))
@@ -34,8 +34,8 @@ def test_keras_presets_name_real_layers(name):
     }
     model = builders[name](include_top=False, weights=None, input_shape=(None, None, 3))
     names = {layer.name for layer in model.layers}
-    for layers in entry.presets.values():
-        assert set(layers) <= names
+    for look in entry.presets.values():
+        assert set(look.layer_names) <= names
 
 
 def test_offline_download_failure_names_the_file_and_the_offline_model(tmp_path, monkeypatch):

@@ -58,8 +58,9 @@ def compose(image: np.ndarray, detail: np.ndarray, *, tone: ToneKeeper) -> np.nd
     return freeze(cv2.add(image, detail, dtype=cv2.CV_8U))
 
 
-def rms(values: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(values, dtype=np.float32))))
+def shown_level(engine: DreamEngine, detail: np.ndarray, small: np.ndarray) -> float:
+    """Mean |detail| as it shows on ``small``, tones kept: the visible amount of dream."""
+    return float(np.abs(engine.tone.apply(detail, small)).mean())
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ class FlowProcessor(DreamProcessor):
                                  still_flow=cfg.still_flow)
         self._detail: np.ndarray | None = None
         self._gray: np.ndarray | None = None
-        self._reference_rms = 0.0  # the last full dream's detail energy
+        self._reference_level = 0.0  # what showed of the last full dream's detail (mean |.|)
         self._since_full = 0
         self.visible_fraction = 1.0  # of the last carried frame, for diagnostics
 
@@ -237,7 +238,7 @@ class FlowProcessor(DreamProcessor):
     def _dream_full(self, small: np.ndarray) -> tuple[np.ndarray, int]:
         before = self.engine.steps_total
         detail = self.engine.dream_detail(small)  # the configured octaves and steps
-        self._reference_rms = rms(detail)
+        self._reference_level = shown_level(self.engine, detail, small)
         return detail, self.engine.steps_total - before
 
     def _warm_start(self, small: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, int]:
@@ -265,12 +266,13 @@ class FlowProcessor(DreamProcessor):
             current = np.clip(resize(small, w, h) + resize(detail, w, h), 0.0, 255.0)
             refined = self.engine.ascend(current, self.steps, step_size)
             detail += resize(refined - current, width, height) * weight
-        # 3. bound: detail stays within the picture's range and the energy of a full dream
+        # 3. bound: detail stays within the picture's range, and what shows of it within what
+        # the last full dream showed, so a long shot's dream does not grow or drift
         detail = np.clip(small + detail, 0.0, 255.0) - small
-        limit = cfg.max_detail_gain * self._reference_rms
-        energy = rms(detail)
-        if limit > 0 and energy > limit:
-            detail *= limit / energy
+        limit = cfg.max_detail_gain * self._reference_level
+        level = shown_level(self.engine, detail, small)
+        if limit > 0 and level > limit:
+            detail *= limit / level
         return detail, self.engine.steps_total - before
 
 

@@ -204,6 +204,8 @@ class DreamEngine:
     def dream(self, image: np.ndarray, *, steps: int | None = None, octaves: int | None = None) -> np.ndarray:
         """Dream ``image`` (float32 RGB 0-255); returns the dreamed picture, tones kept."""
         image = np.asarray(image, np.float32)
+        if (self.config.steps if steps is None else steps) <= 0:
+            return self.blend_source(image)
         detail = self.dream_detail(image, steps=steps, octaves=octaves)
         return np.clip(image + self.tone.apply(detail, image), 0, 255)
 

@@ -61,15 +61,18 @@ class ToneKeeper:
 
     def tone_shift(self, detail: np.ndarray, luma: np.ndarray) -> np.ndarray:
         """HxW: the detail's mean luminance over the tonal band of each pixel (interpolated
-        between band centres): what the dream would do to the picture's tone curve."""
+        between band centres): what the dream would do to the picture's tone curve. Pixels
+        without detail (newly revealed ones, say) neither count nor get a shift: they show
+        the picture as it is."""
+        dreamed = cv2.blur((np.abs(detail).max(axis=2) > 0.5).astype(np.float32), (3, 3))
         position = np.clip(luma * (BANDS / 256.0) - 0.5, 0.0, BANDS - 1.0)
         index = position.astype(np.int32)
-        counts = np.bincount(index.ravel(), minlength=BANDS)
-        sums = np.bincount(index.ravel(), weights=(detail @ _LUMA).ravel(), minlength=BANDS)
-        curve = (sums / np.maximum(counts, 1)).astype(np.float32)
+        counts = np.bincount(index.ravel(), weights=dreamed.ravel(), minlength=BANDS)
+        sums = np.bincount(index.ravel(), weights=((detail @ _LUMA) * dreamed).ravel(), minlength=BANDS)
+        curve = (sums / np.maximum(counts, 1e-3)).astype(np.float32)
         upper = np.minimum(index + 1, BANDS - 1)
         frac = position - index
-        return curve[index] * (1.0 - frac) + curve[upper] * frac
+        return (curve[index] * (1.0 - frac) + curve[upper] * frac) * dreamed
 
     def apply(self, detail: np.ndarray, source: np.ndarray) -> np.ndarray:
         """``detail`` without its tone shift, faded near black and white, following ``source``
