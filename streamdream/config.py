@@ -55,7 +55,7 @@ class DreamConfig(Section):
     strength: float = Field(1.0, gt=0.0, le=10.0, description="How much dream shows: 1.0 is the same visible amount "
                             "for every model, preset and size; it scales the step size and the detail level.")
     detail_level: float = Field(16.0, ge=0.0, le=128.0, description="Mean |detail| (levels of 255) a full dream is "
-                                "brought to at strength 1, before tones are kept (within 0.5x-2x of what it reached); 0: off.")
+                                "brought to at strength 1, as it shows with tones kept (within 0.5x-3x of what it reached); 0: off.")
     octaves: int | None = Field(None, ge=1, le=12, description="Number of scales dreamed, smallest first (None: the preset's).")
     octave_scale: float | None = Field(None, gt=1.0, le=4.0, description="Size ratio between octaves (None: the preset's).")
     steps: int | None = Field(None, ge=0, le=1000, description="Gradient steps per octave (None: the preset's).")
@@ -70,9 +70,9 @@ class DreamConfig(Section):
     gradient_blur: int = Field(1, ge=0, le=8, description="Passes of a [1,2,1] filter smoothing the gradient (sigma ~0.7 px each); 0: off.")
     decorrelate: float = Field(1.0, ge=0.0, le=1.0, description="Step in a decorrelated colour space: 1 natural "
                                "colours, 0 plain RGB (more rainbow noise).")
-    protect_shadows: float = Field(64.0, ge=0.0, le=255.0, description="Detail fades out below this luminance, so "
+    protect_shadows: float = Field(32.0, ge=0.0, le=255.0, description="Detail fades out below this luminance, so "
                                    "blacks stay black; 0: off.")
-    protect_highlights: float = Field(32.0, ge=0.0, le=255.0, description="Detail fades out this close to white, so "
+    protect_highlights: float = Field(24.0, ge=0.0, le=255.0, description="Detail fades out this close to white, so "
                                       "whites don't burn; 0: off.")
     tile_size: int = Field(1024, ge=64, le=8192, description="Gradients are computed in tiles this big.")
     width: int | None = Field(None, ge=32, le=8192, description="Dream at this width (None: frame width).")

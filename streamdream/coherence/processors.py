@@ -39,6 +39,9 @@ from .scenecut import SceneCutDetector
 
 log = logging.getLogger(__name__)
 
+OPENED_UP = 1.5  # flow mode: a full dream when this many times more of the picture can show one
+REGAIN = 1.02  # flow mode: most a frame's carried detail is raised towards the full dream's level
+
 
 def dream_size(width: int, height: int, dream_width: int | None) -> tuple[int, int]:
     """The dream resolution for a frame: ``dream_width`` wide, aspect kept; never upscaled."""
@@ -213,6 +216,7 @@ class FlowProcessor(DreamProcessor):
         self._detail: np.ndarray | None = None
         self._gray: np.ndarray | None = None
         self._reference_level = 0.0  # what showed of the last full dream's detail (mean |.|)
+        self._reference_share = 0.0  # the share of that frame where tones let detail show
         self._since_full = 0
         self.visible_fraction = 1.0  # of the last carried frame, for diagnostics
 
@@ -221,6 +225,7 @@ class FlowProcessor(DreamProcessor):
         gray = to_gray(small)
         cut = self.cuts(small) if cut is None else cut
         due = cfg.full_every > 0 and self._since_full >= cfg.full_every
+        due = due or self._opened_up(small)
         if self._detail is None or cut or due:
             if cut:
                 log.debug("scene cut (thumbnail difference %.1f): full dream", self.cuts.last_score)
@@ -235,10 +240,20 @@ class FlowProcessor(DreamProcessor):
         self._gray = freeze(gray)
         return Dreamed(self._detail, steps, full)
 
+    def _opened_up(self, small: np.ndarray) -> bool:
+        """Whether far more of the picture can show a dream than when the last full dream ran:
+        a fade-in from black, or the lights going on. Carried detail from a dark frame holds
+        almost nothing, so such a frame gets a full dream of its own."""
+        if self._detail is None:
+            return False
+        share = float(self.engine.tone.mask(small).mean())
+        return share > OPENED_UP * self._reference_share + 0.05
+
     def _dream_full(self, small: np.ndarray) -> tuple[np.ndarray, int]:
         before = self.engine.steps_total
         detail = self.engine.dream_detail(small)  # the configured octaves and steps
         self._reference_level = shown_level(self.engine, detail, small)
+        self._reference_share = float(self.engine.tone.mask(small).mean())
         return detail, self.engine.steps_total - before
 
     def _warm_start(self, small: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, int]:
@@ -266,13 +281,14 @@ class FlowProcessor(DreamProcessor):
             current = np.clip(resize(small, w, h) + resize(detail, w, h), 0.0, 255.0)
             refined = self.engine.ascend(current, self.steps, step_size)
             detail += resize(refined - current, width, height) * weight
-        # 3. bound: detail stays within the picture's range, and what shows of it within what
-        # the last full dream showed, so a long shot's dream does not grow or drift
+        # 3. level: what shows of the detail is held at what the last full dream showed, so a
+        # long shot's dream neither grows nor fades where motion keeps dropping detail; it is
+        # raised by at most REGAIN a frame, so the change is never a visible jump
         detail = np.clip(small + detail, 0.0, 255.0) - small
         limit = cfg.max_detail_gain * self._reference_level
         level = shown_level(self.engine, detail, small)
-        if limit > 0 and level > limit:
-            detail *= limit / level
+        if limit > 0 and level > 0:
+            detail *= min(limit / level, REGAIN)
         return detail, self.engine.steps_total - before
 
 

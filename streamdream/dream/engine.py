@@ -24,7 +24,7 @@ from .tone import ToneKeeper
 log = logging.getLogger(__name__)
 
 MIN_OCTAVE_SIDE = 48  # below this the network sees too little to dream anything
-MIN_GAIN, MAX_GAIN = 0.5, 2.0  # how far level_detail may scale a dream's detail
+MIN_GAIN, MAX_GAIN = 0.5, 3.0  # how far level_detail may scale a dream's detail
 
 #: settings for layers that come without a preset (``layers:`` or your own model file)
 DEFAULT_LOOK = Look((), "your own layers", octaves=4, octave_scale=1.4, steps=10, step_size=2.0)
@@ -193,7 +193,7 @@ class DreamEngine:
     def level_detail(self, detail: np.ndarray, source: np.ndarray) -> np.ndarray:
         """``detail`` scaled so that what shows of it (tones kept) averages ``detail_level`` x
         ``strength`` levels: one strength looks alike across models, presets and sizes. The
-        gain stays within 0.5-2x, so a nearly black frame is not blown up into noise."""
+        gain stays within 0.5-3x, so a nearly black frame is not blown up into noise."""
         target = self.config.detail_level * self.config.strength
         if target <= 0:
             return detail

@@ -37,8 +37,8 @@ def _smoothstep(edge: float, x: np.ndarray) -> np.ndarray:
 class ToneKeeper:
     """Weights a dream's detail so that blacks stay black and whites stay white."""
 
-    shadows: float = 64.0  # levels above black where the detail reaches full strength (0: off)
-    highlights: float = 32.0  # levels below white where it does (0: off)
+    shadows: float = 32.0  # levels above black where the detail reaches full strength (0: off)
+    highlights: float = 24.0  # levels below white where it does (0: off)
     softness: float = 2.0  # Gaussian sigma (px at the detail's size) of the luminance it follows
 
     @property
