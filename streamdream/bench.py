@@ -1,8 +1,10 @@
 """`streamdream bench`: dream speed beside the bare network cost, and end-to-end throughput.
 
 Every ratio is measured side by side in one run on the same machine:
-- per model and size: ms per full dream step (jitter roll, tiled gradient, normalisation,
-  update) beside ms per bare forward+backward of the same truncated network;
+- per model and size: ms per full dream step (random transform, tiled gradient, conditioning,
+  update) beside ms per step of the classic DeepDream step this project had before its
+  gradient conditioning (random roll, std-normalised raw gradient) and ms per bare
+  forward+backward of the same truncated network;
 - end to end: frames per second of decode -> dream -> null sink on a real file, beside
   the dream alone on the same frames already in memory.
 """
@@ -46,7 +48,32 @@ def _bare_gradient(model: Any):
     return loop
 
 
-def _best_ms(*fns, repeats: int = 5) -> list[float]:
+def _classic_step(engine: Any):
+    """The dream step before the look's gradient conditioning: a random roll of up to
+    ``jitter`` px and the raw gradient scaled to unit std. Kept to measure what the
+    conditioning costs, side by side."""
+    import tensorflow as tf
+
+    rng = tf.random.Generator.from_seed(0)
+    jitter = engine.config.jitter
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([], tf.int32)])
+    def loop(image: tf.Tensor, steps: tf.Tensor) -> tf.Tensor:
+        for _ in tf.range(steps):
+            shift = rng.uniform([2], -jitter, jitter + 1, dtype=tf.int32)
+            rolled = tf.roll(image, shift=shift, axis=[0, 1])
+            with tf.GradientTape() as tape:
+                tape.watch(rolled)
+                loss = engine.objective(rolled)
+            grad = tf.roll(tape.gradient(loss, rolled), shift=-shift, axis=[0, 1])
+            grad /= tf.math.reduce_std(grad) + 1e-8
+            image = tf.clip_by_value(image + engine.step_size * grad, 0.0, 255.0)
+        return image
+
+    return loop
+
+
+def _best_ms(*fns, repeats: int = 7) -> list[float]:
     """Minimum wall time of each function, run in turns so machine noise hits them alike."""
     best = [float("inf")] * len(fns)
     for _ in range(repeats):
@@ -66,25 +93,35 @@ def bench_model(name: str, sizes: list[tuple[int, int]], steps: int) -> list[dic
     model = load_dream_model(ModelConfig(name=name))
     engine = DreamEngine(model, Config().dream)
     bare = _bare_gradient(model)
+    classic = _classic_step(engine)
     rows = []
     for width, height in sizes:
         image = np.random.default_rng(0).uniform(0, 255, (height, width, 3)).astype(np.float32)
         tensor = tf.constant(image)
-        engine.ascend(image, 1)  # trace and warm up both
+        engine.ascend(image, 1)  # trace and warm up all three
         bare(tensor, tf.constant(1)).numpy()
-        dream_ms, bare_ms = (
-            ms / steps for ms in _best_ms(lambda: engine.ascend(image, steps), lambda: bare(tensor, tf.constant(steps)).numpy())
+        classic(tensor, tf.constant(1)).numpy()
+        dream_ms, classic_ms, bare_ms = (
+            ms / steps
+            for ms in _best_ms(
+                lambda: engine.ascend(image, steps),
+                lambda: classic(tensor, tf.constant(steps)).numpy(),
+                lambda: bare(tensor, tf.constant(steps)).numpy(),
+            )
         )
         rows.append(
             {
                 "model": name,
                 "size": f"{width}x{height}",
                 "dream_step_ms": round(dream_ms, 1),
+                "classic_step_ms": round(classic_ms, 1),
+                "vs_classic_pct": round(100.0 * (dream_ms / classic_ms - 1.0), 1),
                 "bare_fwd_bwd_ms": round(bare_ms, 1),
                 "overhead_pct": round(100.0 * (dream_ms / bare_ms - 1.0), 1),
             }
         )
-        log.info("%s %dx%d: dream step %.1f ms, bare %.1f ms", name, width, height, dream_ms, bare_ms)
+        log.info("%s %dx%d: dream step %.1f ms, classic step %.1f ms, bare %.1f ms", name, width, height, dream_ms,
+                 classic_ms, bare_ms)
     return rows
 
 
@@ -157,10 +194,12 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"{'model':<20} {'size':>9} {'dream step ms':>14} {'bare fwd+bwd ms':>16} {'overhead':>9}"]
+    lines = [f"{'model':<20} {'size':>9} {'dream step ms':>14} {'classic step ms':>16} {'vs classic':>11} "
+             f"{'bare fwd+bwd ms':>16} {'overhead':>9}"]
     for row in report.get("models", []):
         lines.append(
-            f"{row['model']:<20} {row['size']:>9} {row['dream_step_ms']:>14.1f} {row['bare_fwd_bwd_ms']:>16.1f} {row['overhead_pct']:>8.1f}%"
+            f"{row['model']:<20} {row['size']:>9} {row['dream_step_ms']:>14.1f} {row['classic_step_ms']:>16.1f} "
+            f"{row['vs_classic_pct']:>10.1f}% {row['bare_fwd_bwd_ms']:>16.1f} {row['overhead_pct']:>8.1f}%"
         )
     e2e = report.get("end_to_end")
     if e2e:

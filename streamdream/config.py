@@ -67,7 +67,7 @@ class DreamConfig(Section):
     laplacian_levels: int = Field(4, ge=0, le=8, description="Laplacian pyramid levels the gradient is normalised over; 0: off.")
     fine_gain: float = Field(0.1, ge=0.0, le=1.0, description="Weight of the gradient's finest band (periods of 2-4 px); "
                              "low values keep pixel grain out.")
-    gradient_blur: int = Field(1, ge=0, le=8, description="Passes of a [1,2,1] filter smoothing the gradient (sigma ~0.7 px each); 0: off.")
+    gradient_blur: int = Field(0, ge=0, le=8, description="Passes of a [1,2,1] filter smoothing the gradient (sigma ~0.7 px each); 0: off.")
     decorrelate: float = Field(1.0, ge=0.0, le=1.0, description="Step in a decorrelated colour space: 1 natural "
                                "colours, 0 plain RGB (more rainbow noise).")
     protect_shadows: float = Field(32.0, ge=0.0, le=255.0, description="Detail fades out below this luminance, so "

@@ -42,7 +42,7 @@ class Conditioning:
 
     scale: float = 0.05  # random scale within 1 +- scale
     rotate: float = 5.0  # random rotation within +- degrees
-    blur: int = 1  # passes of a [1, 2, 1] binomial filter (0: off)
+    blur: int = 0  # passes of a [1, 2, 1] binomial filter (0: off)
     laplacian_levels: int = 4  # pyramid levels normalised (0: off)
     fine_gain: float = 0.1  # weight of the finest band (periods of 2-4 px) after normalising
     decorrelate: float = 1.0  # 0: plain RGB, 1: fully decorrelated

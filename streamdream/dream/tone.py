@@ -40,18 +40,23 @@ class ToneKeeper:
     shadows: float = 32.0  # levels above black where the detail reaches full strength (0: off)
     highlights: float = 24.0  # levels below white where it does (0: off)
     softness: float = 2.0  # Gaussian sigma (px at the detail's size) of the luminance it follows
+    smooth: float = 0.8  # Gaussian sigma (px) over the finished detail (0: off)
 
     @property
     def enabled(self) -> bool:
-        return self.shadows > 0 or self.highlights > 0
+        return self.shadows > 0 or self.highlights > 0 or self.smooth > 0
 
     def mask(self, source: np.ndarray) -> np.ndarray:
         """HxW float32 weights (0-1) for detail dreamed on ``source`` (HxWx3, 0-255)."""
-        return self._weight(np.asarray(source, np.float32) @ _LUMA)
+        return self._weight(self._luma(source))
+
+    def _luma(self, source: np.ndarray) -> np.ndarray:
+        """The local luminance the corrections follow: smoothed, so that they do not trace
+        single bright or dark pixels (stars on a night sky) into pixel-sized specks."""
+        luma = np.asarray(source, np.float32) @ _LUMA
+        return cv2.GaussianBlur(luma, (0, 0), self.softness) if self.softness > 0 else luma
 
     def _weight(self, luma: np.ndarray) -> np.ndarray:
-        if self.softness > 0:
-            luma = cv2.GaussianBlur(luma, (0, 0), self.softness)
         weight = np.ones_like(luma)
         if self.shadows > 0:
             weight *= _smoothstep(self.shadows, luma)
@@ -64,7 +69,7 @@ class ToneKeeper:
         between band centres): what the dream would do to the picture's tone curve. Pixels
         without detail (newly revealed ones, say) neither count nor get a shift: they show
         the picture as it is."""
-        dreamed = cv2.blur((np.abs(detail).max(axis=2) > 0.5).astype(np.float32), (3, 3))
+        dreamed = cv2.GaussianBlur((np.abs(detail).max(axis=2) > 0.5).astype(np.float32), (0, 0), 1.5)
         position = np.clip(luma * (BANDS / 256.0) - 0.5, 0.0, BANDS - 1.0)
         index = position.astype(np.int32)
         counts = np.bincount(index.ravel(), weights=dreamed.ravel(), minlength=BANDS)
@@ -82,11 +87,17 @@ class ToneKeeper:
         height, width = detail.shape[:2]
         if source.shape[:2] != (height, width):
             source = cv2.resize(np.asarray(source, np.float32), (width, height), interpolation=cv2.INTER_AREA)
-        luma = np.asarray(source, np.float32) @ _LUMA
-        neutral = detail - self.tone_shift(detail, luma)[..., None]
-        return neutral * self._weight(luma)[..., None]
+        source = np.asarray(source, np.float32)
+        shown = detail * self._weight(self._luma(source))[..., None]
+        # a light blur: the weight follows the picture's luminance, so it traces its finest
+        # structure (stars, hair) into the detail, which would show as grain
+        if self.smooth > 0:
+            shown = cv2.GaussianBlur(shown, (0, 0), self.smooth)
+        # last, the tone shift per band of each pixel's own luminance: what stays is mean-free
+        # within every band, the blacks' included
+        return shown - self.tone_shift(shown, source @ _LUMA)[..., None]
 
 
-NO_TONE = ToneKeeper(shadows=0.0, highlights=0.0)
+NO_TONE = ToneKeeper(shadows=0.0, highlights=0.0, smooth=0.0)
 
 __all__ = ["NO_TONE", "ToneKeeper"]

