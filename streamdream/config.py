@@ -70,6 +70,8 @@ class DreamConfig(Section):
     gradient_blur: int = Field(0, ge=0, le=8, description="Passes of a [1,2,1] filter smoothing the gradient (sigma ~0.7 px each); 0: off.")
     decorrelate: float = Field(1.0, ge=0.0, le=1.0, description="Step in a decorrelated colour space: 1 natural "
                                "colours, 0 plain RGB (more rainbow noise).")
+    detail_smooth: float = Field(0.8, ge=0.0, le=8.0, description="Gaussian sigma (px) over the finished detail, so "
+                                 "tone keeping, which follows the picture's finest structure, adds no grain; 0: off.")
     protect_shadows: float = Field(32.0, ge=0.0, le=255.0, description="Detail fades out below this luminance, so "
                                    "blacks stay black; 0: off.")
     protect_highlights: float = Field(24.0, ge=0.0, le=255.0, description="Detail fades out this close to white, so "

@@ -72,7 +72,7 @@ class DreamEngine:
         self.model = model
         config = resolve_settings(config, model.look)
         self.config = config  # every field set: the preset's look fills what the config leaves open
-        self.tone = ToneKeeper(config.protect_shadows, config.protect_highlights)
+        self.tone = ToneKeeper(config.protect_shadows, config.protect_highlights, smooth=config.detail_smooth)
         self.trace_count = 0
         self.steps_total = 0
         self._rng = tf.random.Generator.from_seed(config.seed) if config.seed is not None else tf.random.Generator.from_non_deterministic_state()
