@@ -257,7 +257,9 @@ def cmd_models(args: argparse.Namespace, stop: threading.Event) -> int:
         ok, where = entry.available()
         print(f"{entry.name:<20} {'available' if ok else 'not available':<14} {entry.description}")
         print(f"{'':<20} weights: {entry.weights_source}; {where}")
-        print(f"{'':<20} presets: " + "; ".join(f"{k}={','.join(v)}" for k, v in entry.presets.items()))
+        for name, look in entry.presets.items():
+            layers = ",".join(look.layer_names) + (" (animal classes)" if look.layers[0].channels else "")
+            print(f"{'':<20} preset {name:<8} {look.description}: {layers}")
     print("also: any .keras/.h5 model file, with --layers")
     return 0
 

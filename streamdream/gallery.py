@@ -84,6 +84,8 @@ def contact_sheet(
         raise ModelError("no model for the sheet has its weights on this machine: " + ", ".join(missing)
                          + " (see `streamdream models`)")
     note = "weights not on this machine: " + ", ".join(missing) if missing else None
+    if missing:
+        log.warning("left off the sheet, their weights are not on this machine: %s (see `streamdream models`)", ", ".join(missing))
     return _grid(rows, note)
 
 

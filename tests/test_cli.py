@@ -1,4 +1,4 @@
-"""The command line a user types: image, zoom, run, validate-config, models."""
+"""The command line a user types: image, gallery, zoom, run, validate-config, models."""
 
 from __future__ import annotations
 
@@ -120,3 +120,23 @@ def test_evaluate_prints_json_for_a_pair_of_videos(tmp_path):
     assert result["warp_error_ratio"] == 1.0
     proc = streamdream("evaluate", clip, tmp_path / "missing.mp4")
     assert proc.returncode != 0 and "missing.mp4" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_gallery_makes_one_labelled_sheet_of_models_and_presets(cat_png, tmp_path, monkeypatch):
+    """One row per available model (the original first, then its presets); a model whose
+    weights are not here is named on the last line instead of stopping the sheet."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no InceptionV3 weights, on any machine
+    sheet = tmp_path / "sheet.png"
+    proc = streamdream("gallery", cat_png, "-o", sheet, "--models", "efficientnet_lite0,inception_v3",
+                       "--presets", "shallow,mid", "--width", "96", "--config", CONFIGS / "demo.yaml")
+    assert proc.returncode == 0, proc.stderr
+    image = cv2.imread(str(sheet))
+    tile_h, label = 64, 28  # 240x160 at 96 wide
+    assert image.shape == (label + tile_h + 4 + label, 3 * 96 + 2 * 4, 3)
+    tiles = [image[label : label + tile_h, i * 100 : i * 100 + 96].astype(float) for i in range(3)]
+    original = cv2.resize(cv2.imread(str(cat_png)), (96, 64), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(tiles[0] - original).mean() < 3  # the original, then two different dreams of it
+    assert np.abs(tiles[1] - original).mean() > 5 and np.abs(tiles[2] - original).mean() > 5
+    assert np.abs(tiles[1] - tiles[2]).mean() > 5
+    assert (image[-label:] > 128).any()  # the note line, naming inception_v3, is written on the sheet
+    assert "left off the sheet, their weights are not on this machine: inception_v3" in proc.stderr

@@ -179,24 +179,24 @@ def test_reload_and_control_change_the_running_dream(tiny_model_path, tmp_path, 
         assert http_request(running.url + "/api/state")[0] == 401  # the token is required
         assert http_request(running.url + "/api/preset/next", method="POST")[0] == 401
         state = running.state()
-        assert (state["preset"], state["dream"]["step_size"]) == ("soft", 1.0)
+        assert (state["preset"], state["dream"]["strength"]) == ("soft", 0.5)
         # control: preset by name, then strength; both crossfade in without stopping the output
         assert http_request(running.url + "/api/preset", TOKEN, "POST", {"name": "hard"})[0] == 200
         wait_for(lambda: running.state()["showing"] == "hard", 30, "preset hard")
-        assert running.state()["layers"] == ["conv1"] and service.director.switcher.current.engine.config.step_size == 4.0
+        assert running.state()["layers"] == ["conv1"] and service.director.switcher.current.engine.config.strength == 2.0
         assert http_request(running.url + "/api/strength", TOKEN, "POST", {"value": 0.5})[0] == 200
-        wait_for(lambda: running.state()["dream"]["step_size"] == 2.0 and running.state()["fading_to"] is None, 30, "strength 0.5")
+        wait_for(lambda: running.state()["dream"]["strength"] == 1.0 and running.state()["fading_to"] is None, 30, "strength 0.5")
         assert http_request(running.url + "/api/preset", TOKEN, "POST", {"name": "nope"})[0] == 400
 
         # a valid change, picked up by the file watch alone: applied without a restart
-        data["dream"]["step_size"] = 3.0
+        data["dream"]["strength"] = 1.5
         data["playlist"]["presets"]["calm"] = {"strength": 0.25}
         write(config, data)
         wait_for(lambda: running.state()["config"]["last_reload"]["ok"] is True, 30, "the reload")
         wait_for(lambda: running.state()["fading_to"] is None, 10, "the crossfade to end")
         state = running.state()
-        assert state["dream"]["step_size"] == 3.0 and "calm" in state["presets"]  # hard x 2.0 x 0.5
-        assert service.director.switcher.current.engine.config.step_size == 3.0
+        assert state["dream"]["strength"] == 1.5 and "calm" in state["presets"]  # 1.5 x hard's 2.0 x 0.5
+        assert service.director.switcher.current.engine.config.strength == 1.5
 
         # invalid changes (a bad value; a layer the model lacks) are rejected; the old config runs on
         out_before = running.metrics()["streamdream_frames_total,stage=write"]
@@ -208,7 +208,7 @@ def test_reload_and_control_change_the_running_dream(tiny_model_path, tmp_path, 
         daemon.request_reload()
         wait_for(lambda: "model file not found" in (running.state()["config"]["last_reload"]["error"] or ""), 30, "a rejected model")
         state = running.state()
-        assert state["dream"]["step_size"] == 3.0 and state["showing"] == "hard"
+        assert state["dream"]["strength"] == 1.5 and state["showing"] == "hard"
         wait_for(lambda: running.metrics()["streamdream_frames_total,stage=write"] > out_before + 10, 10, "output to go on")
         m = running.metrics()
         assert m["streamdream_config_reloads_total,result=rejected"] == 2

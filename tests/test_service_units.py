@@ -79,7 +79,8 @@ def test_preset_lays_over_model_dream_and_coherence():
         }
     )
     deep = apply_preset(config, config.playlist.presets["deep"], strength=2.0)
-    assert (deep.model.preset, deep.dream.step_size, deep.dream.steps, deep.dream.octaves) == ("deep", 6.0, 5, 2)
+    fields = (deep.model.preset, deep.dream.strength, deep.dream.step_size, deep.dream.steps, deep.dream.octaves)
+    assert fields == ("deep", 3.0, 2.0, 5, 2)  # strength: 1.5 (the preset's) x 2.0 (the runtime's)
     assert deep.coherence.mode == "blend" and deep.source == config.source
     mine = apply_preset(config, config.playlist.presets["mine"])
     assert [s.name for s in mine.model.layers] == ["block_4", "block_6"]
