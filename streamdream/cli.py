@@ -126,8 +126,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         sections["pipeline"] = {"max_frames": args.max_frames, "progress": False if args.no_progress else None}
         sections["coherence"] = {"mode": args.coherence}
         if args.metrics:
-            host, _, port = args.metrics.rpartition(":")
-            sections["metrics"] = {"enabled": True, "host": host or "127.0.0.1", "port": int(port)}
+            from .service.http import parse_listen_address
+
+            host, port = parse_listen_address(args.metrics)
+            sections["metrics"] = {"enabled": True, "host": host, "port": port}
     return with_overrides(config, **sections)
 
 
