@@ -12,7 +12,6 @@ and a fixed 32-channel stem and 1280-channel head.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -22,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from streamdream.errors import ModelError, WeightsUnavailableError
-from streamdream.models import torch_legacy
+from streamdream.models import torch_legacy, weights_cache
 from streamdream.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -180,14 +179,8 @@ def _convert_into(model: keras.Model, cache: Path) -> None:
         if expected != [v.shape for v in values]:
             raise ModelError(f"weights in {path} do not fit layer {name}: {[v.shape for v in values]} vs {expected}")
         layer.set_weights(values)
-    # Write then rename, so a concurrent or interrupted run never leaves a half file to load.
-    tmp = cache.with_name(f"{cache.name[: -len('.weights.h5')]}.tmp{os.getpid()}.weights.h5")
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, cache)
-    except OSError as exc:
-        log.warning("could not cache converted weights at %s: %s", cache, exc)
-        tmp.unlink(missing_ok=True)
+    # Written then renamed, with its hash recorded, so no half or swapped file is ever loaded.
+    weights_cache.save_cached_weights(model, cache, SOURCE_SHA256)
     log.info("converted EfficientNet-Lite0 weights from %s in %.1f s", path, time.perf_counter() - started)
 
 
@@ -200,15 +193,7 @@ def load_efficientnet_lite0(include_top: bool = False) -> keras.Model:
     # The full graph always, so the one cache file fits both variants; cut the top off after.
     model = _build((INPUT_SIZE, INPUT_SIZE, 3) if include_top else (None, None, 3), include_top=True)
     cache = _cache_path()
-    loaded = False
-    if cache.exists():
-        try:
-            model.load_weights(cache)
-            loaded = True
-            log.debug("loaded EfficientNet-Lite0 weights from %s", cache)
-        except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt from source
-            log.warning("ignoring unreadable weights cache %s (%s); converting again", cache, exc)
-    if not loaded:
+    if not weights_cache.load_cached_weights(model, cache, SOURCE_SHA256):
         _convert_into(model, cache)
     if include_top:
         return model
