@@ -32,6 +32,7 @@ _SECRET_WORDS = (
     "token", "key", "sig", "secret", "pass", "pwd", "auth", "credential", "session",
     "cookie", "jwt", "otp", "streamid", "private", "bearer",
 )  # fmt: skip
+_FRAGMENT_SCHEMES = frozenset({"http", "https"})
 _RTMP_SCHEMES = frozenset({"rtmp", "rtmps", "rtmpe", "rtmpt", "rtmpte", "rtmpts"})
 
 
@@ -88,12 +89,14 @@ def _redact_one(url: str) -> str:
         authority = re.match(r"[^/?#]*", rest).group(0)
         return f"{scheme}://{REDACTED}{_redact_tail(rest[len(authority):])}{closing}"
     after = rest[len(parts.netloc):]
-    path = parts.path
-    if parts.scheme in _RTMP_SCHEMES:
-        path = _redact_rtmp_path(path)
+    if parts.scheme not in _FRAGMENT_SCHEMES:  # FFmpeg passes '#' on (SRT stream ids: '#!::r=...')
+        path, question, query = after.partition("?")
+        if parts.scheme in _RTMP_SCHEMES:
+            path = _redact_rtmp_path(path)
+        return f"{scheme}://{_redact_userinfo(parts.netloc)}{path}{question}{_redact_params(query)}{closing}"
     query = "?" + _redact_params(parts.query) if "?" in after.partition("#")[0] else ""
     fragment = "#" + _redact_params(parts.fragment) if "#" in after else ""
-    return f"{scheme}://{_redact_userinfo(parts.netloc)}{path}{query}{fragment}{closing}"
+    return f"{scheme}://{_redact_userinfo(parts.netloc)}{parts.path}{query}{fragment}{closing}"
 
 
 def redact_url(text: Any) -> str:

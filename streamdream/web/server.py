@@ -49,6 +49,11 @@ def text_response(status: int, text: str, **headers: str) -> web.Response:
     return web.Response(status=status, text=text if text.endswith("\n") else text + "\n", headers={"Cache-Control": "no-store", **headers})
 
 
+async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = "streamdream"  # not the library and its version
+    response.headers["X-Content-Type-Options"] = "nosniff"
+
+
 class WebServer:
     """Serve ``routes`` on ``host:port`` (see the module docstring). Binds in the constructor."""
 
@@ -132,6 +137,7 @@ class WebServer:
         self._stopping = asyncio.Event()
         app = web.Application(client_max_size=self.limits.max_body, middlewares=[self._guard_middleware])
         app.add_routes(self._routes)
+        app.on_response_prepare.append(_common_headers)
         runner = web.AppRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=self.limits.stop_timeout,
             keepalive_timeout=self.limits.idle_timeout, lingering_time=2.0,
