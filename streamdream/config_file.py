@@ -40,11 +40,12 @@ def read_regular_file(path: str | Path, what: str = "config file", limit: int = 
         raise ConfigError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = next((name for test, name in _KINDS.items() if test(mode)), "special file")
+        raise ConfigError(f"{what} {path} is a {kind}, not a regular file; give the path of a YAML file")
     with os.fdopen(fd, "rb") as file:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS.items() if test(mode)), "special file")
-            raise ConfigError(f"{what} {path} is a {kind}, not a regular file; give the path of a YAML file")
         data = file.read(limit + 1)
     if len(data) > limit:
         raise ConfigError(f"{what} {path} is larger than {limit // 1024} KiB; a config is a few KiB of YAML")
