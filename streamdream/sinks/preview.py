@@ -101,18 +101,19 @@ class LatestFrame:
 
 
 class _Broadcast:
-    """On the server's loop: encodes the newest frame once per frame while clients watch, wakes them."""
+    """On the server's loop: encodes the newest frame once per frame while clients watch, and
+    hands every client the same multipart bytes through one shared future (no task or copy per client)."""
 
     def __init__(self, frames: LatestFrame) -> None:
         self.frames = frames
         self.clients = 0
         self.stopped = False
-        self.latest: tuple[int, bytes] | None = None
-        self._changed = asyncio.Event()
+        self.latest: tuple[int, bytes] | None = None  # (seq, one multipart part: head, JPEG, CRLF)
+        self._next: asyncio.Future | None = None
         self._encoding = False
 
     def frame_arrived(self) -> None:
-        if self.clients and not self._encoding:
+        if self.clients and not self._encoding and not self.stopped:
             self._encoding = True
             asyncio.get_running_loop().create_task(self._encode())
 
@@ -121,27 +122,33 @@ class _Broadcast:
             while self.clients and not self.stopped:
                 got = await asyncio.get_running_loop().run_in_executor(None, self.frames.jpeg)
                 if got is not None and (self.latest is None or got[0] > self.latest[0]):
-                    self.latest = got
-                    self._changed.set()
-                    self._changed = asyncio.Event()
+                    seq, jpeg = got
+                    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                    self.latest = (seq, head.encode("ascii") + jpeg + b"\r\n")
+                    self._wake(self.latest)
                 if got is None or got[0] >= self.frames.seq:
                     break  # no newer frame came in while encoding
         finally:
             self._encoding = False
 
+    def _wake(self, value: tuple[int, bytes] | None) -> None:
+        waiting, self._next = self._next, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(value)
+
     def stop(self) -> None:
         self.stopped = True
-        self._changed.set()
+        self._wake(None)
 
-    async def newer_than(self, seq: int, timeout: float) -> tuple[int, bytes] | None:
-        if self.latest is None or self.latest[0] <= seq:
-            changed = self._changed
-            try:
-                await asyncio.wait_for(changed.wait(), timeout)
-            except asyncio.TimeoutError:
-                return None
-        latest = self.latest
-        return latest if latest is not None and latest[0] > seq and not self.stopped else None
+    async def newer_than(self, seq: int) -> tuple[int, bytes] | None:
+        """The next part after ``seq``; None once stopped. A client that leaves is cancelled here."""
+        if self.latest is not None and self.latest[0] > seq:
+            return self.latest
+        if self.stopped:
+            return None
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(self._next)
 
 
 class PreviewSink:
@@ -231,23 +238,25 @@ class PreviewSink:
         response.force_close()
         broadcast = self._broadcast
         await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        transport = request.transport
         broadcast.clients += 1
         broadcast.frame_arrived()  # the newest frame at once, not at the next write
         seq = 0
-        try:
-            while not broadcast.stopped:
-                got = await broadcast.newer_than(seq, timeout=0.5)
+        try:  # the server cancels this task when the client disconnects
+            while transport is not None and not transport.is_closing():
+                got = await broadcast.newer_than(seq)
                 if got is None:
-                    if request.transport is None or request.transport.is_closing():
-                        break
-                    continue
-                seq, jpeg = got
-                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                await asyncio.wait_for(response.write(head.encode("ascii") + jpeg + b"\r\n"), SEND_TIMEOUT_S)
-        except (ConnectionError, asyncio.TimeoutError) as exc:  # client went away or stopped reading
+                    break
+                seq, part = got
+                # a client that stops reading blocks the write: drop it after SEND_TIMEOUT_S
+                stalled = loop.call_later(SEND_TIMEOUT_S, transport.abort)
+                try:
+                    await response.write(part)
+                finally:
+                    stalled.cancel()
+        except ConnectionError as exc:  # client went away, or was dropped for stalling
             log.debug("preview client %s left: %r", request.remote, exc)
-            if request.transport is not None:
-                request.transport.abort()  # a stalled client's buffers go now, not after more waiting
         finally:
             broadcast.clients -= 1
         return response
