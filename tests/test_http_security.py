@@ -239,3 +239,15 @@ def test_wrong_tokens_are_throttled_and_logged_once(guarded, caplog) -> None:
     assert refused(server, "wrong_token") == 5 and refused(server, "throttled") == 8
     assert len([r for r in caplog.records if "control API" in r.getMessage()]) == 1
     assert "guess-" not in caplog.text and controller.calls == []
+
+
+def test_a_body_that_never_arrives_times_out(monkeypatch) -> None:
+    monkeypatch.delenv("STREAMDREAM_CONTROL_TOKEN", raising=False)
+    server, controller = serve(request_timeout=1.0)
+    try:
+        head = (f"POST /api/strength HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer {TOKEN}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{").encode()
+        assert statuses(raw_exchange(server.port, head, wait=5)) == [408]
+        assert controller.calls == [] and http_request(server.url + "/healthz")[0] == 200
+    finally:
+        server.shutdown()

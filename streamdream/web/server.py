@@ -12,7 +12,8 @@ What every server gets, whatever its routes:
 - the ``Host`` allow-list (``origin.py``: 400 for any other host name);
 - no access log (a query string could hold a secret); requests are logged at DEBUG.
 
-``start()`` binds and serves; ``stop()`` closes every connection and joins the thread.
+The socket is bound in the constructor (a port in use fails at once); ``start()`` serves it
+on the process's HTTP event-loop thread, ``stop()`` closes every connection and frees it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,48 @@ async def _common_headers(request: web.Request, response: web.StreamResponse) ->
     response.headers["X-Content-Type-Options"] = "nosniff"
 
 
+class _SharedLoop:
+    """One event-loop thread for every HTTP server of the process (the service's, the preview's).
+
+    One thread rather than one per server: two loop threads would hand the GIL back and forth
+    at every step of a request, which costs more than they gain.
+    """
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _users = 0
+
+    @classmethod
+    def acquire(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None:
+                cls._loop = asyncio.new_event_loop()
+                cls._thread = threading.Thread(target=cls._run, args=(cls._loop,), name="http", daemon=True)
+                cls._thread.start()
+            cls._users += 1
+            return cls._loop
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users > 0 or cls._loop is None:
+                return
+            loop, thread, cls._loop, cls._thread = cls._loop, cls._thread, None, None
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+
 class WebServer:
     """Serve ``routes`` on ``host:port`` (see the module docstring). Binds in the constructor."""
 
@@ -87,9 +130,7 @@ class WebServer:
         self._socket.setblocking(False)
         self.port = int(self._socket.getsockname()[1])
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._ready = threading.Event()
-        self._startup_error: BaseException | None = None
 
     @property
     def url(self) -> str:
@@ -103,35 +144,29 @@ class WebServer:
     # --- start and stop -----------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name=f"http {self.name}", daemon=True)
-        self._thread.start()
+        loop = self._loop = _SharedLoop.acquire()
+        self._task = asyncio.run_coroutine_threadsafe(self._main(), loop)
+        self._task.add_done_callback(lambda _: self._ready.set())
         self._ready.wait(timeout=30)
-        if self._startup_error is not None:
-            raise StreamdreamError(f"{self.name}: the HTTP server failed to start: {self._startup_error}")
+        if self._task.done() and self._task.exception() is not None:
+            self._loop = None
+            _SharedLoop.release()
+            raise StreamdreamError(f"{self.name}: the HTTP server failed to start: {self._task.exception()}")
 
     def stop(self) -> None:
-        """Close every connection, stop the loop and join its thread; idempotent."""
-        loop, thread = self._loop, self._thread
-        stopping = getattr(self, "_stopping", None)
-        if loop is not None and thread is not None and thread.is_alive() and stopping is not None:
-            loop.call_soon_threadsafe(stopping.set)
-            thread.join(timeout=self.limits.stop_timeout + 5)
-        self._thread = None
+        """Close every connection and end this server; the last server to stop ends the loop thread."""
+        loop, task = self._loop, getattr(self, "_task", None)
+        if loop is not None and task is not None:
+            self._loop = None
+            stopping = getattr(self, "_stopping", None)
+            if stopping is not None:
+                loop.call_soon_threadsafe(stopping.set)
+            try:
+                task.result(timeout=self.limits.stop_timeout + 5)
+            except Exception:  # noqa: BLE001 - stopping goes on whatever went wrong in serving
+                log.exception("%s: the HTTP server did not stop cleanly", self.name)
+            _SharedLoop.release()
         self._socket.close()
-
-    def _serve(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported to start() or logged
-            if not self._ready.is_set():
-                self._startup_error = exc
-            else:
-                log.exception("%s: the HTTP server failed", self.name)
-        finally:
-            self._ready.set()
-            loop.close()
 
     async def _main(self) -> None:
         self._stopping = asyncio.Event()
@@ -173,10 +208,28 @@ class WebServer:
                 )  # fmt: skip
             if request.path in self._streaming:
                 return await handler(request)
-            try:
-                return await asyncio.wait_for(handler(request), self.limits.request_timeout)
-            except asyncio.TimeoutError:
-                return text_response(408, f"request not complete within {self.limits.request_timeout:g} s", Connection="close")
+            return await self._within_timeout(request, handler)
         finally:
             if guard is not None:
                 guard.request_finished()
+
+    async def _within_timeout(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The handler's answer, or 408 after ``request_timeout`` (a timer, not a task per request)."""
+        task = asyncio.current_task()
+        expired = []
+
+        def expire() -> None:
+            expired.append(True)
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.limits.request_timeout, expire)
+        try:
+            return await handler(request)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            if hasattr(task, "uncancel"):
+                task.uncancel()
+            return text_response(408, f"request not complete within {self.limits.request_timeout:g} s", Connection="close")
+        finally:
+            timer.cancel()
