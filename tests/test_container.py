@@ -334,6 +334,9 @@ def test_the_recording_grows_on_the_host_side_of_the_volume(container) -> None:
     _wait_for(f"{path.name} growing past {size} bytes", lambda: path.stat().st_size > size, 120, container)
     if os.geteuid() == 0:
         assert path.stat().st_uid == UID  # written by the image's user, not root
+    # the model is loaded by now, from the weights converted at build time, not converted again
+    logs = container.logs()
+    assert "model efficientnet_lite0" in logs and "EfficientNet-Lite0 weights from" not in logs
 
 
 def test_the_control_api_needs_the_token(container, token) -> None:
