@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,16 +59,17 @@ def dream_files(
     ``pool``: a running ``WorkerPool`` to use (and leave running), else one is started
     (on a local instance of ``workers`` workers, or on the cluster at ``address``).
     """
-    from .pool import WorkerPool, connect, disconnect
+    from .pool import WorkerPool, connect, disconnect, import_ray
     from .progress import ClusterProgress
     from .scheduler import Scheduler, check_not_same, prepare_job
 
+    import_ray(local=pool is None and not address)  # without Ray, say how to get it before anything is written
     results: dict[int, FileResult] = {}
     jobs = []
     for number, (input_path, output) in enumerate(pairs):
         try:
             check_not_same(input_path, Path(output.uri.partition("?")[0]))
-            jobs.append((number, prepare_job(config, input_path, output, policy, name=f"{number}:{Path(input_path).name}")))
+            jobs.append((number, prepare_job(config, input_path, output, policy, name=f"{output.uri}@{uuid.uuid4().hex[:8]}")))
         except StreamdreamError as exc:
             log.error("%s: skipped: %s", redact_url(input_path), redact_url(str(exc)))
             results[number] = FileResult(input_path, Path(output.uri.partition("?")[0]), error=exc)

@@ -27,7 +27,6 @@ from typing import Any
 
 import av
 
-from ..coherence.scenecut import DEFAULT_THRESHOLD, SceneCutDetector
 from ..errors import SourceError
 
 SCAN_WIDTH = 96  # the thumbnail cut detection needs is 32 px wide; decoding at 96 keeps it cheap
@@ -41,7 +40,7 @@ class SegmentPolicy:
     min_seconds: float = 2.0  # shorter shots are grouped with the following ones
     max_seconds: float = 10.0  # longer shots are split; bounds what one lost worker costs
     handover_frames: int = 12  # crossfade and warm-up where a split falls inside a shot
-    scene_cut: float = DEFAULT_THRESHOLD  # grey-thumbnail difference that starts a shot
+    scene_cut: float | None = None  # grey-thumbnail difference that starts a shot (None: coherence's default)
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_seconds <= self.max_seconds or self.max_seconds <= 0:
@@ -112,8 +111,11 @@ class Segment:
         return self.start - self.warmup
 
 
-def scan_input(path: str | Path, scene_cut: float = DEFAULT_THRESHOLD) -> InputScan:
+def scan_input(path: str | Path, scene_cut: float | None = None) -> InputScan:
     """Decode ``path`` once; raise SourceError naming the file when it cannot be read."""
+    # imported here: the coherence package still loads TensorFlow, which the driver never needs before this
+    from ..coherence.scenecut import DEFAULT_THRESHOLD, SceneCutDetector
+
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as exc:
@@ -127,7 +129,7 @@ def scan_input(path: str | Path, scene_cut: float = DEFAULT_THRESHOLD) -> InputS
         fps = Fraction(rate) if rate else DEFAULT_FPS
         time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
         width, height = stream.codec_context.width, stream.codec_context.height
-        detector = SceneCutDetector(scene_cut)
+        detector = SceneCutDetector(DEFAULT_THRESHOLD if scene_cut is None else scene_cut)
         pts: list[int | None] = []
         keyframes: list[int] = []
         cuts: list[int] = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -30,7 +31,11 @@ RESTARTS = 3  # per worker, and retries per segment on a restarted worker
 CANCEL_CHECK_S = 0.5  # how often a worker asks whether its job was cancelled
 
 
-def import_ray():
+def import_ray(local: bool = False):
+    """Ray, or a ConfigError saying how to install it. ``local``: for a loopback-only instance."""
+    if local and "ray" not in sys.modules:
+        # Ray picks the address its servers bind from this switch, read once when it is imported
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
@@ -40,14 +45,12 @@ def import_ray():
 
 def connect(address: str | None, object_store_mb: int | None = None) -> bool:
     """Join ``address`` or start a local instance; True when this call started the connection."""
-    ray = import_ray()
+    ray = import_ray(local=not address)
     if ray.is_initialized():
         return False
     if address:
         ray.init(address=address, configure_logging=False, log_to_driver=True)
     else:
-        # Ray binds its servers to the node address it picks; this switch makes that loopback
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(
             address="local",
             num_cpus=os.cpu_count() or 1,
@@ -55,6 +58,10 @@ def connect(address: str | None, object_store_mb: int | None = None) -> bool:
             configure_logging=False,
             object_store_memory=object_store_mb * 2**20 if object_store_mb else None,
         )
+        addresses = {n["NodeManagerAddress"] for n in ray.nodes()}
+        if addresses != {"127.0.0.1"}:
+            log.warning("the local Ray instance listens on %s, not on loopback only (Ray was imported before streamdream "
+                        "could ask for loopback)", ", ".join(sorted(addresses)))  # fmt: skip
     return True
 
 
@@ -148,6 +155,7 @@ class ProgressBoard:
     def snapshot(self) -> dict[str, Any]:
         return {
             "in_flight": sum(self.frames_in_flight.values()),
+            "frames": {f"{job}#{segment}": n for (job, segment), n in self.frames_in_flight.items()},
             "dreamed": self.dreamed,
             "attempts": {f"{job}#{segment}": n for (job, segment), n in self.attempts.items()},
             "workers": {f"{job}#{segment}": w for (job, segment), w in self.workers.items()},
