@@ -134,3 +134,27 @@ def test_cli_workers_rejects_a_live_input_or_a_non_file_output(tmp_path):
     assert main(["run", "--input", str(tmp_path / "missing.mp4"), "--output", str(tmp_path / "o.mp4"), "--workers", "2"]) == 4
     with av.open(str(clip)) as container:  # nothing was written onto the input
         assert container.streams.video[0].frames == 10
+
+
+def test_batch_dreams_a_folder_skips_done_files_and_reports_a_bad_one(tiny_model_path, tmp_path):
+    from streamdream.cli import main
+
+    source, target = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    target.mkdir()
+    write_shots(source / "a.mp4", (12,), fps=10)
+    write_shots(source / "b.mkv", (8,), fps=10)
+    write_shots(source / "done.mp4", (6,), fps=10)
+    (source / "bad.mp4").write_bytes(b"\x00not a video" * 100)
+    (source / "notes.txt").write_text("not a video, not looked at")
+    (target / "done.mp4").write_bytes(b"finished earlier")
+    code = main(["batch", str(source), str(target), "--model", str(tiny_model_path), "--layers", "conv2", "--octaves", "1",
+                 "--steps", "1", "--width", "96", "--no-progress"])  # fmt: skip
+    assert code == 1  # one file failed; the others were dreamed
+    assert sorted(p.name for p in target.iterdir()) == ["a.mp4", "b.mkv", "done.mp4"]
+    assert (target / "done.mp4").read_bytes() == b"finished earlier"  # done: skipped, untouched
+    for name in ("a.mp4", "b.mkv"):
+        assert video_timestamps(target / name) == pytest.approx(video_timestamps(source / name), abs=1e-3)
+        assert audio_duration(target / name) == pytest.approx(audio_duration(source / name), abs=0.05)
+    assert main(["batch", str(source), str(target), "--model", str(tiny_model_path), "--layers", "conv2", "--no-progress"]) == 1
+    assert (target / "a.mp4").stat().st_size > 0  # a second batch finds them done (only bad.mp4 fails again)
