@@ -21,6 +21,7 @@ from streamdream.cluster.plan import SegmentPolicy
 from streamdream.cluster.pool import WorkerPool, connect
 from streamdream.coherence.evaluate import read_frames
 from streamdream.config import parse_config
+from streamdream.service.metrics import PrometheusObserver
 from tests.fixtures.shots import write_shots
 from tests.test_pipeline import audio_duration, video_timestamps
 
@@ -159,8 +160,12 @@ def test_files_share_the_pool_and_a_bad_one_is_reported_not_fatal(pool, config, 
     bad.write_bytes(b"\x00not a video" * 100)
     pairs = [(str(a), output(config, tmp_path / "a-out.mp4")), (str(bad), output(config, tmp_path / "bad-out.mp4")),
              (str(b), output(config, tmp_path / "b-out.mkv"))]  # fmt: skip
-    results = dream_files(config, pairs, threading.Event(), pool=pool, policy=SHORT_SEGMENTS)
+    metrics = PrometheusObserver(model="tiny")
+    results = dream_files(config, pairs, threading.Event(), pool=pool, policy=SHORT_SEGMENTS, observer=metrics)
     assert [r.ok for r in results] == [True, False, True]
+    exported = metrics.exposition().decode()  # the metrics `run --metrics` exports, counted across the workers
+    assert 'streamdream_frames_total{stage="write"} 65.0' in exported
+    assert 'streamdream_frames_total{stage="dream"} 65.0' in exported
     assert "bad.mp4" in str(results[1].error)
     assert not (tmp_path / "bad-out.mp4").exists()
     assert_same_frames_as(tmp_path / "a-out.mp4", a)

@@ -53,11 +53,13 @@ def dream_files(
     policy: SegmentPolicy = SegmentPolicy(),
     pool=None,
     observer=None,
+    stats: dict | None = None,
 ) -> list[FileResult]:
     """Dream every (input, output) pair on Ray workers; a bad input is reported, not fatal.
 
     ``pool``: a running ``WorkerPool`` to use (and leave running), else one is started
     (on a local instance of ``workers`` workers, or on the cluster at ``address``).
+    ``stats``, if given, receives the pieces' results and the driver's transfer and join times.
     """
     from .pool import WorkerPool, connect, disconnect, import_ray
     from .progress import ClusterProgress
@@ -93,6 +95,9 @@ def dream_files(
                 Scheduler(pool, stop, progress).run([j for _, j in jobs])
             finally:
                 progress.close()
+                if stats is not None:
+                    stats.update(pieces=progress.pieces, transfer_seconds=progress.transfer_seconds,
+                                 join_seconds=progress.join_seconds)  # fmt: skip
         finally:
             if own_pool and pool is not None:
                 pool.close()
@@ -121,6 +126,8 @@ def run_command(config: Config, stop: threading.Event, *, workers: int | None, c
 
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    if config.pipeline.max_frames is not None:
+        raise ConfigError("--max-frames is for single-process runs; --workers and --cluster dream the whole file")
     uri = config.source.uri
     if audio_source_of(uri) is None:
         if "://" in uri or uri.startswith(("demo", "webcam", "lavfi:", "image:", "/dev/video")):

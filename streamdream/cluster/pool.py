@@ -141,10 +141,11 @@ class ProgressBoard:
         self.dreamed += max(0, done - self.frames_in_flight.get(key, 0))
         self.frames_in_flight[key] = done
 
-    def finished(self, job: str, segment: int) -> None:
+    def finished(self, job: str, segment: int, frames: int) -> None:
+        """The driver has the piece: count frames whose reports are still on their way."""
         key = (job, segment)
         self.finished_keys.add(key)
-        self.frames_in_flight.pop(key, None)
+        self.dreamed += max(0, frames - self.frames_in_flight.pop(key, 0))
 
     def cancel(self, job: str) -> None:
         self.cancelled_jobs.add(job)

@@ -35,6 +35,7 @@ class ClusterProgress:
         self.frames = done_frames
         self.dreamed = 0
         self.join_seconds = 0.0
+        self.transfer_seconds = 0.0  # driver side: fetching pieces from the object store and saving them
         self.pieces: list[PieceResult] = []
         self.started = time.monotonic()
         self.bar: Any = None
@@ -57,8 +58,9 @@ class ClusterProgress:
             self._postfix()
         self.frames, self.segments = frames, segments
 
-    def piece(self, piece: PieceResult) -> None:
+    def piece(self, piece: PieceResult, transfer_seconds: float = 0.0) -> None:
         self.pieces.append(piece)
+        self.transfer_seconds += transfer_seconds
         per_frame = {k: v / max(1, piece.frames) for k, v in piece.seconds.items()}
         for _ in range(piece.frames):
             self.observer.stage_time("dream", per_frame.get("dream", 0.0))

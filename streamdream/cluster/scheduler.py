@@ -167,6 +167,7 @@ class Scheduler:
     def _collect(self, ref, actor, job: Job, index: int, queue: deque) -> bool:
         """Handle one finished task; False when its worker is gone for good."""
         ray = self.ray
+        fetching = time.monotonic()
         try:
             piece: PieceResult = ray.get(ref)
         except ray.exceptions.RayActorError as exc:
@@ -185,8 +186,8 @@ class Scheduler:
             return True
         job.folder.save_piece(index, piece.data)
         job.done.add(index)
-        self.pool.board.finished.remote(job.name, index)
-        self.progress.piece(piece)
+        self.pool.board.finished.remote(job.name, index, piece.frames)
+        self.progress.piece(piece, time.monotonic() - fetching)
         if len(job.done) == len(job.plan.segments):
             self._finish(job)
         return True

@@ -9,8 +9,9 @@ A segment's path, top to bottom:
    timestamp a single-process run gives it.
 2. Warm-up frames (a handover from the previous segment) are dreamed, not output, with
    the jitter seeded by frame index, exactly as the previous worker dreamed them.
-3. Output frames are dreamed by one ``FlowProcessor``; over the last ``handover`` frames
-   a second one dreams the next segment's chain, and the output crossfades into it.
+3. Output frames are dreamed by one processor (flow mode unless configured otherwise);
+   over the last ``handover`` frames a second one dreams the next segment's chain, and
+   the output crossfades into it.
 4. Each output frame goes to a file sink writing the output's own codec and container:
    pieces are later joined by stream copy (``join.py``), never encoded twice.
 """
@@ -163,9 +164,10 @@ class SegmentDreamer:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def _processor(self):
-        from ..coherence.processors import FlowProcessor
+        from ..coherence.processors import PROCESSORS
 
-        return FlowProcessor(self.engine, self.config.coherence, width=self.config.dream.width, adaptive=False)
+        mode = PROCESSORS[self.config.coherence.mode]  # flow unless asked otherwise, as for `run`
+        return mode(self.engine, self.config.coherence, width=self.config.dream.width, adaptive=False)
 
     def dream(
         self,
