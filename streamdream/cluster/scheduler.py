@@ -128,6 +128,8 @@ class Scheduler:
         self.progress = progress
         self.tries: Counter = Counter()
         self.stopped = False
+        # a pool serves job after job (batch, tests): count only what this run dreams
+        self.dreamed_before = self.ray.get(pool.board.snapshot.remote())["dreamed"]
 
     def run(self, jobs: list[Job]) -> None:
         ray = self.ray
@@ -239,7 +241,7 @@ class Scheduler:
         snapshot = self.ray.get(self.pool.board.snapshot.remote())
         finished = sum(job.frames_done() for job in jobs)
         segments = sum(len(job.done) for job in jobs)
-        self.progress.update(finished + snapshot["in_flight"], segments, snapshot["dreamed"])
+        self.progress.update(finished + snapshot["in_flight"], segments, snapshot["dreamed"] - self.dreamed_before)
 
 
 def _short(error: BaseException) -> str:
