@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # System packages the test suite uses for real servers and a real browser:
-# FFmpeg (RTSP publish receiver), GStreamer's RTSP server, nginx-rtmp, Chromium, promtool.
+# FFmpeg (RTSP publish receiver), GStreamer's RTSP server, nginx-rtmp, Chromium, promtool;
+# and to build and run the container image for real (tests/test_container.py): podman and
+# buildah (no Docker engine here), mmdebstrap (scripts/make-base-image.sh makes the base from
+# Debian's mirror, as no container registry is reachable), and runc, which starts containers
+# where crun cannot (crun fails on this VM's hybrid cgroups and rlimits).
 # streamdream itself needs none of them: PyAV's wheels carry FFmpeg.
 set -euo pipefail
 packages=(
@@ -11,6 +15,7 @@ packages=(
   chromium
   prometheus
   nginx libnginx-mod-rtmp
+  podman buildah mmdebstrap runc
 )
 if ! command -v apt-get >/dev/null; then
   echo "install-system-deps: no apt-get here; install these yourself: ${packages[*]}" >&2

@@ -45,6 +45,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="seed for the jitter")
 
 
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, help="dream on a local Ray instance with N workers (pip install 'streamdream[cluster]')")
+    g.add_argument("--cluster", nargs="?", const="", metavar="ADDRESS", help="dream on a Ray cluster (default: RAY_ADDRESS)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamdream", description="Live DeepDream video.")
     parser.add_argument("--version", action="version", version=f"streamdream {__version__}")
@@ -82,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coherence", choices=["independent", "blend", "flow"])
     p.add_argument("--metrics", nargs="?", const="127.0.0.1:9108", help="serve Prometheus metrics on HOST:PORT")
     p.add_argument("--no-progress", action="store_true")
+    _cluster_args(p)
+    _model_args(p)
+
+    p = sub.add_parser("batch", help="dream every video of a folder into another folder, with its audio")
+    p.add_argument("in_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--coherence", choices=["independent", "blend", "flow"])
+    p.add_argument("--no-progress", action="store_true")
+    _cluster_args(p)
     _model_args(p)
 
     p = sub.add_parser("serve", help="run as an installation daemon (metrics, health, reload, control)")
@@ -130,6 +145,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if args.blend_with and args.blend is None:
         dream["blend"] = 0.5
     sections: dict[str, Any] = {"model": model, "dream": dream}
+    if args.command == "batch":
+        sections["coherence"] = {"mode": args.coherence}
+        sections["pipeline"] = {"progress": False if args.no_progress else None}
     if args.command == "run":
         if args.input:
             sections["source"] = {"uri": args.input}
@@ -138,8 +156,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         sections["pipeline"] = {"max_frames": args.max_frames, "progress": False if args.no_progress else None}
         sections["coherence"] = {"mode": args.coherence}
         if args.metrics:
-            host, _, port = args.metrics.rpartition(":")
-            sections["metrics"] = {"enabled": True, "host": host or "127.0.0.1", "port": int(port)}
+            from .service.http import parse_listen_address
+
+            host, port = parse_listen_address(args.metrics)
+            sections["metrics"] = {"enabled": True, "host": host, "port": port}
     return with_overrides(config, **sections)
 
 
@@ -197,6 +217,10 @@ def cmd_run(args: argparse.Namespace, stop: threading.Event) -> int:
     from .app import run_pipeline
 
     config = config_from_args(args)
+    if args.workers is not None or args.cluster is not None:
+        from .cluster.command import run_command
+
+        return run_command(config, stop, workers=args.workers, cluster=args.cluster)
     observer, server = None, None
     if config.metrics.enabled:
         from .service.metrics import start_metrics
@@ -213,6 +237,12 @@ def cmd_run(args: argparse.Namespace, stop: threading.Event) -> int:
     if result.error is not None:
         raise result.error
     return 130 if result.stopped and not (result.info and result.info.live) else 0
+
+
+def cmd_batch(args: argparse.Namespace, stop: threading.Event) -> int:
+    from .cluster.batch import batch_command
+
+    return batch_command(config_from_args(args), args.in_dir, args.out_dir, stop, workers=args.workers, cluster=args.cluster)
 
 
 def cmd_serve(args: argparse.Namespace, stop: threading.Event) -> int:
@@ -269,6 +299,7 @@ COMMANDS = {
     "zoom": cmd_zoom,
     "gallery": cmd_gallery,
     "run": cmd_run,
+    "batch": cmd_batch,
     "serve": cmd_serve,
     "bench": cmd_bench,
     "evaluate": cmd_evaluate,

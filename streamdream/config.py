@@ -7,12 +7,14 @@ the value received and the line of the YAML file it came from, e.g.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .config_file import check_yaml_budget, read_regular_file
 from .errors import ConfigError
 
 
@@ -84,6 +86,9 @@ class DreamConfig(Section):
     seed: int | None = Field(None, description="Seed for jitter; None for random.")
 
 
+MAX_PIXELS_8K = 7680 * 4320
+
+
 class SourceConfig(Section):
     uri: str = Field("demo", description="file path, webcam[:N], /dev/videoN, rtsp://, http(s)://, demo, image:PATH")
     width: int | None = Field(None, ge=16, le=8192)
@@ -94,6 +99,11 @@ class SourceConfig(Section):
     open_timeout: float = Field(10.0, gt=0.0, le=600.0, description="Seconds to wait for a source to open.")
     read_timeout: float = Field(10.0, gt=0.0, le=600.0, description="Seconds without data before a read fails.")
     loop: bool = Field(False, description="Start a file again at its end.")
+    max_pixels: int = Field(
+        MAX_PIXELS_8K, ge=16 * 16, le=1 << 30,
+        description="Largest frame or picture (width x height) accepted, checked from the stream or image header "
+        "before anything that size is allocated; default 8K UHD (7680x4320).",
+    )
 
 
 class OutputConfig(Section):
@@ -158,11 +168,21 @@ class MetricsConfig(Section):
     host: str = Field("127.0.0.1", min_length=1, description="Address to bind; a non-loopback one needs control.token.")
     port: int = Field(9108, ge=0, le=65535, description="TCP port (0: any free port).")
     path: str = Field("/metrics", pattern=r"^/[A-Za-z0-9_./-]*$", description="Where Prometheus scrapes.")
+    allowed_hosts: tuple[str, ...] = Field(
+        (), max_length=64, description="More host names the server answers to (the Host header), besides its address, "
+        "localhost and 127.0.0.1 (and, bound beyond loopback, IP addresses and this machine's name): DNS rebinding protection.",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9.\-]{1,253}|\[[0-9A-Fa-f:.]+\]", name):
+                raise ValueError(f"allowed_hosts: {name!r} is not a host name (letters, digits, '.', '-')")
+        return value
 
 
 # --- service (`streamdream serve`) sections ----------------------------------------------------
-
-import re  # noqa: E402 - kept with the sections that use them
 
 from pydantic import SecretStr  # noqa: E402
 from pydantic_core import PydanticCustomError  # noqa: E402
@@ -361,6 +381,11 @@ def _describe(error: dict[str, Any]) -> str:
     return error["msg"][0].lower() + error["msg"][1:]
 
 
+def _short_repr(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def format_validation_error(exc: ValidationError, source: str = "", text: str | None = None) -> str:
     lines = _line_index(text) if text else {}
     out = []
@@ -374,7 +399,7 @@ def format_validation_error(exc: ValidationError, source: str = "", text: str | 
                 where = f"{source}:{lines[loc[:depth]]}"
                 break
         value = error.get("input")
-        got = "" if error["type"] in ("missing",) or isinstance(value, dict) else f", got {value!r}"
+        got = "" if error["type"] in ("missing",) or isinstance(value, dict) else f", got {_short_repr(value)}"
         prefix = f"{where}: " if where else ""
         out.append(f"{prefix}{dotted}: {_describe(error)}{got}")
     return "\n".join(out)
@@ -388,15 +413,14 @@ def parse_config(data: dict[str, Any] | None, source: str = "", text: str | None
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file; raise ConfigError naming key, value and line."""
-    path = Path(path)
+    """Read and validate a YAML config file; raise ConfigError naming key, value and line.
+
+    The file must be a regular file within the bounds of ``config_file`` (size, nesting,
+    aliases), checked before anything is built from it.
+    """
+    text = read_regular_file(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    try:
+        check_yaml_budget(text, str(path))
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None

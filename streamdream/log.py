@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import tempfile
 
-# scheme://user:password@host -> scheme://user:***@host ; also ?password=... / &token=...
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
-_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass|pwd|token|key|secret|auth)=)[^&\s]*")
+from .redact import redact_url
 
-
-def redact_url(text: str) -> str:
-    """Hide passwords and tokens in every URL found in ``text``."""
-    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:***@", str(text))
-    return _QUERY_SECRET.sub(r"\1***", text)
+__all__ = ["redact_url", "RedactingFilter", "setup_logging", "quiet_tensorflow", "import_tensorflow"]
 
 
 class RedactingFilter(logging.Filter):
@@ -27,7 +20,16 @@ class RedactingFilter(logging.Filter):
         redacted = redact_url(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        if record.exc_info and not record.exc_text:  # a traceback quotes URLs from messages and locals
+            record.exc_text = _FORMATTER.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_url(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_url(record.stack_info)
         return True
+
+
+_FORMATTER = logging.Formatter()
 
 
 def quiet_tensorflow(verbose: bool = False) -> None:

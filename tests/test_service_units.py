@@ -231,7 +231,8 @@ def test_control_api_needs_the_token(metrics_server, caplog):
     assert http_request(server.url + "/api/preset/next", method="POST", body={})[0] == 401
     assert http_request(server.url + "/api/preset/next", token="wrong-token-here", method="POST", body={})[0] == 401
     assert controller.calls == []
-    assert "refused POST /api/preset/next" in caplog.text and "correct-horse" not in caplog.text
+    assert "refused GET /api/state: no token from 127.0.0.1" in caplog.text and "correct-horse" not in caplog.text
+    assert caplog.text.count("control API:") == 1  # one line per burst of refusals, not one per try
     token = "correct-horse-battery"
     status, body = http_request(server.url + "/api/state", token=token)
     assert status == 200 and json.loads(body)["preset"] == "a" and "health" in json.loads(body)

@@ -652,9 +652,9 @@ def test_preview_slow_and_gone_clients_never_block_write(preview: PreviewSink) -
     host, port = "127.0.0.1", preview.port
     stalled = socket.create_connection((host, port))  # asks for the stream, then never reads
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     leaving = socket.create_connection((host, port))
-    leaving.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    leaving.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     deadline = time.monotonic() + 5
     while preview.clients < 2 and time.monotonic() < deadline:
         time.sleep(0.02)

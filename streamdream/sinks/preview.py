@@ -4,26 +4,27 @@
 multipart/x-mixed-replace JPEG; ``/snapshot.jpg`` the latest frame. Binds 127.0.0.1:8080
 unless told otherwise; port 0 picks a free port (see ``sink.url`` after ``open``).
 
-``write`` only swaps in the latest frame under a lock, so no client can slow the pipeline.
-Each frame is JPEG-encoded at most once, by the first client that needs it, and shared;
-each client always gets the newest frame (a slow one skips frames) and a client that
-stops reading is dropped after ``SEND_TIMEOUT_S``.
+It runs on the hardened server of ``streamdream/web`` (connection cap, timeouts, the
+``Host`` allow-list), in its own event-loop thread. ``write`` only swaps in the latest
+frame and wakes that loop, so no client can slow the pipeline. Each frame is
+JPEG-encoded at most once, off the loop, and only while someone watches; every client
+always gets the newest frame (a slow one skips frames) and a client that stops reading
+is dropped after ``SEND_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import select
-import socket
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import numpy as np
+from aiohttp import web
 
-from ..errors import SinkError
+from ..errors import SinkError, StreamdreamError
 from ..frames import Frame, SourceInfo
+from ..web import Limits, WebServer, text_response
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 JPEG_QUALITY = 80
 SEND_TIMEOUT_S = 10.0
+MAX_CLIENTS = 128
 BOUNDARY = "streamdreamframe"
 PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>streamdream</title>
@@ -65,133 +67,88 @@ class LatestFrame:
 
     def __init__(self, quality: int = JPEG_QUALITY) -> None:
         self.quality = quality
-        self.stopped = False
         self.encoded = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._image: np.ndarray | None = None
         self._seq = 0
-        self._encode_lock = threading.Lock()
         self._jpeg: tuple[int, bytes] = (0, b"")
 
+    @property
+    def seq(self) -> int:
+        return self._seq
+
     def put(self, image: np.ndarray) -> None:
-        with self._cond:
+        with self._lock:
             self._image, self._seq = image, self._seq + 1
-            self._cond.notify_all()
 
-    def stop(self) -> None:
-        with self._cond:
-            self.stopped = True
-            self._cond.notify_all()
-
-    def newer_than(self, seq: int, timeout: float) -> tuple[int, bytes] | None:
-        """Wait up to ``timeout`` for a frame after ``seq``; (its seq, its JPEG) or None."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._seq > seq or self.stopped, timeout)
-            if self.stopped or self._seq <= seq or self._image is None:
+    def jpeg(self) -> tuple[int, bytes] | None:
+        """(seq, JPEG) of the newest frame, encoding it if nobody has yet; None before the first."""
+        with self._lock:
+            image, seq = self._image, self._seq
+            if image is None:
                 return None
-            image, current = self._image, self._seq
-        return current, self._jpeg_of(current, image)
-
-    def latest(self) -> bytes | None:
-        with self._cond:
-            image, current = self._image, self._seq
-        return None if image is None else self._jpeg_of(current, image)
-
-    def _jpeg_of(self, seq: int, image: np.ndarray) -> bytes:
-        with self._encode_lock:
+            if self._jpeg[0] == seq:
+                return self._jpeg
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise RuntimeError("cv2.imencode failed")
+        with self._lock:
             if self._jpeg[0] < seq:
-                bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-                ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-                if not ok:
-                    raise RuntimeError("cv2.imencode failed")
                 self._jpeg = (seq, buffer.tobytes())
                 self.encoded += 1
-            return self._jpeg[1]
+            return self._jpeg
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _PreviewServer
-    timeout = SEND_TIMEOUT_S  # a client that stops reading fails its send and is dropped
-    server_version = "streamdream-preview"
+class _Broadcast:
+    """On the server's loop: encodes the newest frame once per frame while clients watch, and
+    hands every client the same multipart bytes through one shared future (no task or copy per client)."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        path = self.path.split("?", 1)[0]
-        if path in ("/", "/index.html"):
-            self._send(HTTPStatus.OK, "text/html; charset=utf-8", PAGE)
-        elif path == "/snapshot.jpg":
-            jpeg = self.server.frames.latest()
-            if jpeg is None:
-                self._send(HTTPStatus.SERVICE_UNAVAILABLE, "text/plain", b"no frame yet\n")
-            else:
-                self._send(HTTPStatus.OK, "image/jpeg", jpeg)
-        elif path == "/stream.mjpg":
-            self._stream()
-        else:
-            self._send(HTTPStatus.NOT_FOUND, "text/plain", b"not found: try / or /stream.mjpg\n")
-
-    def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _stream(self) -> None:
-        frames = self.server.frames
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.server.client_joined()
-        seq = 0
-        try:
-            while not frames.stopped:
-                got = frames.newer_than(seq, timeout=0.5)
-                if got is None:
-                    if self._client_gone():
-                        break
-                    continue
-                seq, jpeg = got
-                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                self.wfile.write(head.encode("ascii") + jpeg + b"\r\n")
-                self.wfile.flush()
-        except (ConnectionError, TimeoutError, socket.timeout) as exc:  # client went away or stalled
-            log.debug("preview client %s left: %s", self.client_address[0], exc)
-        finally:
-            self.server.client_left()
-
-    def _client_gone(self) -> bool:
-        """True when the client closed its end (seen while no new frame is coming)."""
-        try:
-            ready, _, _ = select.select([self.connection], [], [], 0)
-            return bool(ready) and self.connection.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (base signature)
-        log.debug("preview %s: " + format, self.client_address[0], *args)
-
-
-class _PreviewServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], frames: LatestFrame) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
+    def __init__(self, frames: LatestFrame) -> None:
         self.frames = frames
         self.clients = 0
-        self._clients_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        self.stopped = False
+        self.latest: tuple[int, bytes] | None = None  # (seq, one multipart part: head, JPEG, CRLF)
+        self._next: asyncio.Future | None = None
+        self._encoding = False
 
-    def client_joined(self) -> None:
-        with self._clients_lock:
-            self.clients += 1
+    def frame_arrived(self) -> None:
+        if self.clients and not self._encoding and not self.stopped:
+            self._encoding = True
+            asyncio.get_running_loop().create_task(self._encode())
 
-    def client_left(self) -> None:
-        with self._clients_lock:
-            self.clients -= 1
+    async def _encode(self) -> None:
+        try:
+            while self.clients and not self.stopped:
+                got = await asyncio.get_running_loop().run_in_executor(None, self.frames.jpeg)
+                if got is not None and (self.latest is None or got[0] > self.latest[0]):
+                    seq, jpeg = got
+                    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                    self.latest = (seq, head.encode("ascii") + jpeg + b"\r\n")
+                    self._wake(self.latest)
+                if got is None or got[0] >= self.frames.seq:
+                    break  # no newer frame came in while encoding
+        finally:
+            self._encoding = False
+
+    def _wake(self, value: tuple[int, bytes] | None) -> None:
+        waiting, self._next = self._next, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(value)
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._wake(None)
+
+    async def newer_than(self, seq: int) -> tuple[int, bytes] | None:
+        """The next part after ``seq``; None once stopped. A client that leaves is cancelled here."""
+        if self.latest is not None and self.latest[0] > seq:
+            return self.latest
+        if self.stopped:
+            return None
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(self._next)
 
 
 class PreviewSink:
@@ -202,8 +159,8 @@ class PreviewSink:
         self.name = f"preview:{host}:{port}"
         self.frames = LatestFrame(quality)
         self.frames_written = 0
-        self._server: _PreviewServer | None = None
-        self._thread: threading.Thread | None = None
+        self._broadcast = _Broadcast(self.frames)
+        self._server: WebServer | None = None
 
     @classmethod
     def from_uri(cls, uri: str) -> PreviewSink:
@@ -217,20 +174,25 @@ class PreviewSink:
     @property
     def clients(self) -> int:
         """Clients currently watching /stream.mjpg."""
-        return self._server.clients if self._server is not None else 0
+        return self._broadcast.clients
 
     def open(self, info: SourceInfo) -> None:
+        routes = [
+            web.get("/", self._page),
+            web.get("/index.html", self._page),
+            web.get("/snapshot.jpg", self._snapshot),
+            web.get("/stream.mjpg", self._stream),
+            web.route("*", "/{tail:.*}", self._not_found),
+        ]
+        limits = Limits(max_connections=MAX_CLIENTS, send_timeout=SEND_TIMEOUT_S, max_body=1024)
         try:
-            self._server = _PreviewServer((self.host, self.port), self.frames)
-        except OSError as exc:
-            raise SinkError(
-                f"cannot serve the preview on {self.host}:{self.port}: {exc.strerror or exc}; "
-                "choose another port (preview:HOST:PORT, or port 0 for any free one)"
-            ) from exc
-        self.port = int(self._server.server_address[1])
+            self._server = WebServer(routes, self.host, self.port, name="preview", limits=limits,
+                                     streaming=("/stream.mjpg",), what="the preview")
+        except StreamdreamError as exc:
+            raise SinkError(f"{exc} (preview:HOST:PORT, or port 0 for any free one)") from None
+        self.port = self._server.port
         self.name = f"preview:{self.host}:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="preview-http", daemon=True)
-        self._thread.start()
+        self._server.start()
         if self.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("the preview at %s is reachable from the network and has no password", self.url)
         log.info("preview at %s", self.url)
@@ -238,13 +200,63 @@ class PreviewSink:
     def write(self, frame: Frame) -> None:
         self.frames.put(frame.image)
         self.frames_written += 1
+        loop = self._server.loop if self._server is not None else None
+        if loop is not None and self._broadcast.clients:
+            try:
+                loop.call_soon_threadsafe(self._broadcast.frame_arrived)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
 
     def close(self) -> None:
-        self.frames.stop()
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
+            if server.loop is not None:
+                try:
+                    server.loop.call_soon_threadsafe(self._broadcast.stop)
+                except RuntimeError:
+                    pass
+            server.stop()
+
+    # --- HTTP handlers (on the server's loop) -------------------------------------------------
+
+    async def _page(self, request: web.Request) -> web.Response:
+        return web.Response(body=PAGE, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"})
+
+    async def _snapshot(self, request: web.Request) -> web.Response:
+        got = await asyncio.get_running_loop().run_in_executor(None, self.frames.jpeg)
+        if got is None:
+            return text_response(503, "no frame yet")
+        return web.Response(body=got[1], content_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        return text_response(404, "not found: try / or /stream.mjpg")
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={
+            "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}", "Cache-Control": "no-store",
+        })  # fmt: skip
+        response.force_close()
+        broadcast = self._broadcast
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        transport = request.transport
+        broadcast.clients += 1
+        broadcast.frame_arrived()  # the newest frame at once, not at the next write
+        seq = 0
+        try:  # the server cancels this task when the client disconnects
+            while transport is not None and not transport.is_closing():
+                got = await broadcast.newer_than(seq)
+                if got is None:
+                    break
+                seq, part = got
+                # a client that stops reading blocks the write: drop it after SEND_TIMEOUT_S
+                stalled = loop.call_later(SEND_TIMEOUT_S, transport.abort)
+                try:
+                    await response.write(part)
+                finally:
+                    stalled.cancel()
+        except ConnectionError as exc:  # client went away, or was dropped for stalling
+            log.debug("preview client %s left: %r", request.remote, exc)
+        finally:
+            broadcast.clients -= 1
+        return response

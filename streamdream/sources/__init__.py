@@ -76,17 +76,18 @@ def open_source(config: SourceConfig, platform: str = sys.platform) -> Source:
     if parsed.kind == "demo":
         return DemoSource(demo_settings(parsed.params, config.width, config.height, config.fps), parsed.display)
     if parsed.kind == "image":
-        return ImageSource(parsed.target, redact_url(parsed.target))
+        return ImageSource(parsed.target, redact_url(parsed.target), max_pixels=config.max_pixels)
     args = av_open_args(parsed, config, platform)
     if parsed.kind == "webcam":
-        return AvSource(args, kind="webcam", display=args.file, live=True)
+        return AvSource(args, kind="webcam", display=args.file, live=True, max_pixels=config.max_pixels)
     if parsed.kind == "network":
         live = True if parsed.scheme in ALWAYS_LIVE_SCHEMES else None  # http(s): decided on open
-        return AvSource(args, kind="network", display=parsed.display, live=live)
+        return AvSource(args, kind="network", display=parsed.display, live=live, max_pixels=config.max_pixels)
     if parsed.kind == "lavfi":
         # a generated input like demo; lavfi cannot seek, so no loop
-        return AvSource(args, kind="demo", display=parsed.display, live=is_realtime_graph(args.file))
-    return AvSource(args, kind="file", display=parsed.display, live=False, loop=config.loop)
+        return AvSource(args, kind="demo", display=parsed.display, live=is_realtime_graph(args.file),
+                        max_pixels=config.max_pixels)
+    return AvSource(args, kind="file", display=parsed.display, live=False, loop=config.loop, max_pixels=config.max_pixels)
 
 
 def describe_uri(uri: str) -> str:

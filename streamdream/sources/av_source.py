@@ -22,6 +22,7 @@ import av
 
 from ..errors import SourceError, SourceLostError
 from ..frames import Frame, SourceInfo, freeze
+from ..images import MAX_PIXELS_8K, check_picture_size
 from .base import OpenedInfo
 from .uri import AvOpenArgs
 
@@ -77,6 +78,7 @@ class AvSource(OpenedInfo):
         live: bool | None,
         loop: bool = False,
         handoff_size: int = 2,
+        max_pixels: int = MAX_PIXELS_8K,
     ) -> None:
         """``live=None`` decides on open: a network input with no known duration is live."""
         self._args = args
@@ -85,6 +87,7 @@ class AvSource(OpenedInfo):
         self._live_hint = live
         self._loop = loop and live is not True
         self._handoff_size = handoff_size
+        self._max_pixels = max_pixels
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._halt: threading.Event | None = None  # stops the current reader thread
@@ -177,6 +180,7 @@ class AvSource(OpenedInfo):
             kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
             raise SourceError(f"{self._display} has no video stream (streams found: {kinds})")
         stream = container.streams.video[0]
+        self._check_frame_size(stream)
         live = self._live_hint
         if live is None:
             live = container.duration is None
@@ -202,6 +206,13 @@ class AvSource(OpenedInfo):
             has_audio=bool(container.streams.audio),
             kind=self._kind,
         )
+
+    def _check_frame_size(self, stream: av.VideoStream) -> None:
+        """SourceError if the stream's header announces frames over ``source.max_pixels``: before any decode."""
+        context = stream.codec_context
+        check_picture_size(context.width, context.height, f"{self._display}: the video", self._max_pixels, SourceError)
+        # and FFmpeg's decoder refuses any later frame over the cap (a size change mid-stream)
+        context.options = {**context.options, "max_pixels": str(self._max_pixels)}
 
     # --- frames --------------------------------------------------------------------------
 

@@ -8,26 +8,27 @@ import numpy as np
 
 from ..errors import SourceError
 from ..frames import Frame, SourceInfo, freeze
-from ..images import read_rgb8
+from ..images import MAX_PIXELS_8K, read_rgb8
 from .base import OpenedInfo
 
 
-def read_image(path: str, display: str | None = None) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB; SourceError naming the path if impossible."""
-    return read_rgb8(path, display, error=SourceError)
+def read_image(path: str, display: str | None = None, max_pixels: int = MAX_PIXELS_8K) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB; SourceError naming the path if impossible or too large."""
+    return read_rgb8(path, display, error=SourceError, max_pixels=max_pixels)
 
 
 class ImageSource(OpenedInfo):
     """A still image as a one-frame Source."""
 
-    def __init__(self, path: str, display: str | None = None) -> None:
+    def __init__(self, path: str, display: str | None = None, max_pixels: int = MAX_PIXELS_8K) -> None:
         self._path = path
+        self._max_pixels = max_pixels
         self._display = display or path
         self._image: np.ndarray | None = None
         self._info: SourceInfo | None = None
 
     def open(self) -> SourceInfo:
-        self._image = freeze(read_image(self._path, self._display))
+        self._image = freeze(read_image(self._path, self._display, self._max_pixels))
         height, width = self._image.shape[:2]
         self._info = SourceInfo(
             uri=self._display, width=width, height=height, fps=None, live=False, frame_count=1, kind="image"

@@ -1,0 +1,121 @@
+"""`streamdream batch IN_DIR OUT_DIR`: every video of a folder dreamed into another, with its audio.
+
+* Each file ``IN_DIR/name.ext`` becomes ``OUT_DIR/name.ext`` (``.mkv`` where streamdream
+  cannot write ``.ext``: Matroska takes any audio codec as it is).
+* An output that exists is done and skipped: outputs appear only when complete (the
+  cluster joins into a temporary name; a single process writes one), and a stopped one
+  still has its work folder beside it, which marks it unfinished.
+* A file that cannot be read is reported and skipped; the others go on. The exit code is
+  1 when any file failed, 130 when stopped, else 0.
+* With ``--workers N`` or ``--cluster``, the segments of all files share one pool of Ray
+  workers; without, one process dreams the files one after another with one model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from ..config import Config, OutputConfig, with_overrides
+from ..errors import SourceError, StreamdreamError
+from .command import FileResult, StoppedError, cluster_address, dream_files
+from .workdir import WorkFolder
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".flv", ".wmv", ".ogv", ".3gp"}
+)
+
+
+def output_for(source: Path, out_dir: Path) -> Path:
+    from ..sinks.file import CONTAINERS
+
+    suffix = source.suffix.lower() if source.suffix.lower() in CONTAINERS else ".mkv"
+    return out_dir / (source.stem + suffix)
+
+
+def is_done(output: Path) -> bool:
+    return output.is_file() and not WorkFolder(output).path.exists()
+
+
+def batch_command(config: Config, in_dir: str, out_dir: str, stop: threading.Event, *, workers: int | None, cluster: str | None) -> int:
+    source_dir, target_dir = Path(in_dir), Path(out_dir)
+    if not source_dir.is_dir():
+        raise SourceError(f"input folder not found: {source_dir}")
+    if source_dir.resolve() == target_dir.resolve():
+        raise StreamdreamError(f"batch: the output folder must differ from the input folder ({source_dir})")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    template = config.outputs[0] if config.outputs else OutputConfig(uri="out.mp4")
+    pairs: list[tuple[str, OutputConfig]] = []
+    skipped = 0
+    for source in sorted(p for p in source_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES):
+        output = output_for(source, target_dir)
+        if is_done(output):
+            log.info("%s: done already (%s)", source.name, output)
+            skipped += 1
+            continue
+        pairs.append((str(source), template.model_copy(update={"uri": str(output)})))
+    if workers is not None or cluster is not None:
+        results = dream_files(config, pairs, stop, workers=workers, address=cluster_address(cluster))
+    else:
+        from ..app import build_engine
+
+        results, engine = [], None
+        for source, output in pairs:
+            if stop.is_set():
+                break
+            engine = engine or build_engine(config)  # once, and only when a file needs it
+            results.append(_dream_here(config, engine, source, output, stop))
+    failed = [r for r in results if not r.ok and not isinstance(r.error, StoppedError)]
+    stopped = stop.is_set() or any(isinstance(r.error, StoppedError) for r in results)
+    log.info("batch: %d dreamed, %d done already, %d failed%s", sum(r.ok for r in results), skipped, len(failed),
+             "".join(f"\n  {Path(r.input).name}: {r.error}" for r in failed))  # fmt: skip
+    return 130 if stopped else 1 if failed else 0
+
+
+def _dream_here(config: Config, engine, source: str, output: OutputConfig, stop: threading.Event) -> FileResult:
+    """One file in this process, into a temporary name renamed when complete."""
+    from ..app import run_pipeline
+
+    final = Path(output.uri.partition("?")[0])
+    partial = final.with_name(f".{final.stem}.partial{final.suffix}")
+    query = output.uri.partition("?")[2]
+    run_config = with_overrides(
+        config,
+        source={"uri": source},
+        outputs=[output.model_copy(update={"uri": str(partial) + (f"?{query}" if query else "")}).model_dump()],
+    )
+    # the pipeline sets the stop event it is given when it ends: each file gets its own, set by ours
+    file_stop, finished = threading.Event(), threading.Event()
+
+    def relay() -> None:
+        while not finished.is_set():
+            if stop.wait(0.2):
+                file_stop.set()
+                return
+
+    relay_thread = threading.Thread(target=relay, name="batch-stop-relay", daemon=True)
+    relay_thread.start()
+    try:
+        result = run_pipeline(run_config, file_stop, engine=engine)
+        if result.error is not None:
+            raise result.error
+    except StreamdreamError as exc:
+        log.error("%s: skipped: %s", Path(source).name, exc)
+        partial.unlink(missing_ok=True)
+        return FileResult(source, final, error=exc)
+    finally:
+        finished.set()
+        relay_thread.join(timeout=1)
+    if stop.is_set():
+        partial.unlink(missing_ok=True)
+        return FileResult(source, final, error=StoppedError(f"{final}: stopped"))
+    os.replace(partial, final)
+    log.info("wrote %s (%d frames)", final, result.frames_out)
+    return FileResult(source, final, frames=result.frames_out)
+
+
+__all__ = ["VIDEO_SUFFIXES", "batch_command", "is_done", "output_for"]

@@ -1,0 +1,128 @@
+"""Credentials out of every URL: one function, built on a real URL parse.
+
+``redact_url`` takes a URL, or any text with URLs in it (a log line, an error message),
+and returns it with every secret replaced by ``***``:
+
+- userinfo, whatever characters it holds (``@`` and ``:`` included: the host starts after
+  the *last* ``@`` of the authority, as in FFmpeg and ``urllib.parse``). ``user:pass``
+  keeps the user name; userinfo without a colon is often a token and goes whole;
+- query and fragment parameters whose names suggest a secret (token, key, signature,
+  passphrase, password, auth, sig, secret, credential, session, streamid, ...);
+- the stream key of an RTMP URL (the last path segment after the application).
+
+Everything else is kept verbatim, so a redacted line still says which camera or server it
+is about. Applied by the logging filter in ``log.py``, to metric labels, API answers and
+error messages.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+REDACTED = "***"
+
+# Where a URL starts in free text; it ends at the first whitespace.
+_URL_START = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]*://")
+_WHITESPACE = re.compile(r"\s")
+# Punctuation that closes a sentence or a quotation rather than belonging to the URL's tail.
+_TRAILING = "'\")]}>,;."
+_SECRET_WORDS = (
+    "token", "key", "sig", "secret", "pass", "pwd", "auth", "credential", "session",
+    "cookie", "jwt", "otp", "streamid", "private", "bearer",
+)  # fmt: skip
+_FRAGMENT_SCHEMES = frozenset({"http", "https"})
+_RTMP_SCHEMES = frozenset({"rtmp", "rtmps", "rtmpe", "rtmpt", "rtmpte", "rtmpts"})
+
+
+def is_secret_name(name: str) -> bool:
+    """True for a parameter name that suggests a secret (case and punctuation ignored)."""
+    normal = re.sub(r"[^a-z0-9]", "", unquote(name).lower())
+    return any(word in normal for word in _SECRET_WORDS)
+
+
+def _redact_params(text: str) -> str:
+    """``a=1&token=x;b`` -> ``a=1&token=***;b``: secret-named values hidden, the rest verbatim."""
+    parts = re.split(r"([&;])", text)
+    for i in range(0, len(parts), 2):
+        name, eq, value = parts[i].partition("=")
+        if eq and value and value != REDACTED and is_secret_name(name):
+            parts[i] = f"{name}={REDACTED}"
+    return "".join(parts)
+
+
+def _redact_userinfo(netloc: str) -> str:
+    userinfo, at, host = netloc.rpartition("@")
+    if not at:
+        return netloc
+    user, colon, _ = userinfo.partition(":")
+    return f"{user}:{REDACTED}@{host}" if colon else f"{REDACTED}@{host}"
+
+
+def _redact_rtmp_path(path: str) -> str:
+    """``/app/STREAMKEY`` -> ``/app/***``: publish URLs carry the key as the stream name."""
+    segments = path.split("/")
+    named = [i for i, segment in enumerate(segments) if segment]
+    if len(named) >= 2:
+        segments[named[-1]] = REDACTED
+    return "/".join(segments)
+
+
+def _redact_tail(after: str) -> str:
+    """Path, query and fragment of an unparsable URL: the parameters redacted as text."""
+    before_fragment, hash_, fragment = after.partition("#")
+    path, question, query = before_fragment.partition("?")
+    return path + question + _redact_params(query) + hash_ + _redact_params(fragment)
+
+
+def _redact_one(url: str) -> str:
+    """One URL (``scheme://...`` without whitespace), secrets replaced."""
+    tail = len(url) - len(url.rstrip(_TRAILING))
+    url, closing = (url[:-tail], url[-tail:]) if tail else (url, "")
+    scheme, _, rest = url.partition("://")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        parts = None
+    if parts is None or not rest.startswith(parts.netloc):  # unparsable: hide the whole authority
+        authority = re.match(r"[^/?#]*", rest).group(0)
+        return f"{scheme}://{REDACTED}{_redact_tail(rest[len(authority):])}{closing}"
+    after = rest[len(parts.netloc):]
+    if parts.scheme not in _FRAGMENT_SCHEMES:  # FFmpeg passes '#' on (SRT stream ids: '#!::r=...')
+        path, question, query = after.partition("?")
+        if parts.scheme in _RTMP_SCHEMES:
+            path = _redact_rtmp_path(path)
+        return f"{scheme}://{_redact_userinfo(parts.netloc)}{path}{question}{_redact_params(query)}{closing}"
+    query = "?" + _redact_params(parts.query) if "?" in after.partition("#")[0] else ""
+    fragment = "#" + _redact_params(parts.fragment) if "#" in after else ""
+    return f"{scheme}://{_redact_userinfo(parts.netloc)}{parts.path}{query}{fragment}{closing}"
+
+
+def redact_url(text: Any) -> str:
+    """``text`` (a URL or any text with URLs in it) with every credential replaced by ``***``."""
+    text = str(text)
+    if "://" not in text:
+        return text
+    out, position = [], 0
+    for match in _URL_START.finditer(text):
+        if match.start() < position:
+            continue  # inside a URL already handled (e.g. a URL in another URL's query)
+        end = _WHITESPACE.search(text, match.end())
+        stop = end.start() if end else len(text)
+        out.append(text[position:match.start()])
+        out.append(_redact_one(text[match.start():stop]))
+        position = stop
+    out.append(text[position:])
+    return "".join(out)
+
+
+def redact_data(data: Any) -> Any:
+    """A JSON-like structure with ``redact_url`` applied to every string in it (keys kept)."""
+    if isinstance(data, str):
+        return redact_url(data)
+    if isinstance(data, dict):
+        return {key: redact_data(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redact_data(value) for value in data]
+    return data

@@ -1,0 +1,235 @@
+"""One hardened aiohttp server in its own event-loop thread: the base of /metrics, the API, the preview.
+
+What every server gets, whatever its routes:
+
+- a cap on open connections, idle ones dropped first (``guard.py``), and an idle timeout
+  that bounds both the time to send a request head and the keep-alive wait;
+- a request timeout (408) for every route but the streaming ones, which have a send
+  timeout instead (a client that stops reading is dropped);
+- bounded bodies (``client_max_size``: 413), header lines and counts (aiohttp's parser),
+  and aiohttp's HTTP/1.1 parser for Content-Length and chunked bodies: a body is always
+  read or discarded as a body, never run as a request;
+- the ``Host`` allow-list (``origin.py``: 400 for any other host name);
+- no access log (a query string could hold a secret); requests are logged at DEBUG.
+
+The socket is bound in the constructor (a port in use fails at once); ``start()`` serves it
+on the process's HTTP event-loop thread, ``stop()`` closes every connection and frees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..errors import StreamdreamError
+from .guard import ConnectionPool, GuardedProtocol
+from .origin import HostAllowList
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int = 64
+    idle_timeout: float = 10.0  # to send a request head, and between keep-alive requests
+    request_timeout: float = 10.0  # a whole request (its body included) and its answer
+    send_timeout: float = 10.0  # a streaming client that reads nothing for this long is dropped
+    max_body: int = 16 * 1024
+    stop_timeout: float = 3.0
+
+
+def text_response(status: int, text: str, **headers: str) -> web.Response:
+    return web.Response(status=status, text=text if text.endswith("\n") else text + "\n", headers={"Cache-Control": "no-store", **headers})
+
+
+async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = "streamdream"  # not the library and its version
+    response.headers["X-Content-Type-Options"] = "nosniff"
+
+
+class _SharedLoop:
+    """One event-loop thread for every HTTP server of the process (the service's, the preview's).
+
+    One thread rather than one per server: two loop threads would hand the GIL back and forth
+    at every step of a request, which costs more than they gain.
+    """
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _users = 0
+
+    @classmethod
+    def acquire(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None:
+                cls._loop = asyncio.new_event_loop()
+                cls._thread = threading.Thread(target=cls._run, args=(cls._loop,), name="http", daemon=True)
+                cls._thread.start()
+            cls._users += 1
+            return cls._loop
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users > 0 or cls._loop is None:
+                return
+            loop, thread, cls._loop, cls._thread = cls._loop, cls._thread, None, None
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+    @staticmethod
+    def _run(loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+
+
+class WebServer:
+    """Serve ``routes`` on ``host:port`` (see the module docstring). Binds in the constructor."""
+
+    def __init__(
+        self,
+        routes: Iterable[web.RouteDef],
+        host: str,
+        port: int,
+        *,
+        name: str,
+        limits: Limits = Limits(),
+        allowed_hosts: Iterable[str] = (),
+        streaming: Iterable[str] = (),
+        what: str = "this server",
+    ) -> None:
+        self.name = name
+        self.host = host.strip("[]")
+        self.limits = limits
+        self.hosts = HostAllowList(self.host, allowed_hosts)
+        self._streaming = frozenset(streaming)
+        self._routes = list(routes)
+        self.pool = ConnectionPool(limits.max_connections, limits.idle_timeout)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        try:
+            self._socket = socket.create_server((self.host, port), family=family, backlog=128)
+        except OSError as exc:
+            raise StreamdreamError(
+                f"cannot listen on {host}:{port} for {what}: {exc.strerror or exc}; "
+                "choose another port or stop the other program"
+            ) from None
+        self._socket.setblocking(False)
+        self.port = int(self._socket.getsockname()[1])
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    # --- start and stop -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = self._loop = _SharedLoop.acquire()
+        self._task = asyncio.run_coroutine_threadsafe(self._main(), loop)
+        self._task.add_done_callback(lambda _: self._ready.set())
+        self._ready.wait(timeout=30)
+        if self._task.done() and self._task.exception() is not None:
+            self._loop = None
+            _SharedLoop.release()
+            raise StreamdreamError(f"{self.name}: the HTTP server failed to start: {self._task.exception()}")
+
+    def stop(self) -> None:
+        """Close every connection and end this server; the last server to stop ends the loop thread."""
+        loop, task = self._loop, getattr(self, "_task", None)
+        if loop is not None and task is not None:
+            self._loop = None
+            stopping = getattr(self, "_stopping", None)
+            if stopping is not None:
+                loop.call_soon_threadsafe(stopping.set)
+            try:
+                task.result(timeout=self.limits.stop_timeout + 5)
+            except Exception:  # noqa: BLE001 - stopping goes on whatever went wrong in serving
+                log.exception("%s: the HTTP server did not stop cleanly", self.name)
+            _SharedLoop.release()
+        self._socket.close()
+
+    async def _main(self) -> None:
+        self._stopping = asyncio.Event()
+        app = web.Application(client_max_size=self.limits.max_body, middlewares=[self._guard_middleware])
+        app.add_routes(self._routes)
+        app.on_response_prepare.append(_common_headers)
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=self.limits.stop_timeout,
+            keepalive_timeout=self.limits.idle_timeout, lingering_time=2.0,
+        )  # fmt: skip
+        await runner.setup()
+        loop = asyncio.get_running_loop()
+        pool = self.pool
+        server = await loop.create_server(lambda: GuardedProtocol(runner.server(), pool), sock=self._socket)
+        self._ready.set()
+        try:
+            await self._stopping.wait()
+        finally:
+            server.close()
+            await runner.cleanup()
+            pool.close_all()
+
+    # --- every request ------------------------------------------------------------------------
+
+    @web.middleware
+    async def _guard_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        transport = request.transport
+        guard = transport.get_protocol() if transport is not None else None
+        if not isinstance(guard, GuardedProtocol):
+            guard = None
+        if guard is not None:
+            guard.request_started()
+        try:
+            log.debug("%s: %s %s from %s", self.name, request.method, request.path, request.remote)
+            if not self.hosts.allows(request.headers.get("Host")):
+                return text_response(
+                    400, f"unknown Host {request.headers.get('Host', '')[:100]!r}: this server answers to "
+                    f"{self.hosts.describe()} (DNS rebinding protection; add names with metrics.allowed_hosts)",
+                )  # fmt: skip
+            if request.path in self._streaming:
+                return await handler(request)
+            return await self._within_timeout(request, handler)
+        finally:
+            if guard is not None:
+                guard.request_finished()
+
+    async def _within_timeout(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """The handler's answer, or 408 after ``request_timeout`` (a timer, not a task per request)."""
+        task = asyncio.current_task()
+        expired = []
+
+        def expire() -> None:
+            expired.append(True)
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.limits.request_timeout, expire)
+        try:
+            return await handler(request)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            if hasattr(task, "uncancel"):
+                task.uncancel()
+            return text_response(408, f"request not complete within {self.limits.request_timeout:g} s", Connection="close")
+        finally:
+            timer.cancel()
