@@ -78,14 +78,6 @@ def chain_seed(base: int, index: int) -> int:
     return (base * 1_000_003 + index) % 2**31
 
 
-def reseed(engine, seed: int) -> None:
-    """Reset the engine's jitter generator, so two workers dream a handover frame alike.
-
-    DreamEngine keeps one tf.random.Generator; its state is what the compiled step reads.
-    """
-    engine._rng.reset_from_seed(seed)
-
-
 def frame_seconds(pts: int | None, time_base: Fraction, index: int, fps: Fraction | None) -> float:
     """A frame's time as the file source gives it: its timestamp, else its index at the frame rate."""
     if pts is not None:
@@ -205,7 +197,7 @@ class SegmentDreamer:
                         raise SegmentCancelled(f"segment {seg.index} of {task.input} cancelled")
                     small = main.downscale(frame.image)
                     if frame.index < seg.start:  # warm-up: the previous worker's handover chain
-                        reseed(self.engine, chain_seed(task.seed, frame.index))
+                        self.engine.reseed(chain_seed(task.seed, frame.index))
                         main.dream_detail(small)
                         timing["dream"] += time.perf_counter() - now
                         started = time.perf_counter()
@@ -213,11 +205,11 @@ class SegmentDreamer:
                     detail = main.dream_detail(small).detail
                     if seg.handover and frame.index >= handover_from:
                         chain = chain or self._processor()
-                        reseed(self.engine, chain_seed(task.seed, frame.index))
+                        self.engine.reseed(chain_seed(task.seed, frame.index))
                         ahead = chain.dream_detail(small).detail
                         weight = (frame.index - handover_from + 1) / seg.handover
                         detail = (1.0 - weight) * detail + weight * ahead
-                    image = compose(frame.image, np.asarray(detail, np.float32))
+                    image = compose(frame.image, np.asarray(detail, np.float32), tone=self.engine.tone)
                     dreamed = time.perf_counter()
                     timing["dream"] += dreamed - now
                     sink.write(Frame(image, frame.index, frame.pts, frame.captured_at))

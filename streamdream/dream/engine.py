@@ -24,6 +24,7 @@ from .tone import ToneKeeper
 log = logging.getLogger(__name__)
 
 MIN_OCTAVE_SIDE = 48  # below this the network sees too little to dream anything
+STEADY_SEED = 0x5EED  # the jitter flow mode's refinement repeats every frame (``repeat_jitter``)
 MIN_GAIN, MAX_GAIN = 0.5, 3.0  # how far level_detail may scale a dream's detail
 
 #: settings for layers that come without a preset (``layers:`` or your own model file)
@@ -76,7 +77,8 @@ class DreamEngine:
         self.trace_count = 0
         self.steps_total = 0
         self._rng = tf.random.Generator.from_seed(config.seed) if config.seed is not None else tf.random.Generator.from_non_deterministic_state()
-        self._steady_seed = config.seed if config.seed is not None else int(np.random.default_rng().integers(2**31))
+        # fixed without a seed too: workers dreaming one video's segments must repeat alike
+        self._steady_seed = config.seed if config.seed is not None else STEADY_SEED
         guide = read_image(config.guide) if config.guide else None
         self.objective = Objective(model, guide)
         self.conditioning = conditioning_of(config)
@@ -143,6 +145,11 @@ class DreamEngine:
         )
         self.steps_total += steps
         return out.numpy()
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random transforms from ``seed``: two engines (two cluster workers)
+        then dream the same frame alike."""
+        self._rng.reset_from_seed(seed)
 
     def repeat_jitter(self) -> None:
         """Make the next steps draw the same random transforms as the steps after the last
