@@ -60,7 +60,7 @@ RUN "$VIRTUAL_ENV/bin/pip" install --no-deps --no-build-isolation /tmp/streamdre
     # the offline model's weights, converted once here (hash-checked) into a folder that the
     # runtime user reads and cannot change; the first start then loads them directly
     && mkdir -p "$STREAMDREAM_CACHE_DIR" \
-    && "$VIRTUAL_ENV/bin/python" -c "from streamdream.models.lite0 import load_efficientnet_lite0; load_efficientnet_lite0()" \
+    && "$VIRTUAL_ENV/bin/python" -c "from streamdream.models.efficientnet_lite import VARIANTS, load_efficientnet_lite; [load_efficientnet_lite(n) for n in VARIANTS]" \
     && chmod -R a+rX,go-w "$STREAMDREAM_CACHE_DIR"
 
 COPY configs /app/configs

@@ -69,7 +69,7 @@ class ToneKeeper:
         between band centres): what the dream would do to the picture's tone curve. Pixels
         without detail (newly revealed ones, say) neither count nor get a shift: they show
         the picture as it is."""
-        dreamed = cv2.GaussianBlur((np.abs(detail).max(axis=2) > 0.5).astype(np.float32), (0, 0), 1.5)
+        dreamed = (np.abs(detail).max(axis=2) > 0.05).astype(np.float32)
         position = np.clip(luma * (BANDS / 256.0) - 0.5, 0.0, BANDS - 1.0)
         index = position.astype(np.int32)
         counts = np.bincount(index.ravel(), weights=dreamed.ravel(), minlength=BANDS)
