@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import LayerSpec, ModelConfig
 from ..errors import ModelError
+from ..log import import_tensorflow
 from .registry import REGISTRY, get_entry
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def resolve_layers(config: ModelConfig, presets: dict[str, tuple[str, ...]], def
 
 
 def load_dream_model(config: ModelConfig) -> DreamModel:
+    import_tensorflow()  # quietly, before keras pulls it in
     import keras
 
     if config.name in REGISTRY:
