@@ -42,7 +42,7 @@ from ..sinks.rotation import RecordingNames, prune
 from ..sinks.uri import ParsedOutput, parse_output_uri
 from .observer import PipelineObserver
 from .queues import FrameQueue, QueueClosed, QueuePolicy
-from .workers import POLL, Backoff, StopToken, Worker, Workers
+from .workers import POLL, Backoff, Consumer, StopToken, Workers
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class OutputState:
 Opener = Callable[[OutputConfig, Workers], Sink]
 
 
-class OutputWorker(Worker):
+class OutputWorker(Consumer):
     """Opens, writes, retries, rotates and closes one output (see the module docstring)."""
 
     drains = True
@@ -100,7 +100,7 @@ class OutputWorker(Worker):
         self._on_quit = on_quit
         self._retry_first_open = retry_first_open
         self.policy = QueuePolicy.DROP_OLDEST if parsed.live and info.live else QueuePolicy.WAIT
-        self.queue: FrameQueue = FrameQueue("output", queue_size, self.policy, self._dropped)
+        self.queue = self.inbox = FrameQueue("output", queue_size, self.policy, self._dropped)
         self._names = RecordingNames(config.uri) if parsed.kind == "file" else None
         self._backoff = Backoff(reconnect.initial, reconnect.max)
         self._workers: Workers | None = None  # the sink's own threads (a preview server, a watchdog)
@@ -141,14 +141,9 @@ class OutputWorker(Worker):
             first = not self.first_open.is_set()
             if not self._open(again=not first) and first and not self._retry_first_open:
                 return False  # `run`: the first open failed; the start fails with its error
-        try:
-            item = self.queue.get(timeout=POLL)
-        except TimeoutError:
-            return True
-        except QueueClosed:
-            return False
-        if isinstance(item, EndOfStream):
-            return False
+        return super().step()
+
+    def handle(self, item: Frame) -> bool:
         if self.sink is None:
             self._dropped("output", "output_down")
             return True

@@ -33,7 +33,7 @@ from .live import LiveDreamWorker
 from .observer import ObserverGroup, PipelineObserver
 from .outputs import OutputSet, OutputState
 from .queues import FrameQueue, QueueClosed, QueuePolicy
-from .workers import JOIN_TIMEOUT, POLL, Worker, Workers
+from .workers import JOIN_TIMEOUT, POLL, Consumer, Worker, Workers
 
 if TYPE_CHECKING:  # the protocols only; importing the packages would load every sink and source
     from ..sinks.base import Sink
@@ -105,7 +105,7 @@ class Capture(Worker):
         self.out.put(EndOfStream("capture"), force=True)
 
 
-class Dream(Worker):
+class Dream(Consumer):
     """Dreams (files) or shows (live) every frame, then hands it to the outputs."""
 
     drains = True  # to the capture worker's end marker: then the outputs get theirs
@@ -115,15 +115,7 @@ class Dream(Worker):
         self.p, self.inbox, self.progress = pipeline, inbox, progress
         self.frames_out = 0
 
-    def step(self) -> bool:
-        try:
-            item = self.inbox.get(timeout=POLL)
-        except TimeoutError:
-            return True
-        except QueueClosed:
-            return False
-        if isinstance(item, EndOfStream):
-            return False
+    def handle(self, item: Frame) -> bool:
         p = self.p
         if self.stop.is_set():
             p.observer.frame_dropped("dream", "shutdown")

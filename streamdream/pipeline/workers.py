@@ -21,6 +21,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from ..frames import EndOfStream
+from .queues import FrameQueue, QueueClosed
+
 log = logging.getLogger(__name__)
 
 POLL = 0.2  # seconds: the longest any wait goes without looking at its stop token
@@ -131,6 +134,27 @@ class Worker:
         return self.thread is not None and self.thread.is_alive()
 
 
+class Consumer(Worker):
+    """A worker that takes items from its ``inbox`` until the end marker (or the queue closes)."""
+
+    inbox: FrameQueue
+
+    def step(self) -> bool:
+        try:
+            item = self.inbox.get(timeout=POLL)
+        except TimeoutError:
+            return True
+        except QueueClosed:
+            return False
+        if isinstance(item, EndOfStream):
+            return False
+        return self.handle(item)
+
+    def handle(self, item: Any) -> bool:
+        """One item; False when the worker is done."""
+        raise NotImplementedError
+
+
 class _Call(Worker):
     """A plain function as a worker: a library's own loop (an HTTP server's serve_forever).
 
@@ -206,4 +230,4 @@ class Workers:
         return stragglers
 
 
-__all__ = ["Backoff", "JOIN_TIMEOUT", "POLL", "StopToken", "Worker", "Workers", "unique_name"]
+__all__ = ["Backoff", "Consumer", "JOIN_TIMEOUT", "POLL", "StopToken", "Worker", "Workers", "unique_name"]

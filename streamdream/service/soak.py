@@ -170,12 +170,17 @@ def _soak(
     started = time.monotonic()
     samples: list[tuple[float, float]] = []
     warm_mb: float | None = None
-    next_sample = started + warmup
+    next_sample = None  # the warm-up starts once frames flow: loading TensorFlow and the model is not part of it
     try:
         while thread.is_alive() and not outer_stop.is_set():
             now = time.monotonic()
             if now - started >= duration:
                 break
+            if next_sample is None:
+                if service.pipeline is not None:
+                    next_sample = now + warmup
+                outer_stop.wait(1.0)
+                continue
             if now >= next_sample:
                 mb = resident_bytes() / 2**20
                 samples.append((now - started, mb))

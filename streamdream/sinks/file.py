@@ -3,7 +3,8 @@
 Choices a reader should know about:
 
 * Timestamps. A written frame keeps its source timestamp (``frame.pts`` seconds) in a
-  1/90000 time base, so output and input frame times match (MKV/WebM store milliseconds).
+  1/90000 time base, so output and input frame times match (MKV/WebM store milliseconds,
+  so frames less than 1 ms apart, a burst after a reconnect, are spread 1 ms apart).
   A frame without ``pts`` (some live sources) is placed by the capture clock
   (``frame.captured_at``) after the previous frame; the first such frame is at 0. A
   timestamp that does not increase (a looping source) shifts all later frames so the
@@ -45,6 +46,9 @@ from .audio import AudioCarrier
 log = logging.getLogger(__name__)
 
 TIME_BASE = Fraction(1, 90000)
+# Matroska and WebM keep milliseconds: two frames closer than that (a burst a live input
+# delivers after a reconnect) would share a timestamp in the file. Frames stay this far apart.
+MIN_STEP_TICKS = TIME_BASE.denominator // 1000
 DEFAULT_FPS = Fraction(30)
 DEFAULT_CRF = {"libx264": 20, "libx265": 24, "libvpx-vp9": 32, "libvpx": 10}
 
@@ -139,6 +143,9 @@ class PtsClock:
             # Backwards or repeated time (loop, clock reset): keep going forward one frame.
             self._offset += self._last + self.frame_ticks - ticks
             ticks = self._last + self.frame_ticks
+            self.adjusted += 1
+        elif self._last is not None and ticks < self._last + MIN_STEP_TICKS:
+            ticks = self._last + MIN_STEP_TICKS  # a burst: just after the previous frame, later ones keep their time
             self.adjusted += 1
         self._last = ticks
         return ticks

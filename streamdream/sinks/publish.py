@@ -209,7 +209,8 @@ class PublishSink:
             error = exc
         finally:
             self._abort()
-        log.info("stopped publishing to %s after %d frames", self.safe_uri, self.frames_written)
+        if self.frames_written:  # a connection that never took a frame was already reported
+            log.info("stopped publishing to %s after %d frames", self.safe_uri, self.frames_written)
         if error is not None and not self._failed:
             raise self._error("could not finish publishing to", error) from error
 
