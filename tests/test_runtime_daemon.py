@@ -214,3 +214,35 @@ def test_thread_count_is_the_same_after_twenty_reloads(tiny_model_path, tmp_path
     with capsys.disabled():
         print(f"\nthreads before 20 reloads: {before[0]} ({before[1]} owned), after: {after[0]} ({after[1]} owned)")
     assert after == before
+
+
+class HangsOnce:
+    """A dream that hangs on its 20th frame (a driver that never returns) until ``release``."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.release = threading.Event()
+
+    def process(self, frame):
+        self.frames += 1
+        if self.frames == 20:
+            self.release.wait(120)
+        return frame
+
+
+def test_a_stuck_pipeline_is_rebuilt_by_the_watchdog(tmp_path):
+    from streamdream.pipeline.looks import Look
+
+    hanging = HangsOnce()
+    config = write(tmp_path / "stuck.yaml", {
+        "source": LIVE_DEMO, "outputs": ["null"], "metrics": {"port": 0}, "control": {"token": TOKEN},
+        "health": {"stuck_after": 1.5, "stall_after": 10}, "reconnect": {"initial": 0.2, "max": 1},
+    })  # fmt: skip
+    running = Running(config, build=lambda preset, cfg, warm_on: Look(preset, cfg, None, hanging))  # no model needed
+    try:
+        wait_for(lambda: metric(running, "streamdream_watchdog_actions_total", action="rebuild_pipeline") >= 1, 30, "a rebuild")
+        grows(running, "null")  # a new pipeline writes again, around the hung one
+        assert http_request(running.url + "/healthz")[0] == 200
+    finally:
+        hanging.release.set()
+        assert running.close() == 0

@@ -64,9 +64,9 @@ def wait_for(predicate, timeout, what):
 class Running:
     """A Service on its own thread; ``url`` once its HTTP server listens."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, build=None) -> None:
         self.stop = threading.Event()
-        self.service = Service(path, load_config(path), self.stop)
+        self.service = Service(path, load_config(path), self.stop, build=build)
         self.error: BaseException | None = None
         self.code: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)

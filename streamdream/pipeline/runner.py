@@ -250,13 +250,19 @@ class Pipeline:
                 return False
         return True
 
-    def finish(self) -> PipelineResult:
-        """Stop everything and join it; returns the result (errors are in it, not raised)."""
+    def finish(self, join_timeout: float = JOIN_TIMEOUT) -> PipelineResult:
+        """Stop everything and join it; returns the result (errors are in it, not raised).
+
+        A worker still busy after ``join_timeout`` (a hung dream) is left to end on its own,
+        logged: the outputs are finalized by their own workers either way.
+        """
         self._ended_by_stop = self.workers.stop.is_set()
         self.workers.stop.set()
         self.source.close()
         self.outputs.finish()  # if the dream worker hung, the outputs still finalize
-        self.workers.join(JOIN_TIMEOUT)
+        stragglers = self.workers.join(join_timeout)
+        if stragglers:
+            log.warning("pipeline threads still busy after %.0f s, left to end on their own: %s", join_timeout, ", ".join(stragglers))
         if self._progress is not None:
             self._progress.close()  # type: ignore[attr-defined]
         result = self.result

@@ -44,6 +44,7 @@ from .reload import ConfigWatcher, ReloadRequests, plan_reload
 log = logging.getLogger(__name__)
 
 _reload = ReloadRequests()
+REBUILD_JOIN = 5.0  # seconds a stuck pipeline's threads get to end before the new one starts
 
 
 def request_reload() -> None:
@@ -180,7 +181,7 @@ class Service:
         log.error("the pipeline %s; rebuilding it", why)
         self.metrics.watchdog("rebuild_pipeline")
         pipeline.stop()
-        result = pipeline.finish()
+        result = pipeline.finish(join_timeout=REBUILD_JOIN)
         self._frames_before = (self._frames_before[0] + result.frames_in, self._frames_before[1] + result.frames_out)
         self._next_rebuild = now + self._rebuild.next_delay()
         self._start_pipeline()

@@ -13,6 +13,7 @@ then, while the disk has less than ``keep_free`` percent free, the oldest ones.
 
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import os
@@ -22,9 +23,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..config import OutputConfig
+
 log = logging.getLogger(__name__)
 
 STAMP = "%Y%m%d-%H%M%S"
+RESUME_FREE_BYTES = 64 * 2**20  # a full disk is written again once this much (or 1 % of it) is free
 _FIELD = re.compile(r"%.")
 
 
@@ -67,6 +71,38 @@ class RecordingNames:
             except OSError:  # deleted meanwhile
                 continue
         return [path for _, path in sorted(files)]
+
+
+class Recordings:
+    """One file output's files: the next one's config, when to rotate, what to prune, room to resume."""
+
+    def __init__(self, config: OutputConfig) -> None:
+        self.config = config
+        self.names = RecordingNames(config.uri)
+
+    def next_config(self, fresh: bool) -> OutputConfig:
+        return self.config.model_copy(update={"uri": self.names.next_uri(fresh)})
+
+    def rotation_due(self, opened_at: float, now: float | None = None) -> bool:
+        rotate = self.config.rotate
+        return rotate is not None and (time.monotonic() if now is None else now) - opened_at >= rotate
+
+    def prune(self, current: Path | None) -> list[tuple[Path, str]]:
+        return prune(self.names, current, max_age=self.config.max_age, keep_free=self.config.keep_free)
+
+    def room(self) -> bool:
+        """After a full disk: is there room to write again?"""
+        total, _, free = shutil.disk_usage(self.names.directory)
+        return free >= min(RESUME_FREE_BYTES, total // 100)
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk is full."""
+    while exc is not None:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def free_percent(directory: Path, usage: Callable[[Path], tuple[int, int, int]] = shutil.disk_usage) -> float:
@@ -116,4 +152,4 @@ def _age(path: Path, now: float) -> float:
         return 0.0
 
 
-__all__ = ["RecordingNames", "free_percent", "prune"]
+__all__ = ["RecordingNames", "Recordings", "free_percent", "is_disk_full", "prune"]
