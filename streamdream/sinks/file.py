@@ -42,6 +42,7 @@ from ..errors import SinkError
 from ..frames import Frame, SourceInfo
 from ..log import redact_url
 from .audio import AudioCarrier
+from .uri import file_path_and_query
 
 log = logging.getLogger(__name__)
 
@@ -230,16 +231,14 @@ class VideoEncoder:
 
 def split_file_uri(uri: str) -> tuple[str, dict[str, str]]:
     """'out.mp4?fragmented=1' -> ('out.mp4', {'fragmented': '1'}); 'file:' prefix allowed."""
-    if uri.startswith("file:"):
-        uri = uri[5:]
-    path, _, query = uri.partition("?")
+    path, query = file_path_and_query(uri)
     if query and Path(path).suffix.lower() in CONTAINERS:
         options = dict(parse_qsl(query, keep_blank_values=True))
         unknown = sorted(set(options) - set(_FILE_OPTIONS))
         if unknown:
             raise SinkError(f"output {redact_url(uri)}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(_FILE_OPTIONS)}")
         return path, options
-    return uri, {}
+    return path + ("?" + query if query else ""), {}
 
 
 def _truthy(value: str | None) -> bool:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import OutputConfig
+from .uri import file_path_and_query
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,8 @@ class RecordingNames:
     """The names one file output's recordings get, and the ones it made before."""
 
     def __init__(self, uri: str) -> None:
-        path = uri[5:] if uri.startswith("file:") else uri
-        self.template, sep, query = path.partition("?")
-        self._query = sep + query
+        self.template, query = file_path_and_query(uri)
+        self._query = "?" + query if query else ""
         self._stem, self._suffix = os.path.splitext(self.template)
         self.directory = Path(os.path.dirname(self.template) or ".")
 

@@ -45,13 +45,19 @@ class ParsedOutput:
     def label(self) -> str:
         """A short, secret-free name for metrics: no credentials, no stream key, no date."""
         if self.kind == "file":
-            path = self.rest[5:] if self.rest.startswith("file:") else self.rest
-            return os.path.basename(path.partition("?")[0])
+            return os.path.basename(file_path_and_query(self.rest)[0])
         if self.kind == "publish":
             parts = urlsplit(self.rest)
             port = f":{parts.port}" if parts.port else ""
             return f"{parts.scheme.lower()}://{parts.hostname}{port}"
         return self.display if self.kind == "preview" else self.kind + (":" + self.rest if self.rest else "")
+
+
+def file_path_and_query(uri: str) -> tuple[str, str]:
+    """A file output's path and its ``?`` options: 'file:out.mp4?fragmented=1' -> ('out.mp4', 'fragmented=1')."""
+    path = uri[5:] if uri.startswith("file:") else uri
+    path, _, query = path.partition("?")
+    return path, query
 
 
 def parse_output_uri(uri: str) -> ParsedOutput:
@@ -72,4 +78,4 @@ def parse_output_uri(uri: str) -> ParsedOutput:
     return ParsedOutput("file", uri, display)
 
 
-__all__ = ["LIVE_KINDS", "ParsedOutput", "parse_output_uri"]
+__all__ = ["LIVE_KINDS", "ParsedOutput", "file_path_and_query", "parse_output_uri"]
