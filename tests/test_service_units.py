@@ -143,6 +143,22 @@ def test_health_turns_503_when_source_down_or_stuck():
     assert not status.ok and "no output frame for 6 s" in status.reason
 
 
+def test_health_names_a_failing_output_and_turns_503_when_it_stays_down():
+    now = [100.0]
+    health = HealthMonitor(HealthConfig(output_down_after=60, stuck_after=1000), clock=lambda: now[0])
+    health.frame_done("write")
+    health.output_up("rtmp://cdn:1935", True)
+    health.output_up("rtmp://cdn:1935", False)
+    now[0] += 30
+    status = health.status()
+    assert status.ok and "output rtmp://cdn:1935 down for 30 s, retrying" in status.reason
+    now[0] += 31
+    status = health.status()
+    assert not status.ok and "output rtmp://cdn:1935 failing for 61 s" in status.reason
+    health.output_up("rtmp://cdn:1935", True)
+    assert health.status().reason == "ok"
+
+
 class FakeController:
     def __init__(self):
         self.calls = []

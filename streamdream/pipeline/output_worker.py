@@ -165,18 +165,18 @@ class OutputWorker(Consumer):
             self._set_state(reconnects=self.state.reconnects + 1)
             self._observer.output_reconnect(self.label)
         config = self.config
-        if self._files is not None:
-            self._prune()
-            if self._disk_full and not self._files.room():
-                self._next_try = time.monotonic() + self._backoff.next_delay()
-                return False
-            config = self._files.next_config(fresh=self._opens > 0)
         self._workers = self.owner.group("sink")
         sink = None
         try:
+            if self._files is not None:  # prune, wait for room after a full disk, pick a new name
+                self._prune()
+                if self._disk_full and not self._files.room():
+                    self._next_try = time.monotonic() + self._backoff.next_delay()
+                    return False
+                config = self._files.next_config(fresh=self._opens > 0)
             sink = self._opener(config, self._workers)
             sink.open(self.info)
-        except Exception as exc:  # SinkError says why; anything else is reported whole
+        except Exception as exc:  # SinkError says why; anything else (a folder gone...) is reported whole
             if not self.first_open.is_set():
                 self.first_error = exc
             self.first_open.set()

@@ -238,6 +238,8 @@ class Service:
         while not future.done():
             if self.stop.wait(POLL):
                 return False
+            if not self.director.alive:  # it failed (logged): nobody will answer
+                raise RuntimeError(f"the look builder stopped: {self.director.error!r}")
         future.result()  # raises what the build raised
         return True
 

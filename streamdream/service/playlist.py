@@ -4,7 +4,8 @@ A preset is laid over the config's ``model``, ``dream`` and ``coherence`` sectio
 (``apply_preset``). The playlist switches presets at the times of day in ``schedule``
 and every ``interval`` seconds to the next one in ``cycle`` order (only while the current
 preset is in the cycle: an evening preset set by the schedule stays the evening). A
-manual switch through the control API restarts the interval. Crossfading is the switcher's job, not this module's.
+manual switch through the control API restarts the interval. Crossfading is the
+``LookSwitch``'s job (``pipeline/looks.py``), not this module's.
 """
 
 from __future__ import annotations
