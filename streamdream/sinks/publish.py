@@ -219,19 +219,20 @@ class PublishSink:
     def _abort(self) -> None:
         """Close the container (trailer / RTSP TEARDOWN) and the watchdog, whatever happens."""
         container, self._container = self._container, None
-        if container is not None and self._watchdog is not None and (self._failed or self._watchdog.fired):
-            self._watchdog.shutdown_sockets()  # the trailer must not wait on a dead server
-        if container is not None:
-            try:
+        try:
+            if container is not None and self._watchdog is not None and (self._failed or self._watchdog.fired):
+                self._watchdog.shutdown_sockets()  # the trailer must not wait on a dead server
+            if container is not None:
                 if self._watchdog is not None:
                     with self._watchdog.guard():
                         container.close()
                 else:
                     container.close()
-            except (av.FFmpegError, OSError) as exc:
-                log.debug("closing %s: %s", self.safe_uri, exc)
-        if self._watchdog is not None:
-            self._watchdog.stop_watching()
+        except Exception as exc:  # on a dead connection PyAV raises odd things (even an IndexError)
+            log.debug("closing %s: %r", self.safe_uri, exc)
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.stop_watching()  # its thread must end whatever happened
 
     def _error(self, what: str, exc: BaseException, elapsed: float = 0.0) -> SinkError:
         reason = redact_url(str(exc))
