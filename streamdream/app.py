@@ -1,18 +1,38 @@
-"""Assembling the parts a command needs from a validated Config."""
+"""One assembly, from a validated ``Config``, for every command that runs the pipeline.
+
+``assemble`` builds the parts in the order that fails fastest: the outputs' URIs are
+parsed (a typo fails now), the input is opened (a missing file fails now), and only then
+is the first look built (TensorFlow and the model load: seconds). ``run``, ``serve`` and
+``bench`` all go through it; what differs is said by arguments:
+
+* ``run`` and ``bench``: the configured source as it is, one look, outputs that must open
+  at start;
+* ``serve`` (``daemon=True``): a ``ReconnectingSource`` (never ends; idle frames while the
+  input is down), looks built and switched by the daemon's director, outputs retried.
+
+``Assembly.pipeline()`` makes a pipeline over these parts; the daemon's watchdog calls it
+again to rebuild a stuck one.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .config import Config
+from .config import Config, OutputConfig
 from .frames import SourceInfo
+from .pipeline.looks import Look, LookSwitch, build_look
 from .pipeline.observer import PipelineObserver
+from .pipeline.outputs import OutputSet
 from .pipeline.runner import Pipeline, PipelineResult
+from .pipeline.workers import Workers
 
 log = logging.getLogger(__name__)
 
@@ -42,45 +62,88 @@ def progress_factory(enabled: bool, max_frames: int | None = None):
 
 def audio_source_of(uri: str) -> str | None:
     """The real path whose audio a file output carries: only plain file inputs have one."""
-    if "://" in uri or uri.startswith(("demo", "webcam", "lavfi:", "image:", "/dev/video")):
-        return None
-    return uri if Path(uri).is_file() else None
+    from .sources.uri import parse_uri
+
+    parsed = parse_uri(uri)
+    return parsed.target if parsed.kind == "file" and Path(parsed.target).is_file() else None
 
 
-def run_pipeline(
+@dataclass
+class Assembly:
+    """The parts of a running dream; ``pipeline()`` joins them up."""
+
+    config: Config
+    source: Any  # Source; a ReconnectingSource under `serve`
+    info: SourceInfo
+    looks: LookSwitch
+    observer: PipelineObserver
+    workers: Workers
+    daemon: bool
+    audio_source: str | None = None
+
+    def outputs(self, configs: Sequence[OutputConfig] | None = None) -> OutputSet:
+        config = self.config
+        return OutputSet(
+            configs if configs is not None else config.outputs, audio_source=self.audio_source, observer=self.observer,
+            reconnect=config.reconnect, retry_first_open=self.daemon, queue_size=config.pipeline.queue_size,
+        )  # fmt: skip
+
+    def pipeline(self, outputs: OutputSet | None = None) -> Pipeline:
+        config = self.config
+        source = self.source.view() if self.daemon else self.source
+        return Pipeline(
+            source, self.looks, outputs or self.outputs(), queue_size=config.pipeline.queue_size,
+            max_frames=config.pipeline.max_frames, stop=self.workers, observer=self.observer,
+            progress=None if self.daemon else progress_factory(config.pipeline.progress, config.pipeline.max_frames),
+            opened=self.info,
+        )  # fmt: skip
+
+
+LookFactory = Callable[[Config, SourceInfo], Look]
+
+
+def assemble(
     config: Config,
-    stop: threading.Event,
+    stop: threading.Event | Workers,
+    *,
+    daemon: bool = False,
     observer: PipelineObserver | None = None,
-    engine=None,
-) -> PipelineResult:
-    """Dream ``config.source`` into every ``config.outputs`` until the end or ``stop``."""
-    from .sinks import open_sink
+    first_look: LookFactory | None = None,
+    engine: Any = None,
+    source: Any = None,
+) -> Assembly:
+    """Build source, first look and the output check from ``config`` (see the module docstring).
+
+    ``first_look`` builds the look to start with once the input's size is known (the
+    daemon's director passes its own); ``engine`` reuses a loaded DreamEngine (bench);
+    ``source`` replaces the configured one (the daemon's reconnecting source).
+    """
     from .sources import open_source
 
-    # a bad output URI or input is reported now, not after TensorFlow and the model have loaded
-    audio = audio_source_of(config.source.uri)
-    sinks = [open_sink(output, audio_source=audio) for output in config.outputs]
-    source = open_source(config.source)
+    workers = stop if isinstance(stop, Workers) else Workers(stop)
+    observer = observer or PipelineObserver()
+    audio = None if daemon else audio_source_of(config.source.uri)
+    # 1. a bad output URI is reported now, not after the input opened and the model loaded
+    OutputSet(config.outputs, audio_source=audio)
+    # 2. the input: a missing file or a dead server fails before TensorFlow loads
+    source = source or open_source(config.source, workers=workers)
     info = source.open()
+    # 3. the first look (the model loads here)
     try:
-        from .coherence import make_processor
-
-        engine = engine or build_engine(config)
+        if first_look is None:
+            engine = engine or build_engine(config)
+            look = build_look("default", config, engine, live=info.live, observer=observer)
+        else:
+            look = first_look(config, info)
     except BaseException:
         source.close()
         raise
-    pipeline = Pipeline(
-        source,
-        lambda info: make_processor(config, engine, live=info.live, observer=observer),
-        sinks,
-        queue_size=config.pipeline.queue_size,
-        max_frames=config.pipeline.max_frames,
-        stop=stop,
-        observer=observer,
-        progress=progress_factory(config.pipeline.progress, config.pipeline.max_frames),
-        opened=info,
-    )
-    return pipeline.run()
+    return Assembly(config, source, info, LookSwitch(look), observer, workers, daemon, audio)
+
+
+def run_pipeline(config: Config, stop: threading.Event, observer: PipelineObserver | None = None, engine=None) -> PipelineResult:
+    """Dream ``config.source`` into every ``config.outputs`` until the end or ``stop``."""
+    return assemble(config, stop, observer=observer, engine=engine).pipeline().run()
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

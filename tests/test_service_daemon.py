@@ -64,9 +64,9 @@ def wait_for(predicate, timeout, what):
 class Running:
     """A Service on its own thread; ``url`` once its HTTP server listens."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, build=None) -> None:
         self.stop = threading.Event()
-        self.service = Service(path, load_config(path), self.stop)
+        self.service = Service(path, load_config(path), self.stop, build=build)
         self.error: BaseException | None = None
         self.code: int | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -183,7 +183,7 @@ def test_reload_and_control_change_the_running_dream(tiny_model_path, tmp_path, 
         # control: preset by name, then strength; both crossfade in without stopping the output
         assert http_request(running.url + "/api/preset", TOKEN, "POST", {"name": "hard"})[0] == 200
         wait_for(lambda: running.state()["showing"] == "hard", 30, "preset hard")
-        assert running.state()["layers"] == ["conv1"] and service.director.switcher.current.engine.config.strength == 2.0
+        assert running.state()["layers"] == ["conv1"] and service.director.switch.current.engine.config.strength == 2.0
         assert http_request(running.url + "/api/strength", TOKEN, "POST", {"value": 0.5})[0] == 200
         wait_for(lambda: running.state()["dream"]["strength"] == 1.0 and running.state()["fading_to"] is None, 30, "strength 0.5")
         assert http_request(running.url + "/api/preset", TOKEN, "POST", {"name": "nope"})[0] == 400
@@ -196,7 +196,7 @@ def test_reload_and_control_change_the_running_dream(tiny_model_path, tmp_path, 
         wait_for(lambda: running.state()["fading_to"] is None, 10, "the crossfade to end")
         state = running.state()
         assert state["dream"]["strength"] == 1.5 and "calm" in state["presets"]  # 1.5 x hard's 2.0 x 0.5
-        assert service.director.switcher.current.engine.config.strength == 1.5
+        assert service.director.switch.current.engine.config.strength == 1.5
 
         # invalid changes (a bad value; a layer the model lacks) are rejected; the old config runs on
         out_before = running.metrics()["streamdream_frames_total,stage=write"]

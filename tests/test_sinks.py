@@ -584,7 +584,7 @@ def test_socket_watchdog_unblocks_a_stuck_send(silent_server: int) -> None:
                 client.sendall(b"x" * 1_000_000)
         assert watchdog.fired and time.monotonic() - started < 5
     finally:
-        watchdog.stop()
+        watchdog.stop_watching()
         client.close()
 
 

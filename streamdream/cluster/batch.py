@@ -88,28 +88,16 @@ def _dream_here(config: Config, engine, source: str, output: OutputConfig, stop:
         source={"uri": source},
         outputs=[output.model_copy(update={"uri": str(partial) + (f"?{query}" if query else "")}).model_dump()],
     )
-    # the pipeline sets the stop event it is given when it ends: each file gets its own, set by ours
-    file_stop, finished = threading.Event(), threading.Event()
-
-    def relay() -> None:
-        while not finished.is_set():
-            if stop.wait(0.2):
-                file_stop.set()
-                return
-
-    relay_thread = threading.Thread(target=relay, name="batch-stop-relay", daemon=True)
-    relay_thread.start()
+    # a pipeline that ends stops only its own workers (pipeline/workers.py), never the stop event
+    # it is given: the next file starts with the same one
     try:
-        result = run_pipeline(run_config, file_stop, engine=engine)
+        result = run_pipeline(run_config, stop, engine=engine)
         if result.error is not None:
             raise result.error
     except StreamdreamError as exc:
         log.error("%s: skipped: %s", Path(source).name, exc)
         partial.unlink(missing_ok=True)
         return FileResult(source, final, error=exc)
-    finally:
-        finished.set()
-        relay_thread.join(timeout=1)
     if stop.is_set():
         partial.unlink(missing_ok=True)
         return FileResult(source, final, error=StoppedError(f"{final}: stopped"))

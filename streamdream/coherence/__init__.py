@@ -1,41 +1,30 @@
 """Temporal coherence: optical flow, warping, occlusion masks, warm starts, scene cuts.
 
-``make_processor`` builds the ``FrameProcessor`` the pipeline runs: the configured mode
-(``coherence.mode``: independent, blend or flow), wrapped for live sources in a
-``LiveDreamer`` that outputs every frame at once and dreams in its own thread.
+The processors (``processors.py``, one per ``coherence.mode``: independent, blend, flow)
+dream with TensorFlow; flow, carrying, scene cuts and ``evaluate`` need only OpenCV. This
+file only hands names on, and only when asked, so ``streamdream evaluate`` never
+imports TensorFlow. The pipeline builds processors with ``pipeline.looks.make_processor``
+and runs them live with ``pipeline.live``.
 """
 
 from __future__ import annotations
 
-from ..config import Config
-from ..dream.engine import DreamEngine
-from ..pipeline.observer import PipelineObserver
-from .live import LiveDreamer
-from .processors import PROCESSORS, BlendProcessor, DreamProcessor, FlowProcessor, IndependentProcessor
+import importlib
+from typing import Any
+
+_WHERE = {
+    "BlendProcessor": "processors",
+    "DreamProcessor": "processors",
+    "FlowProcessor": "processors",
+    "IndependentProcessor": "processors",
+    "PROCESSORS": "processors",
+}
 
 
-def make_processor(
-    config: Config,
-    engine: DreamEngine,
-    live: bool,
-    observer: PipelineObserver | None = None,
-) -> DreamProcessor | LiveDreamer:
-    """The frame processor for ``config.coherence.mode``; for live sources, decoupled."""
-    coherence = config.coherence
-    cls = PROCESSORS[coherence.mode]
-    if live:
-        # the live wrapper adapts to its refresh rate and reports steps itself
-        inner = cls(engine, coherence, width=config.dream.width, adaptive=False)
-        return LiveDreamer(inner, coherence, observer=observer)
-    return cls(engine, coherence, width=config.dream.width, observer=observer)
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "BlendProcessor",
-    "DreamProcessor",
-    "FlowProcessor",
-    "IndependentProcessor",
-    "LiveDreamer",
-    "PROCESSORS",
-    "make_processor",
-]
+__all__ = sorted(_WHERE)

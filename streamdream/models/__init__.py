@@ -1,5 +1,6 @@
-"""Networks to dream with: the registry, Keras builders, weight loading and conversion."""
+"""Networks to dream with: the registry, Keras builders, weight loading and conversion.
 
-from ..log import import_tensorflow
-
-import_tensorflow()  # before any submodule imports TensorFlow: keeps its start-up lines quiet
+Only hands names on: listing the models (``registry``) must not import TensorFlow. The
+modules that need it call ``log.import_tensorflow()`` first, which keeps its start-up
+lines quiet.
+"""

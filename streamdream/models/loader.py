@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import LayerSpec, ModelConfig
 from ..errors import ModelError
+from ..log import import_tensorflow
 from .registry import REGISTRY, Look, get_entry
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def resolve_look(config: ModelConfig, presets: dict[str, Look], default: str | N
 
 
 def load_dream_model(config: ModelConfig) -> DreamModel:
+    import_tensorflow()  # quietly, before keras pulls it in
     import keras
 
     if config.name in REGISTRY:

@@ -32,6 +32,24 @@ class PipelineObserver:
     def source_reconnect(self) -> None:
         """A reconnect attempt started."""
 
+    def output_up(self, output: str, up: bool) -> None:
+        """An output opened (True) or failed and waits to be opened again (False)."""
+
+    def output_reconnect(self, output: str) -> None:
+        """An attempt to open a failed output again started."""
+
+    def output_written(self, output: str) -> None:
+        """``output`` wrote one frame."""
+
+    def recording_rotated(self, output: str) -> None:
+        """A file output closed its file and went on in a new one."""
+
+    def recording_pruned(self, output: str, reason: str) -> None:
+        """An old recording of ``output`` was deleted (reason: age, space)."""
+
+    def watchdog(self, action: str) -> None:
+        """The watchdog acted (reopen_source, rebuild_pipeline)."""
+
 
 class ObserverGroup(PipelineObserver):
     """Fans every event out to several observers."""

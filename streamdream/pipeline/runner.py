@@ -1,15 +1,20 @@
-"""The frame pipeline: capture -> dream -> write, each in its own thread.
+"""The frame pipeline, top to bottom, for every mode (``run`` and ``serve``, files and live):
 
-A frame's path, top to bottom:
-1. ``_capture`` reads the source and puts frames on the ``capture`` queue. Files use
-   the WAIT policy (nothing lost); live sources DROP_OLDEST, so the dreamer always
-   gets the freshest frame and every stale one is counted.
-2. ``_dream`` takes a frame, runs the processor (the dream and its temporal coherence)
-   and puts the result on the ``output`` queue.
-3. ``_write`` hands each output frame to every sink, in order, and closes them all at
-   the end: an MP4 is finalized whatever happened upstream.
-Each worker puts an ``EndOfStream`` marker in ``finally`` so no reader hangs; one stop
-event ends everything; every wait has a timeout.
+1. ``Capture`` (worker ``capture``) reads the source onto the ``capture`` queue. Files
+   WAIT (nothing lost); live sources DROP_OLDEST: the dream always gets the freshest
+   frame and every stale one is counted.
+2. ``Dream`` (worker ``dream``) takes each frame through the ``LookSwitch``:
+   * a file: the look's processor dreams it whole (the dream and its temporal coherence);
+   * a live source: the frame is offered to the look's one-frame slot and leaves at once
+     with the latest dream carried onto it, while
+3. ``LiveDreamWorker`` (worker ``dream-refresh``, live only) dreams the slot's freshest
+   frame and publishes the new dream state (``live.py``).
+4. The dream worker hands every output frame to the ``OutputSet``: one worker and one
+   bounded queue per output (``outputs.py``), so a failing output is retried alone.
+
+Workers come from one owner (``workers.py``): one stop token, a timeout on every wait, an
+end marker in ``finally``. The counts are owned by the worker that makes them and read
+as a frozen ``PipelineResult``.
 """
 
 from __future__ import annotations
@@ -17,15 +22,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import StreamdreamError
 from ..frames import EndOfStream, Frame, SourceInfo
-from .observer import PipelineObserver
+from .live import LiveDreamWorker
+from .observer import ObserverGroup, PipelineObserver
+from .outputs import OutputSet, OutputState
 from .queues import FrameQueue, QueueClosed, QueuePolicy
+from .workers import JOIN_TIMEOUT, POLL, Consumer, Worker, Workers
 
 if TYPE_CHECKING:  # the protocols only; importing the packages would load every sink and source
     from ..sinks.base import Sink
@@ -33,211 +41,243 @@ if TYPE_CHECKING:  # the protocols only; importing the packages would load every
 
 log = logging.getLogger(__name__)
 
-POLL = 0.2  # seconds between checks of the stop event while waiting
 
-
-class FrameProcessor(Protocol):
+class Dreamer(Protocol):
     """Turns an input frame into the output frame (same index, pts and capture time)."""
 
     def process(self, frame: Frame) -> Frame: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class PipelineResult:
     info: SourceInfo | None = None
     frames_in: int = 0
     frames_out: int = 0
-    dropped: Counter = field(default_factory=Counter)
+    dropped: dict[str, int] = field(default_factory=dict)  # by reason
     error: BaseException | None = None
     stopped: bool = False  # ended by the stop event (Ctrl-C, SIGTERM, q in a window)
+    outputs: tuple[OutputState, ...] = ()
+
+    @property
+    def outputs_down(self) -> list[OutputState]:
+        return [o for o in self.outputs if o.error is not None and not o.up]
+
+
+class DropTally(PipelineObserver):
+    """Drops by reason, from any thread; every change replaces a read-only mapping."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: MappingProxyType[str, int] = MappingProxyType({})
+
+    def frame_dropped(self, stage: str, reason: str) -> None:
+        with self._lock:
+            self.counts = MappingProxyType({**self.counts, reason: self.counts.get(reason, 0) + 1})
+
+
+class Capture(Worker):
+    def __init__(self, pipeline: Pipeline, out: FrameQueue) -> None:
+        super().__init__("capture")
+        self.p, self.out = pipeline, out
+        self.frames_in = 0
+        self._frames: Iterator[Frame] | None = None
+
+    def step(self) -> bool:
+        if self._frames is None:
+            self._frames = iter(self.p.source.frames())
+        frame = next(self._frames, None)
+        if frame is None or self.stop.is_set():
+            return False
+        self.frames_in += 1
+        self.p.observer.frame_done("capture")
+        while not self.out.put(frame, timeout=POLL):  # WAIT policy: retry until room or stop
+            if self.stop.is_set():
+                return False
+        self.p.observer.queue_depth(self.out.name, len(self.out))
+        return not (self.p.max_frames and self.frames_in >= self.p.max_frames)
+
+    def failed(self, error: BaseException) -> None:
+        self.p.fail(error)
+
+    def end(self) -> None:
+        if self._frames is not None and hasattr(self._frames, "close"):
+            self._frames.close()  # type: ignore[union-attr]  # the generator's finally, on this thread
+        self.out.put(EndOfStream("capture"), force=True)
+
+
+class Dream(Consumer):
+    """Dreams (files) or shows (live) every frame, then hands it to the outputs."""
+
+    drains = True  # to the capture worker's end marker: then the outputs get theirs
+
+    def __init__(self, pipeline: Pipeline, inbox: FrameQueue, progress: Any) -> None:
+        super().__init__("dream")
+        self.p, self.inbox, self.progress = pipeline, inbox, progress
+        self.frames_out = 0
+
+    def handle(self, item: Frame) -> bool:
+        p = self.p
+        if self.stop.is_set():
+            p.observer.frame_dropped("dream", "shutdown")
+            return True
+        started = time.monotonic()
+        out = p.dreamer.process(item)
+        p.observer.stage_time("dream", time.monotonic() - started)
+        p.observer.frame_done("dream")
+        p.outputs.deliver(out, self.stop)
+        self.frames_out += 1
+        p.observer.frame_done("write")
+        p.observer.latency(time.monotonic() - item.captured_at)
+        p.observer.queue_depth(self.inbox.name, len(self.inbox))
+        if self.progress is not None:
+            self.progress.update(1)
+        return True
+
+    def failed(self, error: BaseException) -> None:
+        self.p.fail(error)
+
+    def end(self) -> None:
+        self.p.outputs.finish()
 
 
 class Pipeline:
+    """``run()`` until the source ends, an error, or the stop token; outputs always finalized.
+
+    ``dreamer``: what turns frames into dreamed frames (a ``LookSwitch``, or any object with
+    ``process``; ``live_dreams()`` if it dreams beside the frames), or a function of the
+    opened source's ``SourceInfo`` that makes one. ``outputs``: an ``OutputSet`` or sinks.
+    """
+
     def __init__(
         self,
         source: Source,
-        make_processor: Callable[[SourceInfo], FrameProcessor],
-        sinks: Sequence[Sink],
+        dreamer: Dreamer | Callable[[SourceInfo], Dreamer],
+        outputs: OutputSet | Sequence[Sink],
         *,
         queue_size: int = 4,
         max_frames: int | None = None,
-        stop: threading.Event | None = None,
+        stop: threading.Event | Workers | None = None,
         observer: PipelineObserver | None = None,
         progress: Callable[[SourceInfo], object] | None = None,
         opened: SourceInfo | None = None,
     ) -> None:
         self.source = source
-        self._make_processor = make_processor
-        self.processor: FrameProcessor | None = None  # built once the source says if it is live; swappable
-        self.sinks = list(sinks)
+        self._make_dreamer = dreamer if callable(dreamer) and not hasattr(dreamer, "process") else (lambda info: dreamer)
+        self.dreamer: Any = None  # built once the source says if it is live
+        self.drops = DropTally()
+        self.observer = ObserverGroup(observer or PipelineObserver(), self.drops)
+        self.outputs = outputs if isinstance(outputs, OutputSet) else OutputSet.of_sinks(outputs, self.observer)
+        self.outputs.observer = ObserverGroup(self.outputs.observer, self.drops)
+        self.outputs.on_quit = self._quit
         self.queue_size = queue_size
         self.max_frames = max_frames
-        self.stop = stop or threading.Event()
-        self.observer = observer or PipelineObserver()
+        owner = stop if isinstance(stop, Workers) else Workers(stop)
+        self.workers = owner.group("pipeline")
         self._make_progress = progress
         self._opened = opened  # the caller opened the source already (to fail fast) and got this
-        self.result = PipelineResult()
-        self._lock = threading.Lock()
+        self.info: SourceInfo | None = None
+        self._error: BaseException | None = None
+        self._quit_asked = False
+        self._error_lock = threading.Lock()
+        self._capture: Capture | None = None
+        self._dream: Dream | None = None
+        self._progress: Any = None
+        self._ended_by_stop = False
 
-    # --- bookkeeping shared by the workers ----------------------------------------------------
+    # --- reported from any worker -------------------------------------------------------------
 
-    def _dropped(self, stage: str, reason: str) -> None:
-        with self._lock:
-            self.result.dropped[reason] += 1
-        self.observer.frame_dropped(stage, reason)
+    def fail(self, error: BaseException) -> None:
+        with self._error_lock:
+            if self._error is None:
+                self._error = error
+        self.workers.stop.set()
 
-    def _fail(self, error: BaseException) -> None:
-        with self._lock:
-            if self.result.error is None:
-                self.result.error = error
-        self.stop.set()
+    def _quit(self) -> None:
+        self._quit_asked = True
+        self.workers.stop.set()
 
-    # --- workers ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """End this pipeline alone (the watchdog's rebuild); outputs are finalized."""
+        self.workers.stop.set()
 
-    def _capture(self, out: FrameQueue) -> None:
-        try:
-            for frame in self.source.frames():
-                if self.stop.is_set():
-                    break
-                self.result.frames_in += 1
-                self.observer.frame_done("capture")
-                while not out.put(frame, timeout=POLL):  # WAIT policy: retry until room or stop
-                    if self.stop.is_set():
-                        return
-                self.observer.queue_depth(out.name, len(out))
-                if self.max_frames and self.result.frames_in >= self.max_frames:
-                    break
-        except BaseException as exc:  # reported, never swallowed: ends the run with this error
-            log.debug("capture failed", exc_info=True)
-            self._fail(exc)
-        finally:
-            out.put(EndOfStream("capture"), force=True)
+    @property
+    def result(self) -> PipelineResult:
+        """The counts so far, as a frozen snapshot."""
+        return PipelineResult(
+            info=self.info,
+            frames_in=self._capture.frames_in if self._capture else 0,
+            frames_out=self._dream.frames_out if self._dream else 0,
+            dropped=dict(self.drops.counts),
+            error=self._error,
+            stopped=(self._quit_asked or self._ended_by_stop) and self._error is None,
+            outputs=tuple(self.outputs.states()),
+        )
 
-    def _dream(self, inbox: FrameQueue, out: FrameQueue) -> None:
-        try:
-            while True:
-                try:
-                    item = inbox.get(timeout=POLL)
-                except TimeoutError:
-                    continue
-                if isinstance(item, EndOfStream):
-                    break
-                if self.stop.is_set():
-                    self._dropped("dream", "shutdown")
-                    continue
-                started = time.monotonic()
-                result = self.processor.process(item)  # type: ignore[union-attr]
-                self.observer.stage_time("dream", time.monotonic() - started)
-                self.observer.frame_done("dream")
-                while not out.put(result, timeout=POLL):
-                    if self.stop.is_set() and out.policy is QueuePolicy.WAIT:
-                        self._dropped("dream", "shutdown")
-                        break
-                self.observer.queue_depth(inbox.name, len(inbox))
-        except BaseException as exc:
-            log.debug("dream failed", exc_info=True)
-            self._fail(exc)
-        finally:
-            out.put(EndOfStream("dream"), force=True)
-
-    def _write(self, inbox: FrameQueue, progress: object) -> None:
-        try:
-            while True:
-                try:
-                    item = inbox.get(timeout=POLL)
-                except TimeoutError:
-                    continue
-                if isinstance(item, EndOfStream):
-                    break
-                started = time.monotonic()
-                for sink in self.sinks:
-                    sink.write(item)
-                    quit_event = getattr(sink, "quit_event", None)
-                    if quit_event is not None and quit_event.is_set():
-                        log.info("%s asked to quit", sink.name)
-                        self.result.stopped = True
-                        self.stop.set()
-                self.result.frames_out += 1
-                self.observer.stage_time("write", time.monotonic() - started)
-                self.observer.frame_done("write")
-                self.observer.latency(time.monotonic() - item.captured_at)
-                self.observer.queue_depth(inbox.name, len(inbox))
-                if progress is not None:
-                    progress.update(1)  # type: ignore[attr-defined]
-        except BaseException as exc:
-            log.debug("write failed", exc_info=True)
-            self._fail(exc)
-        finally:
-            self._close_sinks()
-
-    def _close_sinks(self) -> None:
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception as exc:  # one sink failing to close must not leave the others open
-                log.error("closing output %s failed: %s", sink.name, exc)
-                self._fail(exc)
+    @property
+    def alive(self) -> bool:
+        return self._dream is not None and self._dream.alive
 
     # --- the run ------------------------------------------------------------------------------
 
-    def _open(self) -> SourceInfo:
-        info = self._opened or self.source.open()
-        opened: list[Sink] = []
+    def start(self) -> None:
+        info = self.info = self._opened or self.source.open()
         try:
-            for sink in self.sinks:
-                sink.open(info)
-                opened.append(sink)
-        except BaseException:
-            for sink in opened:
-                sink.close()
-            self.source.close()
-            raise
-        return info
-
-    def run(self) -> PipelineResult:
-        """Run until the source ends, an error, or the stop event; outputs always finalized."""
-        info = self._open()
-        self.result.info = info
-        try:
-            self.processor = self._make_processor(info)
+            self.dreamer = self._make_dreamer(info)
+            self.outputs.start(info, self.workers)
         except BaseException:
             self.source.close()
-            self._close_sinks()
             raise
         policy = QueuePolicy.DROP_OLDEST if info.live else QueuePolicy.WAIT
-        capture_q: FrameQueue = FrameQueue("capture", self.queue_size, policy, self._dropped)
-        output_q: FrameQueue = FrameQueue("output", self.queue_size, policy, self._dropped)
+        capture_q: FrameQueue = FrameQueue("capture", self.queue_size, policy, self.observer.frame_dropped)
         progress = self._make_progress(info) if self._make_progress else None
-        workers = [
-            threading.Thread(target=self._capture, args=(capture_q,), name="capture", daemon=True),
-            threading.Thread(target=self._dream, args=(capture_q, output_q), name="dream", daemon=True),
-            threading.Thread(target=self._write, args=(output_q, progress), name="write", daemon=True),
-        ]
-        for worker in workers:
-            worker.start()
-        try:
-            self._wait(workers)
-        finally:
-            if self.stop.is_set() and self.result.error is None:
-                self.result.stopped = True
-            self.stop.set()
-            self.source.close()  # interrupts a capture blocked in a read
-            for worker in workers:
-                worker.join(timeout=30)
-            close = getattr(self.processor, "close", None)
-            if close is not None:
-                close()
-            if progress is not None:
-                progress.close()  # type: ignore[attr-defined]
-        error = self.result.error
+        self._capture = Capture(self, capture_q)
+        self._dream = Dream(self, capture_q, progress)
+        self.workers.start(self._capture)
+        self.workers.start(self._dream)
+        if info.live and hasattr(self.dreamer, "live_dreams"):
+            self.workers.start(LiveDreamWorker(self.dreamer.live_dreams, self.fail))
+        self._progress = progress
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the end (True) or ``timeout`` (False); the source is closed once stopping."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.alive:
+            assert self._dream is not None and self._dream.thread is not None
+            self._dream.thread.join(POLL)
+            if self.workers.stop.is_set():
+                self.source.close()  # interrupts a capture blocked in a read
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
+
+    def finish(self, join_timeout: float = JOIN_TIMEOUT) -> PipelineResult:
+        """Stop everything and join it; returns the result (errors are in it, not raised).
+
+        A worker still busy after ``join_timeout`` (a hung dream) is left to end on its own,
+        logged: the outputs are finalized by their own workers either way.
+        """
+        self._ended_by_stop = self.workers.stop.is_set()
+        self.workers.stop.set()
+        self.source.close()
+        self.outputs.finish()  # if the dream worker hung, the outputs still finalize
+        stragglers = self.workers.join(join_timeout)
+        if stragglers:
+            log.warning("pipeline threads still busy after %.0f s, left to end on their own: %s", join_timeout, ", ".join(stragglers))
+        if self._progress is not None:
+            self._progress.close()  # type: ignore[attr-defined]
+        result = self.result
+        error = result.error
         if error is not None and not isinstance(error, (StreamdreamError, QueueClosed)):
             log.error("pipeline failed: %s", error, exc_info=error)
-        return self.result
+        return result
 
-    def _wait(self, workers: list[threading.Thread]) -> None:
-        writer = workers[-1]
-        while writer.is_alive():
-            writer.join(timeout=POLL)
-            if self.stop.is_set():
-                # the writer drains what is already dreamed, then finalizes
-                self.source.close()
+    def run(self) -> PipelineResult:
+        self.start()
+        try:
+            self.wait()
+        finally:
+            result = self.finish()
+        return result
+
+
+__all__ = ["Dreamer", "Pipeline", "PipelineResult"]

@@ -1,15 +1,20 @@
 """`streamdream serve`: the installation daemon.
 
-What runs, top to bottom:
+What runs, top to bottom (the threads and queues are drawn in the README's "Architecture"):
 1. The config is loaded and checked (a control API open to the network without a token
-   refuses to start); the first look (model, engine, processor) is built.
-2. The pipeline runs in its own thread: a ``ReconnectingSource`` (never ends; idle frames
-   while the input is down) -> the ``SwitchableProcessor`` (current look, crossfades) ->
-   a ``SinkSet`` (outputs that a reload can change one by one).
-3. One HTTP server answers /metrics, /healthz and /api/*.
-4. This thread loops about twice a second: reload on SIGHUP (``request_reload``) or when
-   the file changed, and start playlist switches that are due.
-5. ``stop`` (the CLI sets it on SIGTERM/SIGINT) ends it all; outputs are finalized.
+   refuses to start); the HTTP server binds (/metrics, /healthz, /api/*).
+2. ``app.assemble`` builds the parts: a ``ReconnectingSource`` (never ends; idle frames
+   while the input is down), the first look (built by the ``Director`` and warmed up at
+   the real frame size: a model that cannot dream at this size fails the start), and the
+   pipeline: capture -> dream (the ``LookSwitch``: current look, crossfades) -> one worker
+   per output, each retried alone.
+3. This thread loops every ``POLL``: reload on SIGHUP (``request_reload``) or when the file
+   changed, and the watchdog: a connected source that gives no frame for
+   ``health.stall_after`` is reopened; a pipeline that writes no frame for
+   ``health.stuck_after`` (or whose worker failed) is rebuilt. A reload can never end
+   the daemon: any failure is a rejected change, logged and shown in /api/state.
+4. ``stop`` (the CLI sets it on SIGTERM/SIGINT) ends it all; outputs are finalized, and
+   every thread is joined by the one owner (``pipeline/workers.py``).
 """
 
 from __future__ import annotations
@@ -21,24 +26,25 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..app import Assembly, assemble
 from ..config import Config, SourceConfig, load_config
-from ..errors import ControlError, StreamdreamError
+from ..errors import ControlError
 from ..log import redact_url
 from ..pipeline.observer import ObserverGroup
-from ..pipeline.runner import Pipeline, PipelineResult
-from .director import Director, LookBuilder
+from ..pipeline.runner import Pipeline
+from ..pipeline.workers import JOIN_TIMEOUT, POLL, Backoff, Workers
+from .director import Director, LookBuilder, describe_failure
 from .health import HealthMonitor
 from .http import ServiceServer, check_control_binding
 from .idle import IdleAnimator
 from .metrics import PrometheusObserver
-from .outputs import SinkSet
 from .reconnect import ReconnectingSource
 from .reload import ConfigWatcher, ReloadRequests, plan_reload
 
 log = logging.getLogger(__name__)
 
-TICK = 0.5
 _reload = ReloadRequests()
+REBUILD_JOIN = 5.0  # seconds a stuck pipeline's threads get to end before the new one starts
 
 
 def request_reload() -> None:
@@ -50,16 +56,10 @@ def serve(config_path: str, stop: threading.Event) -> int:
     """Run the daemon on ``config_path`` until ``stop`` is set; 0 after a clean stop.
 
     Raises StreamdreamError (ConfigError, ModelError, SourceError, ...) for what prevents
-    a start or ends the pipeline; the CLI prints it and exits with its code.
+    a start; the CLI prints it and exits with its code.
     """
     config = load_config(config_path)
     return Service(config_path, config, stop).run()
-
-
-def _source_factory(config: SourceConfig):
-    from ..sources import open_source
-
-    return lambda: open_source(config)
 
 
 def _retries_at_start(config: SourceConfig) -> bool:
@@ -70,24 +70,29 @@ def _retries_at_start(config: SourceConfig) -> bool:
 
 
 class Service:
-    """The daemon's parts and the loop that reloads and schedules; also the control API's backend."""
+    """The daemon's parts and the loop that reloads and watches; also the control API's backend."""
 
     def __init__(self, path: str | Path, config: Config, stop: threading.Event, *, build=None) -> None:
         self.path = Path(path)
         self.config = config
         self.stop = stop
+        self.workers = Workers(stop)  # the one owner of every thread the daemon starts
         self.metrics = PrometheusObserver(model=config.model.name)
         self.health = HealthMonitor(config.health)
         self.observer = ObserverGroup(self.metrics, self.health)
         self._build = build or LookBuilder(self.observer)
         self.watcher = ConfigWatcher(self.path)
-        self.last_reload: dict[str, Any] = {"ok": None, "at": None, "error": None}
+        self.last_reload: dict[str, Any] = {"ok": None, "at": None, "error": None}  # replaced whole
         self.director: Director | None = None
         self.source: ReconnectingSource | None = None
-        self.outputs: SinkSet | None = None
+        self.assembly: Assembly | None = None
         self.server: ServiceServer | None = None
         self.pipeline: Pipeline | None = None
-        self._pipeline_error: BaseException | None = None
+        self._started_at = time.monotonic()
+        self._reopened_at = 0.0
+        self._rebuild = Backoff(config.reconnect.initial, config.reconnect.max)
+        self._next_rebuild = 0.0
+        self._frames_before = (0, 0)  # frames in and out of pipelines the watchdog replaced
 
     # --- start and stop -----------------------------------------------------------------------
 
@@ -95,80 +100,91 @@ class Service:
         config = self.config
         # binds now: a port in use or a control API open to the network fails before anything slow
         self.server = ServiceServer(config.metrics, metrics=self.metrics, health=self.health, controller=self, control=config.control)
-        thread = threading.Thread(target=self._run_pipeline, name="pipeline", daemon=True)
-        switcher = None
         try:
-            self.server.start()
-            idle = IdleAnimator(config.idle, feedback=self._last_output)
+            self.server.start()  # on the process's HTTP event-loop thread (web/server.py)
             self.source = ReconnectingSource(
-                _source_factory(config.source),
-                display=redact_url(config.source.uri),
-                reconnect=config.reconnect,
-                idle=idle,
-                observer=self.observer,
-                retry_first_open=_retries_at_start(config.source),
-                size=(config.source.width, config.source.height),
-                fps=config.source.fps,
-            )
-            self.outputs = SinkSet(config.outputs)  # parses every output URI now: a typo fails the start
-            self.source.open()  # a file that is no video fails now, before the model loads
-            self.director = Director(config, build=self._build, on_switch=self._switched)
-            switcher = self.director.start()
-            self.pipeline = Pipeline(
-                self.source, lambda info: switcher, [self.outputs],
-                queue_size=config.pipeline.queue_size, stop=self.stop, observer=self.observer,
+                self._source_factory(config.source), display=redact_url(config.source.uri), reconnect=config.reconnect,
+                idle=IdleAnimator(config.idle, feedback=self._last_output), observer=self.observer,
+                retry_first_open=_retries_at_start(config.source), size=(config.source.width, config.source.height),
+                fps=config.source.fps, workers=self.workers,
             )  # fmt: skip
+            self.director = Director(config, build=self._build, on_switch=self._switched)
+            self.assembly = assemble(
+                config, self.workers, daemon=True, observer=self.observer, first_look=self.director.first_look, source=self.source
+            )
+            self.director.start(self.assembly.looks, self.workers)
+            self._start_pipeline()
             log.info(
                 "streamdream %s serving %s -> %s; preset %s",
-                __version__, self.source.display, ", ".join(redact_url(o.uri) for o in config.outputs), self.director.preset,
+                __version__, self.source.display, ", ".join(redact_url(o.uri) for o in config.outputs),
+                self.director.state_now.preset,
             )  # fmt: skip
-            thread.start()
-            self._loop(thread)
+            self._loop()
         finally:
             self.stop.set()
-            if thread.ident is not None:
-                thread.join(timeout=60)
-            else:  # the pipeline never ran, so it closed nothing
-                if switcher is not None:
-                    switcher.close()
-                if self.source is not None:
-                    self.source.close()
-            if self.director is not None:
-                self.director.stop()
+            if self.pipeline is not None:
+                self.pipeline.finish()
+            if self.source is not None:
+                self.source.close()
             self.server.shutdown()
-        return self._exit_code()
+            self.workers.join(JOIN_TIMEOUT)
+        return 0
+
+    def _source_factory(self, config: SourceConfig):
+        from ..sources import open_source
+
+        return lambda: open_source(config, workers=self.workers)
+
+    def _start_pipeline(self) -> None:
+        assert self.assembly is not None
+        self.pipeline = self.assembly.pipeline()
+        self.pipeline.start()
+        self._started_at = time.monotonic()
 
     def _last_output(self):
-        director = self.director
-        return director.switcher.last_output if director is not None and director.switcher is not None else None
+        assembly = self.assembly
+        return assembly.looks.last_output if assembly is not None else None
 
-    def _run_pipeline(self) -> None:
-        try:
-            self.pipeline.run()
-        except BaseException as exc:  # handed to the main thread, which reports it
-            self._pipeline_error = exc
-        finally:
-            self.stop.set()
-
-    def _loop(self, pipeline: threading.Thread) -> None:
-        while not self.stop.is_set() and pipeline.is_alive():
+    def _loop(self) -> None:
+        while not self.stop.is_set():
             if _reload.take() or self.watcher.changed():
                 self.reload()
-            self.director.tick()
-            self.stop.wait(TICK)
-
-    def _exit_code(self) -> int:
-        error = self._pipeline_error or (self.pipeline.result.error if self.pipeline else None)
-        if error is None:
-            return 0
-        if isinstance(error, StreamdreamError):
-            raise error
-        log.error("the pipeline failed: %r", error)
-        return 1
+            self.watch()
+            self.stop.wait(POLL)
 
     def _switched(self, look) -> None:
         self.metrics.set_model(look.config.model.name)
         self.metrics.preset_switch()
+
+    # --- the watchdog -------------------------------------------------------------------------
+
+    def watch(self) -> None:
+        """Reopen a stalled source; rebuild a pipeline that writes nothing or whose worker failed."""
+        now, health = time.monotonic(), self.config.health
+        stalled = self.source.stalled_for()
+        if stalled is not None and stalled > health.stall_after and now - self._reopened_at > health.stall_after:
+            self._reopened_at = now
+            self.metrics.watchdog("reopen_source")
+            self.source.reopen(f"no frame for {stalled:.1f} s (health.stall_after: {health.stall_after:g} s)")
+        pipeline = self.pipeline
+        if pipeline is None or now < self._next_rebuild:
+            return
+        age = self.health.status().last_output_age
+        silent = min(age, now - self._started_at) if age is not None else now - self._started_at
+        if pipeline.alive and silent <= health.stuck_after:
+            if silent < 1.0:
+                self._rebuild.reset()
+            return
+        error = pipeline.result.error
+        why = f"failed: {describe_failure(error)}" if error is not None else (
+            f"wrote no frame for {silent:.0f} s (health.stuck_after: {health.stuck_after:g} s)")
+        log.error("the pipeline %s; rebuilding it", why)
+        self.metrics.watchdog("rebuild_pipeline")
+        pipeline.stop()
+        result = pipeline.finish(join_timeout=REBUILD_JOIN)
+        self._frames_before = (self._frames_before[0] + result.frames_in, self._frames_before[1] + result.frames_out)
+        self._next_rebuild = now + self._rebuild.next_delay()
+        self._start_pipeline()
 
     # --- reload -------------------------------------------------------------------------------
 
@@ -183,26 +199,23 @@ class Service:
                 return True
             check_control_binding(self.config.metrics.host, new.control)
             if plan.source:
-                _source_factory(new.source)()  # parse the new URI before anything changes
+                self._source_factory(new.source)()  # parse the new URI before anything changes
                 retry_display = redact_url(new.source.uri)
             if plan.outputs:
-                from ..sinks import open_sink
-
-                for output in new.outputs:
-                    open_sink(output)  # parse only; files and connections open in update()
+                self.pipeline.outputs.check_all(new.outputs)  # parse only; files and connections open in update()
             if plan.look and not self._wait(self.director.reconfigure(new)):
                 return False  # stopping
-        except (StreamdreamError, OSError) as exc:
-            self._reload_done(False, str(exc))
+        except Exception as exc:  # whatever it is (a RecursionError, a cv2.error...), the daemon goes on
+            self._reload_done(False, describe_failure(exc))
             return False
         if plan.outputs:
             try:
-                self.outputs.update(new.outputs)
-            except StreamdreamError as exc:
-                log.error("config reload: outputs not changed: %s", exc)
+                self.pipeline.outputs.update(new.outputs)
+            except Exception as exc:
+                log.error("config reload: outputs not changed: %s", describe_failure(exc))
                 new = new.model_copy(update={"outputs": self.config.outputs})
         if plan.source:
-            self.source.replace(_source_factory(new.source), retry_display)
+            self.source.replace(self._source_factory(new.source), retry_display)
             old_shape = (self.config.source.width, self.config.source.height, self.config.source.fps)
             if (new.source.width, new.source.height, new.source.fps) != old_shape:
                 info = self.source.info
@@ -217,13 +230,16 @@ class Service:
                         ", ".join(plan.needs_restart))
             new = new.model_copy(update={name: getattr(self.config, name) for name in plan.needs_restart})
         self.config = new
+        self.assembly.config = new  # a rebuilt pipeline starts from the running config
         self._reload_done(True, None, plan.describe())
         return True
 
     def _wait(self, future) -> bool:
         while not future.done():
-            if self.stop.wait(0.25):
+            if self.stop.wait(POLL):
                 return False
+            if not self.director.alive:  # it failed (logged): nobody will answer
+                raise RuntimeError(f"the look builder stopped: {self.director.error!r}")
         future.result()  # raises what the build raised
         return True
 
@@ -238,15 +254,17 @@ class Service:
     # --- control API backend ------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        if self.pipeline is None:
+        pipeline = self.pipeline
+        if pipeline is None:
             return {"version": __version__, "starting": True}
         state = self.director.state()
-        result: PipelineResult | None = self.pipeline.result if self.pipeline else None
+        result = pipeline.result
+        now = time.monotonic()
         state.update({
             "version": __version__,
             "source": {"uri": self.source.display, "up": self.source.up, "reconnects": self.source.reconnects},
-            "outputs": [redact_url(c.uri) for c in self.outputs.configs],
-            "frames": {"in": result.frames_in if result else 0, "out": result.frames_out if result else 0},
+            "outputs": [o.as_dict(now) for o in result.outputs],
+            "frames": {"in": self._frames_before[0] + result.frames_in, "out": self._frames_before[1] + result.frames_out},
             "config": {"path": str(self.path), "last_reload": self.last_reload},
         })  # fmt: skip
         return state

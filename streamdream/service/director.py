@@ -1,44 +1,62 @@
-"""Which look runs: presets, strength, the playlist and reloads, built off the dream thread.
+"""Which look runs: presets, strength, the playlist and reloads, built off the dream's path.
 
-Every change (a control request, a playlist switch, a reloaded config) becomes a request
-to one builder thread. It merges what is queued (only the latest preset and strength
-count), builds the new engine and processor, warms them up (the first gradient step
-traces the graph: seconds on a CPU) and only then hands them to the switcher, which
-crossfades. The output never waits for a model to load.
+One worker (``director``) owns the preset, the strength, the config and the playlist: every
+change (a control request, a reloaded config) becomes a request on its queue, and it looks
+at the playlist itself between requests. It merges what is queued (only the latest preset
+and strength count), builds the new look and warms it up at the real frame size on the
+latest input frame (the first gradient steps trace the graph: seconds on a CPU), and only
+then hands it to the ``LookSwitch``, which crossfades. The output never waits for a model.
+
+Any exception while building a look (model, preset, layers, guide image, warm-up) is a
+rejected change: the reason is logged and published (``state()["last_error"]``, and a
+reload's future fails with it), and the running look goes on. What other threads read is
+``DirectorState``, a frozen record the worker replaces after each change.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import queue
-import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from ..config import Config, DreamConfig, ModelConfig
-from ..errors import ControlError
-from ..frames import Frame
+from ..errors import ControlError, ModelError, StreamdreamError
+from ..frames import Frame, SourceInfo, freeze
+from ..pipeline.looks import Look, LookSwitch, build_look
 from ..pipeline.observer import PipelineObserver
-from .playlist import DEFAULT_PRESET, Playlist, apply_preset, preset_names
-from .switcher import Look, SwitchableProcessor
+from ..pipeline.queues import FrameQueue, QueuePolicy
+from ..pipeline.workers import POLL, Worker, Workers
+from .playlist import DEFAULT_PRESET, Playlist, apply_preset, next_in, preset_names
 
 log = logging.getLogger(__name__)
 
 MAX_STRENGTH = 10.0
 MODEL_CACHE = 3  # models kept loaded for quick switches back
 ENGINE_CACHE = 6  # dream engines (one traced graph each) kept for presets the playlist returns to
-WARM_TIMEOUT = 120.0
+REQUESTS = 64  # control requests waiting at most; more are refused as busy
+MAX_REASON = 400  # characters of an exception's text kept (OpenCV's run to pages)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A look's build failure in one line: what, and why."""
+    if isinstance(exc, StreamdreamError):
+        return str(exc)
+    text = " ".join(str(exc).split()) or "no details"
+    if len(text) > MAX_REASON:
+        text = text[: MAX_REASON - 3] + "..."
+    return f"{type(exc).__name__}: {text}"
 
 
 class LookBuilder:
-    """Builds engine + processor for a config. Engines are kept for the last few settings, so a
-    playlist going round its presets reuses them: no new graph, no retrace, flat memory."""
+    """Builds a look for a config. Engines are kept for the last few settings, so a playlist
+    going round its presets reuses them: no new graph, no retrace, flat memory."""
 
     def __init__(self, observer: PipelineObserver | None = None) -> None:
         self.observer = observer or PipelineObserver()
@@ -53,26 +71,23 @@ class LookBuilder:
     def engine(self, config: Config) -> Any:
         from ..dream.engine import DreamEngine
 
-        def build() -> Any:
-            engine = DreamEngine(self.model(config.model), config.dream)
-            engine.ascend(np.zeros((64, 64, 3), np.float32), 1)  # trace the step now, not on the dream thread
-            return engine
+        return _cached(self._engines, (config.model, config.dream), lambda: DreamEngine(self.model(config.model), config.dream), ENGINE_CACHE)
 
-        return _cached(self._engines, (config.model, config.dream), build, ENGINE_CACHE)
+    def __call__(self, preset: str, config: Config, warm_on: Frame) -> Look:
+        """A live look, warmed up on ``warm_on`` (a real frame: its dream is ready to show;
+        an ``IdleFrame`` made up at start: only traced and checked)."""
+        key = (config.model, config.dream)
+        try:
+            engine = self.engine(config)
+            return build_look(preset, config, engine, live=True, observer=self.observer, warm_on=warm_on, shown=warm_on.index >= 0)
+        except BaseException:
+            self._engines.pop(key, None)  # a look that failed must not leave a broken engine cached
+            raise
 
-    def __call__(self, preset: str, config: Config, warm_on: Frame | None = None) -> Look:
-        from ..coherence import make_processor
 
-        engine = self.engine(config)
-        processor = make_processor(config, engine, live=True, observer=self.observer)
-        if warm_on is not None:
-            # a live dreamer shows the bare frame until its first dream is done: have one ready
-            # before the crossfade starts, or the fade would pass through the undreamed picture
-            processor.process(warm_on)
-            wait = getattr(processor, "wait_for_refresh", None)
-            if wait is not None and not wait(1, timeout=WARM_TIMEOUT):
-                log.warning("the new look's first dream took over %.0f s; fading in anyway", WARM_TIMEOUT)
-        return Look(preset, config, engine, processor)
+def warm_frame(info: SourceInfo) -> Frame:
+    """A grey frame at the source's size: the first look is checked at the real size."""
+    return Frame(freeze(np.full((info.height, info.width, 3), 128, np.uint8)), index=-1, pts=None)
 
 
 def _cached(cache: OrderedDict, key: Any, build: Callable[[], Any], size: int) -> Any:
@@ -97,80 +112,81 @@ class _Request:
     future: Future | None = None
 
 
-class Director:
+@dataclass(frozen=True)
+class DirectorState:
+    """What the HTTP threads and the daemon read; the director worker replaces it whole."""
+
+    config: Config
+    preset: str
+    strength: float
+    order: tuple[str, ...]
+    next_switch_at: float | None  # monotonic
+    building: bool = False
+    last_error: str | None = None
+
+
+Build = Callable[[str, Config, Frame], Look]
+
+
+class Director(Worker):
     """Owns the current preset, strength and playlist; implements the control API's verbs."""
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        build: Callable[[str, Config, Frame | None], Look],
-        on_switch: Callable[[Look], None] | None = None,
-    ) -> None:
-        self.config = config
+    def __init__(self, config: Config, *, build: Build, on_switch: Callable[[Look], None] | None = None) -> None:
+        super().__init__("director")
         self._build = build
         self._on_switch = on_switch or (lambda look: None)
-        self.playlist = Playlist(config.playlist)
-        self.preset = self.playlist.initial()
-        self.strength = 1.0
-        self.switcher: SwitchableProcessor | None = None
-        self.last_error: str | None = None
-        self._requests: queue.Queue[_Request] = queue.Queue()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.building = False
+        self._playlist = Playlist(config.playlist)  # this worker's alone
+        self._requests: FrameQueue[_Request] = FrameQueue("requests", REQUESTS, QueuePolicy.WAIT)
+        self.switch: LookSwitch | None = None
+        self._info = SourceInfo(uri="", width=640, height=360, fps=None, live=True)  # until first_look
+        self.state_now = self._publish(config, self._playlist.initial(), 1.0)
 
     # --- life cycle -------------------------------------------------------------------------
 
-    def start(self) -> SwitchableProcessor:
-        """Build the first look (here, so a bad model fails the start) and the builder thread."""
-        look = self._build(self.preset, self._effective(self.config, self.preset, self.strength), None)
-        self.switcher = SwitchableProcessor(look)
-        self._on_switch(look)
-        self._thread = threading.Thread(target=self._builder, name="look-builder", daemon=True)
-        self._thread.start()
-        return self.switcher
+    def first_look(self, config: Config, info: SourceInfo) -> Look:
+        """Build the look to start with (here, so a bad model fails the start), at the real size."""
+        state = self.state_now
+        self._info = info
+        try:
+            return self._build(state.preset, self._effective(config, state.preset, state.strength), warm_frame(info))
+        except StreamdreamError:
+            raise
+        except Exception as exc:  # e.g. layers that shrink below 1 px at this frame size
+            raise ModelError(f"cannot build the look (preset {state.preset}): {describe_failure(exc)}") from exc
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+    def start(self, switch: LookSwitch, workers: Workers) -> None:
+        self.switch = switch
+        self._on_switch(switch.current)
+        workers.start(self)
 
-    # --- requests ---------------------------------------------------------------------------
+    # --- requests (any thread) --------------------------------------------------------------
 
     def _effective(self, config: Config, preset: str, strength: float) -> Config:
         return apply_preset(config, config.playlist.presets.get(preset), strength)
 
     def _submit(self, **fields: Any) -> Future:
         future: Future = Future()
-        self._requests.put(_Request(future=future, **fields))
+        if not self._requests.put(_Request(future=future, **fields), timeout=1.0):
+            raise ControlError("too many changes waiting; try again in a moment")
         return future
 
     def reconfigure(self, config: Config) -> Future:
         """Apply a reloaded config; the future fails (and nothing changes) if it cannot be built."""
         return self._submit(config=config, reason="reload")
 
-    def tick(self) -> None:
-        """Called about once a second: start a switch the playlist says is due."""
-        due = self.playlist.due(self.preset)
-        if due is not None and due != self.preset:
-            log.info("playlist: switching to preset %s", due)
-            self.playlist.switched()  # do not ask again while this one builds
-            self._submit(preset=due, reason="playlist")
-
-    # --- control API verbs (called on HTTP threads) -------------------------------------------
-
     def next_preset(self) -> dict[str, Any]:
-        if not self.config.playlist.presets:
+        state = self.state_now
+        if not state.config.playlist.presets:
             raise ControlError("no presets defined: add playlist.presets to the config")
-        return self.set_preset(self.playlist.next_after(self.preset))
+        return self.set_preset(next_in(state.order, state.preset))
 
     def set_preset(self, name: str) -> dict[str, Any]:
-        names = preset_names(self.config.playlist)
+        config = self.state_now.config
+        names = preset_names(config.playlist)
         if name not in names:
             raise ControlError(f"unknown preset {name[:64]!r}; choose one of {', '.join(names)}")
         self._submit(preset=name, reason="control")
-        return {"preset": name, "status": "switching", "crossfade": self.config.playlist.crossfade}
+        return {"preset": name, "status": "switching", "crossfade": config.playlist.crossfade}
 
     def set_strength(self, value: float) -> dict[str, Any]:
         if not 0.0 < value <= MAX_STRENGTH:
@@ -179,20 +195,22 @@ class Director:
         return {"strength": value, "status": "switching"}
 
     def state(self) -> dict[str, Any]:
-        config = self.config
-        switcher = self.switcher
-        showing = switcher.current if switcher else None
-        incoming = switcher.incoming if switcher else None
-        target = incoming or showing
-        effective = target.config if target else self._effective(config, self.preset, self.strength)
+        state = self.state_now
+        config = state.config
+        showing = self.switch.showing if self.switch else None
+        current = showing.current if showing else None
+        incoming = showing.incoming if showing else None
+        target = incoming or current
+        effective = target.config if target else self._effective(config, state.preset, state.strength)
+        next_in_s = None if state.next_switch_at is None else max(0.0, state.next_switch_at - time.monotonic())
         return {
-            "preset": self.preset,
-            "showing": showing.preset if showing else None,
+            "preset": state.preset,
+            "showing": current.preset if current else None,
             "fading_to": incoming.preset if incoming else None,
-            "building": self.building,
+            "building": state.building,
             "presets": list(preset_names(config.playlist)),
-            "cycle": list(self.playlist.order) if config.playlist.presets else [],
-            "strength": self.strength,
+            "cycle": list(state.order) if config.playlist.presets else [],
+            "strength": state.strength,
             "model": effective.model.name,
             "layers": [spec.name for spec in effective.model.layers or ()] or None,
             "layer_preset": effective.model.preset,
@@ -201,77 +219,85 @@ class Director:
             "playlist": {
                 "interval": config.playlist.interval,
                 "crossfade": config.playlist.crossfade,
-                "next_switch_in": self.playlist.seconds_to_next(),
+                "next_switch_in": next_in_s,
                 "schedule": [{"at": e.at, "preset": e.preset} for e in config.playlist.schedule],
             },
-            "last_error": self.last_error,
+            "last_error": state.last_error,
         }
 
-    # --- the builder thread -----------------------------------------------------------------
+    # --- the worker -------------------------------------------------------------------------
 
-    def _builder(self) -> None:
-        while not self._stop.is_set():
-            try:
-                batch = [self._requests.get(timeout=0.25)]
-            except queue.Empty:
-                continue
-            while True:
-                try:
-                    batch.append(self._requests.get_nowait())
-                except queue.Empty:
-                    break
-            futures = [r.future for r in batch if r.future is not None]
-            try:
-                look = self._apply(batch)
-            except Exception as exc:  # reported to whoever asked (reload) and logged; the old look stays
-                self.last_error = str(exc)
-                for future in futures:
-                    future.set_exception(exc)
-                if not any(r.config is not None for r in batch):
-                    log.error("switch failed, keeping preset %s: %s", self.preset, exc)
-                continue
+    def step(self) -> bool:
+        batch: list[_Request] = []
+        try:
+            batch.append(self._requests.get(timeout=POLL))
+            batch += self._requests.drain()
+        except TimeoutError:
+            pass
+        state = self.state_now
+        due = self._playlist.due(state.preset)
+        if due is not None and due != state.preset:
+            log.info("playlist: switching to preset %s", due)
+            self._playlist.switched()  # do not ask again while this one builds
+            batch.insert(0, _Request(preset=due, reason="playlist"))
+        if batch:
+            self._handle(batch)
+        return True
+
+    def _handle(self, batch: list[_Request]) -> None:
+        futures = [r.future for r in batch if r.future is not None]
+        try:
+            look = self._apply(batch)
+        except Exception as exc:  # a rejected change: reported to whoever asked, logged; the old look stays
+            reason = describe_failure(exc)
+            self.state_now = replace(self.state_now, building=False, last_error=reason)
             for future in futures:
-                future.set_result(look)
+                future.set_exception(exc)
+            if not any(r.config is not None for r in batch):
+                log.error("switch failed, keeping preset %s: %s", self.state_now.preset, reason)
+            return
+        for future in futures:
+            future.set_result(look)
 
     def _apply(self, batch: list[_Request]) -> Look | None:
-        config, preset, strength = self.config, self.preset, self.strength
+        state = self.state_now
+        config, preset, strength = state.config, state.preset, state.strength
         for request in batch:  # later requests win
-            if request.config is not None:
-                config = request.config
-            if request.preset is not None:
-                preset = request.preset
-            if request.strength is not None:
-                strength = request.strength
-        names = preset_names(config.playlist)
-        if preset not in names:  # a reload removed it
+            config = request.config or config
+            preset = request.preset or preset
+            strength = request.strength or strength
+        if preset not in preset_names(config.playlist):  # a reload removed it
             preset = Playlist(config.playlist).initial() if config.playlist.presets else DEFAULT_PRESET
         effective = self._effective(config, preset, strength)
-        switcher = self.switcher
-        latest = (switcher.incoming or switcher.current) if switcher else None
+        switch = self.switch
+        assert switch is not None
+        latest = switch.incoming or switch.current
         look = None
-        if latest is None or latest.config != effective or latest.preset != preset:
-            if latest is not None and latest.config == effective:
-                look = Look(preset, effective, latest.engine, latest.processor)  # same look, new name
-                switcher.rename(look)
+        if latest.config != effective or latest.preset != preset:
+            if latest.config == effective:
+                look = Look(preset, effective, latest.engine, latest.processor, latest.live)  # same look, new name
+                switch.rename(look)
             else:
-                self.building = True
-                try:
-                    look = self._build(preset, effective, switcher.last_input)
-                finally:
-                    self.building = False
-                if self._stop.is_set():  # shutting down: this look will never be shown
-                    close = getattr(look.processor, "close", None)
-                    if close is not None:
-                        close()
+                self.state_now = replace(state, building=True)
+                look = self._build(preset, effective, switch.last_input or warm_frame(self._info))
+                if self.stop.is_set():  # shutting down: this look will never be shown
                     return None
-                switcher.switch_to(look, config.playlist.crossfade)
+                switch.switch_to(look, config.playlist.crossfade)
                 self._on_switch(look)
             log.info("preset %s (strength %g, model %s): %s", preset, strength, effective.model.name,
-                     "crossfading" if look is not None and config.playlist.crossfade > 0 else "switched")
-        if config is not self.config and config.playlist != self.config.playlist:
-            self.playlist = Playlist(config.playlist)
-        if preset != self.preset:
-            self.playlist.switched()
-        self.config, self.preset, self.strength = config, preset, strength
-        self.last_error = None
+                     "crossfading" if config.playlist.crossfade > 0 else "switched")  # fmt: skip
+        if config.playlist != state.config.playlist:
+            self._playlist = Playlist(config.playlist)
+        if preset != state.preset:
+            self._playlist.switched()
+        self.state_now = self._publish(config, preset, strength)
         return look
+
+    def _publish(self, config: Config, preset: str, strength: float) -> DirectorState:
+        to_next = self._playlist.seconds_to_next()
+        return DirectorState(
+            config, preset, strength, self._playlist.order, None if to_next is None else time.monotonic() + to_next
+        )
+
+
+__all__ = ["Director", "DirectorState", "LookBuilder", "describe_failure", "warm_frame"]

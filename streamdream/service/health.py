@@ -2,8 +2,10 @@
 
 Healthy while output frames flow. Unhealthy (503, with the reason) when the source has
 been down longer than ``health.source_down_after`` (the outputs then show the idle
-animation, which is fine for a while but not forever), or when no output frame was
-written for ``health.stuck_after`` seconds (a stuck pipeline).
+animation, which is fine for a while but not forever), when no output frame was
+written for ``health.stuck_after`` seconds (a stuck pipeline), or when an output has
+been failing (retried meanwhile) for longer than ``health.output_down_after``. An output
+that is down for less is named in the 200 answer.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class HealthMonitor(PipelineObserver):
         self._last_output: float | None = None
         self._up: bool | None = None
         self._down_since: float | None = None
+        self._outputs_down: dict[str, float] = {}  # output -> since when; replaced whole
 
     def configure(self, config: HealthConfig) -> None:
         self.config = config
@@ -61,13 +64,22 @@ class HealthMonitor(PipelineObserver):
                 self._down_since = self._clock()
             self._up = up
 
+    def output_up(self, output: str, up: bool) -> None:
+        with self._lock:
+            down = dict(self._outputs_down)
+            if up:
+                down.pop(output, None)
+            else:
+                down.setdefault(output, self._clock())
+            self._outputs_down = down
+
     # --- the verdict --------------------------------------------------------------------------
 
     def status(self) -> HealthStatus:
         now = self._clock()
         cfg = self.config
         with self._lock:
-            up, down_since = self._up, self._down_since
+            up, down_since, outputs_down = self._up, self._down_since, self._outputs_down
         last = self._last_output
         down_for = 0.0 if down_since is None else now - down_since
         age = None if last is None else now - last
@@ -79,5 +91,12 @@ class HealthMonitor(PipelineObserver):
             what = "no output frame yet" if last is None else "no output frame"
             reason = f"pipeline stuck: {what} for {silent_for:.0f} s (health.stuck_after: {cfg.stuck_after:g} s)"
             return HealthStatus(False, reason, up, down_for, age)
-        reason = "ok" if up is not False else f"ok (source down for {down_for:.0f} s, showing idle frames)"
-        return HealthStatus(True, reason, up, down_for, age)
+        if outputs_down:
+            output, since = min(outputs_down.items(), key=lambda item: item[1])
+            if now - since > cfg.output_down_after:
+                reason = (f"output {output} failing for {now - since:.0f} s, retrying "
+                          f"(health.output_down_after: {cfg.output_down_after:g} s)")  # fmt: skip
+                return HealthStatus(False, reason, up, down_for, age)
+        notes = [f"source down for {down_for:.0f} s, showing idle frames"] if up is False else []
+        notes += [f"output {o} down for {now - t:.0f} s, retrying" for o, t in sorted(outputs_down.items())]
+        return HealthStatus(True, "ok" + (f" ({'; '.join(notes)})" if notes else ""), up, down_for, age)

@@ -15,18 +15,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ..config import IdleConfig
-from ..frames import Frame, freeze
+from ..frames import IdleFrame, freeze
 
-
-@dataclass(frozen=True)
-class IdleFrame(Frame):
-    """A frame made up while the source was down (the type is the marker)."""
+__all__ = ["IdleAnimator", "IdleFrame"]
 
 
 class IdleAnimator:

@@ -4,8 +4,9 @@ Everything lives on its own ``CollectorRegistry`` (never the global one), so two
 pipelines in one process, or tests, do not collide. Rates and averages are left to
 Prometheus (``rate(streamdream_frames_total[1m])``); nothing here computes them.
 
-Label values are fixed stage, queue and reason names, a version and a model name
-(redacted, in case someone names a model by URL): never a source URI.
+Label values are fixed stage, queue, reason and action names, a version, a model name
+(redacted, in case someone names a model by URL) and output labels (a file's name, a
+server's scheme://host:port; see ``sinks/uri.py``): never a credential or a stream key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..pipeline.observer import ObserverGroup, PipelineObserver
 from .health import HealthMonitor
 
 STAGES = ("capture", "idle", "dream", "write")
+WATCHDOG_ACTIONS = ("reopen_source", "rebuild_pipeline")
 # a dream step on a CPU takes seconds; on a GPU, milliseconds
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -51,6 +53,20 @@ class PrometheusObserver(PipelineObserver):
         self.reloads = Counter("streamdream_config_reloads", "Config reloads, by result.", ["result"], registry=r)
         self.switches = Counter("streamdream_preset_switches", "Preset switches started.", registry=r)
         self.build = Info("streamdream_build", "Version and current model.", registry=r)
+        self.output_up_gauge = Gauge("streamdream_output_up", "1 while an output is open, else 0.", ["output"], registry=r)
+        self.output_reconnects = Counter(
+            "streamdream_output_reconnects", "Attempts to open a failed output again.", ["output"], registry=r
+        )
+        self.output_frames = Counter("streamdream_output_frames", "Frames an output wrote.", ["output"], registry=r)
+        self.rotations = Counter("streamdream_recordings_rotated", "Recordings closed for a new file.", ["output"], registry=r)
+        self.pruned = Counter(
+            "streamdream_recordings_pruned", "Old recordings deleted, by reason (age, space).", ["output", "reason"], registry=r
+        )
+        self.watchdog_actions = Counter(
+            "streamdream_watchdog_actions", "Stalled source reopened, stuck pipeline rebuilt.", ["action"], registry=r
+        )
+        for action in WATCHDOG_ACTIONS:
+            self.watchdog_actions.labels(action=action)
         for stage in STAGES:
             self.frames.labels(stage=stage)
         for result in ("applied", "rejected"):
@@ -87,6 +103,25 @@ class PrometheusObserver(PipelineObserver):
 
     def source_reconnect(self) -> None:
         self.reconnects.inc()
+
+    def output_up(self, output: str, up: bool) -> None:
+        self.output_up_gauge.labels(output=output).set(1 if up else 0)
+        self.output_reconnects.labels(output=output)  # shown from the start, at 0
+
+    def output_reconnect(self, output: str) -> None:
+        self.output_reconnects.labels(output=output).inc()
+
+    def output_written(self, output: str) -> None:
+        self.output_frames.labels(output=output).inc()
+
+    def recording_rotated(self, output: str) -> None:
+        self.rotations.labels(output=output).inc()
+
+    def recording_pruned(self, output: str, reason: str) -> None:
+        self.pruned.labels(output=output, reason=reason).inc()
+
+    def watchdog(self, action: str) -> None:
+        self.watchdog_actions.labels(action=action).inc()
 
     # --- service events (called directly by the daemon, not through the pipeline) ----------
 

@@ -4,7 +4,8 @@ A preset is laid over the config's ``model``, ``dream`` and ``coherence`` sectio
 (``apply_preset``). The playlist switches presets at the times of day in ``schedule``
 and every ``interval`` seconds to the next one in ``cycle`` order (only while the current
 preset is in the cycle: an evening preset set by the schedule stays the evening). A
-manual switch through the control API restarts the interval. Crossfading is the switcher's job, not this module's.
+manual switch through the control API restarts the interval. Crossfading is the
+``LookSwitch``'s job (``pipeline/looks.py``), not this module's.
 """
 
 from __future__ import annotations
@@ -54,8 +55,16 @@ def _minutes(at: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
+def next_in(order: tuple[str, ...], current: str) -> str:
+    """The preset after ``current`` in ``order`` (the first one if ``current`` is not in it)."""
+    if current not in order:
+        return order[0]
+    return order[(order.index(current) + 1) % len(order)]
+
+
 class Playlist:
-    """Decides the preset at start and when the next one is due. Not thread-safe: one caller."""
+    """Decides the preset at start and when the next one is due. Owned by one thread (the
+    daemon's director worker); others read what it publishes."""
 
     def __init__(
         self,
@@ -88,10 +97,7 @@ class Playlist:
         return self.order[0]
 
     def next_after(self, current: str) -> str:
-        order = self.order
-        if current not in order:
-            return order[0]
-        return order[(order.index(current) + 1) % len(order)]
+        return next_in(self.order, current)
 
     def switched(self) -> None:
         """Any switch (scheduled, timed or manual) restarts the interval."""

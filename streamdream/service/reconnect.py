@@ -11,6 +11,10 @@ keep moving and the pipeline never sees an end.
 To the pipeline it is one steady live source: frames are renumbered, re-timed from one
 clock (so a reconnect that restarts the stream's timestamps at 0 does not send the
 outputs back in time) and resized to the size announced at ``open()``.
+
+A stall (connected, but no frame for a while: a frozen server) is not an outage the
+input itself reports at once; the daemon's watchdog sees ``stalled_for()`` and calls
+``reopen()``. A rebuilt pipeline reads through a new ``view()``: the reader goes on.
 """
 
 from __future__ import annotations
@@ -26,16 +30,16 @@ import cv2
 
 from ..config import ReconnectConfig
 from ..errors import SourceError
-from ..frames import Frame, SourceInfo, freeze
+from ..frames import Frame, IdleFrame, SourceInfo, freeze
 from ..log import redact_url
 from ..pipeline.observer import PipelineObserver
 from ..pipeline.queues import FrameQueue, QueueClosed, QueuePolicy
+from ..pipeline.workers import POLL, Backoff, Workers
 from ..sources.base import Source
-from .idle import IdleAnimator, IdleFrame
+from .idle import IdleAnimator
 
 log = logging.getLogger(__name__)
 
-POLL = 0.2
 DEFAULT_SIZE = (640, 360)
 DEFAULT_FPS = Fraction(25)
 
@@ -45,22 +49,6 @@ def _log_unexpected(what: str, exc: BaseException) -> None:
     exception may quote the URL it was given, and the log filter sees only the message)."""
     log.error("%s failed unexpectedly: %s", what, redact_url(repr(exc)))
     log.debug("%s", redact_url("".join(traceback.format_exception(exc))))
-
-
-class Backoff:
-    """``initial``, then doubling, capped at ``maximum``; ``reset()`` after a success."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.initial, self.maximum = initial, maximum
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.maximum, self.initial * 2.0 ** min(self.attempt, 32))
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class ReconnectingSource:
@@ -79,8 +67,10 @@ class ReconnectingSource:
         retry_first_open: bool = True,
         size: tuple[int | None, int | None] = (None, None),
         fps: float | None = None,
+        workers: Workers | None = None,
     ) -> None:
         self._factory = factory
+        self._workers = workers or Workers()
         self.display = display  # redacted
         self.reconnect = reconnect
         self.idle = idle
@@ -96,8 +86,8 @@ class ReconnectingSource:
         self._closed = threading.Event()
         self._switch = threading.Event()  # the factory was replaced: reconnect now
         self._frames: FrameQueue = FrameQueue("source", 2, QueuePolicy.DROP_OLDEST, self._dropped)
-        self._reader: threading.Thread | None = None
-        self._last_real = 0.0
+        self._reader = None
+        self._last_frame_at = 0.0  # reader thread: when the input last gave a frame (or connected)
 
     # --- Source protocol ----------------------------------------------------------------------
 
@@ -124,23 +114,30 @@ class ReconnectingSource:
         )
         self.idle.start(width, height)
         self._inner = inner
+        self._last_frame_at = time.monotonic()
         self._set_up(inner is not None)
-        self._reader = threading.Thread(target=self._read_forever, name="source-reader", daemon=True)
-        self._reader.start()
+        self._reader = self._workers.spawn("source-reconnect", self._read_forever)
         return self.info
 
     def frames(self) -> Iterator[Frame]:
+        return self._frames_until(self._closed)
+
+    def view(self) -> SourceView:
+        """A Source over this one for one pipeline: closing it ends its frames, not the input."""
+        return SourceView(self)
+
+    def _frames_until(self, closed: threading.Event) -> Iterator[Frame]:
         if self.info is None:
             raise SourceError(f"{self.display}: not open (call open() first)")
         t0 = time.monotonic()
-        self._last_real = t0
+        last_real = t0
         index = 0
         next_idle = t0
-        while not self._closed.is_set():
+        while not closed.is_set() and not self._closed.is_set():
             period = 1.0 / (self.idle.config.fps or float(self.info.fps or DEFAULT_FPS))
             gap = max(1.0, 3.0 * period)  # this long without a real frame and idle frames begin
             now = time.monotonic()
-            idle_now = now - self._last_real > gap
+            idle_now = now - last_real > gap
             wait = max(0.0, next_idle - now) if idle_now else POLL
             try:
                 frame = self._frames.get(timeout=wait)
@@ -150,11 +147,11 @@ class ReconnectingSource:
                 frame = None
             now = time.monotonic()
             if frame is not None:
-                self._last_real = now
+                last_real = now
                 self.idle.remember_input(frame.image)
                 yield Frame(image=self._fit(frame.image), index=index, pts=now - t0, captured_at=frame.captured_at)
                 index += 1
-            elif now - self._last_real > gap and now >= next_idle:
+            elif now - last_real > gap and now >= next_idle:
                 next_idle = max(next_idle + period, now)
                 image = self.idle.next_image()
                 self.observer.frame_done("idle")
@@ -168,8 +165,9 @@ class ReconnectingSource:
         if inner is not None:
             inner.close()  # interrupts a blocked read
         self._frames.close()
-        if self._reader is not None and self._reader is not threading.current_thread():
-            self._reader.join(timeout=10)
+        reader = self._reader.thread if self._reader is not None else None
+        if reader is not None and reader is not threading.current_thread():
+            reader.join(timeout=10)
 
     # --- reconfiguration ----------------------------------------------------------------------
 
@@ -183,6 +181,20 @@ class ReconnectingSource:
             inner = self._inner
         if inner is not None:
             inner.close()
+
+    def stalled_for(self) -> float | None:
+        """Seconds the connected input has given no frame; None while it is down."""
+        if not self.up or self._closed.is_set():
+            return None
+        return time.monotonic() - self._last_frame_at
+
+    def reopen(self, reason: str) -> None:
+        """The watchdog found the input stalled: drop the connection; the reader connects again."""
+        log.warning("input %s stalled: %s; reopening it", self.display, reason)
+        with self._lock:
+            inner = self._inner
+        if inner is not None:
+            inner.close()  # the reader's read returns; it reconnects after the backoff
 
     # --- the reader thread --------------------------------------------------------------------
 
@@ -238,6 +250,7 @@ class ReconnectingSource:
                 return None, "closed"
             self._inner = inner
         log.info("input %s is back", self.display)
+        self._last_frame_at = time.monotonic()
         self._set_up(True)
         return inner, ""
 
@@ -254,6 +267,7 @@ class ReconnectingSource:
                 if first:
                     backoff.reset()
                     first = False
+                self._last_frame_at = time.monotonic()
                 if pace is not None:  # a file plays at its own rate, as a live input would
                     deadline = max(deadline + pace, time.monotonic() - pace)
                     if self._closed.wait(max(0.0, deadline - time.monotonic())):
@@ -295,4 +309,25 @@ class ReconnectingSource:
         return freeze(cv2.resize(image, (info.width, info.height), interpolation=cv2.INTER_AREA))
 
 
-__all__ = ["Backoff", "ReconnectingSource", "IdleFrame"]
+class SourceView:
+    """One pipeline's way into a ``ReconnectingSource``: its ``close`` ends only this view."""
+
+    def __init__(self, source: ReconnectingSource) -> None:
+        self._source = source
+        self._closed = threading.Event()
+
+    @property
+    def info(self) -> SourceInfo | None:
+        return self._source.info
+
+    def open(self) -> SourceInfo:
+        return self._source.open()
+
+    def frames(self) -> Iterator[Frame]:
+        return self._source._frames_until(self._closed)
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+__all__ = ["Backoff", "IdleFrame", "ReconnectingSource", "SourceView"]

@@ -1,40 +1,98 @@
 """`streamdream bench --soak MINUTES`: run the daemon's whole stack and watch resident memory.
 
-The live demo source goes through the same parts as `serve` (reconnecting source,
-switchable live dream, output set, metrics and HTTP server) into the null output.
-Resident memory is sampled every ``sample_every`` seconds; growth is measured from the
-end of a warm-up (TensorFlow allocates its pools, the first traces happen) to the end,
-both as a percentage and as a fitted slope. An installation should stay under 5 % over
-30 minutes.
+The live demo source goes through the same parts as `serve` (reconnecting source, live
+dream, output workers, metrics and HTTP server) into three outputs: ``null``, a Matroska
+recording in a temporary folder (a new file every 5 minutes, files older than 10 minutes
+pruned) and an RTSP publish to a receiver (``ffmpeg -rtsp_flags listen``) that this soak
+kills and restarts every minute, so that output fails and reconnects all along. Without
+an ``ffmpeg`` command the third output is a browser preview, and the report says so.
+
+Resident memory is sampled every ``sample_every`` seconds; growth is measured from the end
+of a warm-up (TensorFlow allocates its pools, the first traces happen) to the end, both as
+a percentage and as a fitted slope. An installation should stay under 5 % over 30 minutes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
 import time
 from typing import Any
 
 from ..config import Config, parse_config
+from ..pipeline.workers import POLL, Worker, Workers
 
 log = logging.getLogger(__name__)
 
 GROWTH_LIMIT = 5.0  # percent
+FLAP_PERIOD = 60.0  # seconds: the receiver is killed once a minute ...
+FLAP_DOWN = 15.0  # ... and comes back this much later
 
 
-def soak_config(**overrides: Any) -> Config:
-    """The soak's default: live demo at 320x240, a small flow dream with the offline model, null output."""
+def soak_config(recordings: str | None = None, publish_port: int | None = None, **overrides: Any) -> Config:
+    """The soak's default: live demo at 320x240, a small flow dream with the offline model, three outputs."""
+    outputs: list[Any] = ["null"]
+    if recordings is not None:
+        outputs.append({"uri": os.path.join(recordings, "soak-%Y%m%d-%H%M%S.mkv?preset=ultrafast"), "rotate": "5m", "max_age": "10m"})
+    outputs.append(f"rtsp://127.0.0.1:{publish_port}/soak" if publish_port else "preview:127.0.0.1:0")
     data: dict[str, Any] = {
         "source": {"uri": "demo?live=1", "width": 320, "height": 240, "fps": 15},
-        "outputs": ["null"],
+        "outputs": outputs,
         "model": {"name": "efficientnet_lite0", "preset": "mid"},
         "dream": {"width": 256, "octaves": 2, "steps": 3},
         "coherence": {"mode": "flow"},
         "metrics": {"host": "127.0.0.1", "port": 0},
+        "reconnect": {"initial": 1, "max": 5},
     }
     data.update(overrides)
     return parse_config(data, "soak")
+
+
+class FlappingReceiver(Worker):
+    """An RTSP receiver (ffmpeg) that is up for ``period - down`` seconds, then killed for ``down``."""
+
+    def __init__(self, port: int, period: float = FLAP_PERIOD, down: float = FLAP_DOWN) -> None:
+        super().__init__("soak-receiver")
+        self.port, self.period, self.down = port, period, down
+        self.flaps = 0
+        self._process: subprocess.Popen | None = None
+        self._cycle_start = time.monotonic()
+
+    def step(self) -> bool:
+        phase = (time.monotonic() - self._cycle_start) % self.period
+        running = self._process is not None and self._process.poll() is None
+        if phase < self.period - self.down:
+            if not running:  # (re)start; ffmpeg also ends by itself when the publisher leaves
+                self._process = subprocess.Popen(
+                    ["ffmpeg", "-nostdin", "-loglevel", "quiet", "-rtsp_flags", "listen",
+                     "-i", f"rtsp://127.0.0.1:{self.port}/soak", "-f", "null", "-"],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+        elif running:
+            self._kill()
+            self.flaps += 1
+        self.stop.wait(POLL)
+        return True
+
+    def _kill(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait(timeout=10)
+
+    def end(self) -> None:
+        self._kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def resident_bytes() -> int:
@@ -74,11 +132,26 @@ def soak(
     sample_every: float = 10.0,
 ) -> dict[str, Any]:
     """Run for ``minutes`` (or until ``stop``) and report memory; see the module doc."""
+    with tempfile.TemporaryDirectory(prefix="streamdream-soak-") as recordings:
+        return _soak(minutes, stop, config, warmup, sample_every, recordings)
+
+
+def _soak(
+    minutes: float, stop: threading.Event | None, config: Config | None, warmup: float | None, sample_every: float, recordings: str
+) -> dict[str, Any]:
     from .daemon import Service
 
     if minutes <= 0:
         raise ValueError(f"--soak must be > 0 minutes, got {minutes:g}")
-    config = config or soak_config()
+    workers = Workers(stop)
+    receiver = None
+    if config is None:
+        port = _free_port() if shutil.which("ffmpeg") else None
+        config = soak_config(recordings, port)
+        if port is not None:
+            receiver = workers.start(FlappingReceiver(port))
+        else:
+            log.warning("soak: no ffmpeg command, so no flapping publish; the third output is a preview")
     duration = minutes * 60.0
     warmup = min(60.0, duration / 5.0) if warmup is None else warmup
     outer_stop = stop or threading.Event()
@@ -93,17 +166,21 @@ def soak(
         except BaseException as exc:  # reported in the result
             errors.append(exc)
 
-    thread = threading.Thread(target=run, name="soak-service", daemon=True)
+    thread = workers.spawn("soak-service", run).thread
     started = time.monotonic()
-    thread.start()
     samples: list[tuple[float, float]] = []
     warm_mb: float | None = None
-    next_sample = started + warmup
+    next_sample = None  # the warm-up starts once frames flow: loading TensorFlow and the model is not part of it
     try:
         while thread.is_alive() and not outer_stop.is_set():
             now = time.monotonic()
             if now - started >= duration:
                 break
+            if next_sample is None:
+                if service.pipeline is not None:
+                    next_sample = now + warmup
+                outer_stop.wait(1.0)
+                continue
             if now >= next_sample:
                 mb = resident_bytes() / 2**20
                 samples.append((now - started, mb))
@@ -117,6 +194,8 @@ def soak(
         elapsed = time.monotonic() - started
         service_stop.set()
         thread.join(timeout=60)
+        workers.stop.set()
+        workers.join(30)
     result = service.pipeline.result if service.pipeline else None
     growth = None if warm_mb is None else (end_mb - warm_mb) / warm_mb * 100.0
     registry = service.metrics.registry
@@ -137,7 +216,16 @@ def soak(
         "ok": growth is not None and growth < GROWTH_LIMIT and not errors,
         "error": str(errors[0]) if errors else None,
         "samples": [(round(t, 1), round(m, 1)) for t, m in samples],
-    }
+        "outputs": [
+            {"output": o.label, "frames": int(registry.get_sample_value("streamdream_output_frames_total", {"output": o.label}) or 0),
+             "reconnects": int(registry.get_sample_value("streamdream_output_reconnects_total", {"output": o.label}) or 0)}
+            for o in (result.outputs if result else ())
+        ],
+        "receiver_kills": receiver.flaps if receiver is not None else None,
+        "recordings_rotated": int(sum(
+            s.value for m in registry.collect() if m.name == "streamdream_recordings_rotated" for s in m.samples
+            if s.name.endswith("_total"))),
+    }  # fmt: skip
     return report
 
 
@@ -150,6 +238,9 @@ def format_soak(report: dict[str, Any]) -> str:
         f"{report['dream_steps']} dream steps\n"
         f"resident memory {report['rss_warm_mb']} MB after {report['warmup_s']:.0f} s warm-up -> {report['rss_end_mb']} MB "
         f"(max {report['rss_max_mb']} MB): {report['growth_percent']:+.2f} % "
-        f"({report['slope_mb_per_min']:+.3f} MB/min), limit {report['limit_percent']:g} %: {verdict}"
+        f"({report['slope_mb_per_min']:+.3f} MB/min), limit {report['limit_percent']:g} %: {verdict}\n"
+        + "outputs: " + ", ".join(f"{o['output']} {o['frames']} frames, {o['reconnects']} reconnects" for o in report["outputs"])
+        + (f"; receiver killed {report['receiver_kills']} times" if report.get("receiver_kills") is not None else "")
+        + f"; {report['recordings_rotated']} recordings rotated"
         + (f"\nerror: {report['error']}" if report.get("error") else "")
     )

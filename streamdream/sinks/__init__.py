@@ -19,16 +19,21 @@ Building a sink only parses its URI; devices, files and connections open in ``op
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..config import OutputConfig
 from ..errors import SinkError
-from ..log import redact_url
 from .base import Sink
 from .file import FileSink
 from .null import NullSink
 from .preview import PreviewSink
 from .publish import PublishSink
+from .uri import parse_output_uri
 from .virtualcam import VirtualCamSink
 from .window import WindowSink
+
+if TYPE_CHECKING:
+    from ..pipeline.workers import Workers
 
 __all__ = [
     "FileSink",
@@ -39,30 +44,25 @@ __all__ = [
     "VirtualCamSink",
     "WindowSink",
     "open_sink",
+    "parse_output_uri",
 ]
 
 
-def open_sink(config: OutputConfig, audio_source: str | None = None) -> Sink:
-    """The sink for ``config.uri``; ``audio_source`` is the real (unredacted) input whose
-    audio file outputs carry, or None. Raises SinkError for a URI it cannot use."""
-    uri = config.uri.strip()
-    scheme, sep, rest = uri.partition(":")
-    kind = scheme.lower() if sep else uri.lower()
-    if kind == "null":
+def open_sink(config: OutputConfig, audio_source: str | None = None, workers: Workers | None = None) -> Sink:
+    """The sink for ``config.uri`` (kinds: ``uri.parse_output_uri``); ``audio_source`` is the real
+    (unredacted) input whose audio file outputs carry, or None; ``workers`` starts the threads a
+    sink needs (a publish watchdog). Raises SinkError for a URI it cannot use."""
+    parsed = parse_output_uri(config.uri)
+    if parsed.kind == "null":
         return NullSink()
-    if kind == "window":
-        if rest not in ("", "fullscreen"):
-            raise SinkError(f"output {uri!r}: use 'window' or 'window:fullscreen', got window:{rest}")
-        return WindowSink(fullscreen=rest == "fullscreen")
-    if kind == "virtualcam":
-        return VirtualCamSink(device=rest or None)
-    if kind == "preview":
-        return PreviewSink.from_uri(uri)
-    if kind in ("rtsp", "rtmp", "rtsps", "rtmps") and rest.startswith("//"):
-        return PublishSink(config)
-    if "://" in uri and kind != "file":
-        raise SinkError(
-            f"output {redact_url(uri)}: unsupported scheme {scheme!r}; "
-            "use a file path, window, virtualcam, rtsp://, rtmp://, preview or null"
-        )
+    if parsed.kind == "window":
+        if parsed.rest not in ("", "fullscreen"):
+            raise SinkError(f"output {parsed.display!r}: use 'window' or 'window:fullscreen', got window:{parsed.rest}")
+        return WindowSink(fullscreen=parsed.rest == "fullscreen")
+    if parsed.kind == "virtualcam":
+        return VirtualCamSink(device=parsed.rest or None)
+    if parsed.kind == "preview":
+        return PreviewSink.from_uri(config.uri.strip())
+    if parsed.kind == "publish":
+        return PublishSink(config, workers=workers)
     return FileSink(config, audio_source=audio_source)

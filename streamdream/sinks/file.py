@@ -3,7 +3,8 @@
 Choices a reader should know about:
 
 * Timestamps. A written frame keeps its source timestamp (``frame.pts`` seconds) in a
-  1/90000 time base, so output and input frame times match (MKV/WebM store milliseconds).
+  1/90000 time base, so output and input frame times match (MKV/WebM store milliseconds,
+  so frames less than 1 ms apart, a burst after a reconnect, are spread 1 ms apart).
   A frame without ``pts`` (some live sources) is placed by the capture clock
   (``frame.captured_at``) after the previous frame; the first such frame is at 0. A
   timestamp that does not increase (a looping source) shifts all later frames so the
@@ -41,10 +42,14 @@ from ..errors import SinkError
 from ..frames import Frame, SourceInfo
 from ..log import redact_url
 from .audio import AudioCarrier
+from .uri import file_path_and_query
 
 log = logging.getLogger(__name__)
 
 TIME_BASE = Fraction(1, 90000)
+# Matroska and WebM keep milliseconds: two frames closer than that (a burst a live input
+# delivers after a reconnect) would share a timestamp in the file. Frames stay this far apart.
+MIN_STEP_TICKS = TIME_BASE.denominator // 1000
 DEFAULT_FPS = Fraction(30)
 DEFAULT_CRF = {"libx264": 20, "libx265": 24, "libvpx-vp9": 32, "libvpx": 10}
 
@@ -140,6 +145,9 @@ class PtsClock:
             self._offset += self._last + self.frame_ticks - ticks
             ticks = self._last + self.frame_ticks
             self.adjusted += 1
+        elif self._last is not None and ticks < self._last + MIN_STEP_TICKS:
+            ticks = self._last + MIN_STEP_TICKS  # a burst: just after the previous frame, later ones keep their time
+            self.adjusted += 1
         self._last = ticks
         return ticks
 
@@ -223,16 +231,14 @@ class VideoEncoder:
 
 def split_file_uri(uri: str) -> tuple[str, dict[str, str]]:
     """'out.mp4?fragmented=1' -> ('out.mp4', {'fragmented': '1'}); 'file:' prefix allowed."""
-    if uri.startswith("file:"):
-        uri = uri[5:]
-    path, _, query = uri.partition("?")
+    path, query = file_path_and_query(uri)
     if query and Path(path).suffix.lower() in CONTAINERS:
         options = dict(parse_qsl(query, keep_blank_values=True))
         unknown = sorted(set(options) - set(_FILE_OPTIONS))
         if unknown:
             raise SinkError(f"output {redact_url(uri)}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(_FILE_OPTIONS)}")
         return path, options
-    return uri, {}
+    return path + ("?" + query if query else ""), {}
 
 
 def _truthy(value: str | None) -> bool:

@@ -36,6 +36,7 @@ from ..config import OutputConfig
 from ..errors import SinkError
 from ..frames import Frame, SourceInfo
 from ..log import redact_url
+from ..pipeline.workers import POLL, Worker, Workers
 from .file import DEFAULT_FPS, EncoderSettings, PtsClock, VideoEncoder
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,17 @@ IO_TIMEOUT_S = 5.0
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "rtmp": 1935, "rtmps": 443}
 
 
-class SocketWatchdog:
-    """Shuts down sockets to (host, port) when a guarded call outlives its deadline."""
+class SocketWatchdog(Worker):
+    """Shuts down sockets to (host, port) when a guarded call outlives its deadline.
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    It watches until ``stop_watching()``, even after the stop event: the sink's close,
+    which it guards too, comes after that.
+    """
+
+    drains = True
+
+    def __init__(self, host: str, port: int, timeout: float, workers: Workers | None = None) -> None:
+        super().__init__("publish-watchdog")
         self.timeout = timeout
         self.fired = False
         try:
@@ -58,8 +66,7 @@ class SocketWatchdog:
         self._deadline: float | None = None
         self._cond = threading.Condition()
         self._stopped = False
-        self._thread = threading.Thread(target=self._run, name=f"publish-watchdog-{host}:{port}", daemon=True)
-        self._thread.start()
+        (workers or Workers()).start(self)
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -72,26 +79,26 @@ class SocketWatchdog:
             with self._cond:
                 self._deadline = None
 
-    def stop(self) -> None:
+    def stop_watching(self) -> None:
         with self._cond:
             self._stopped = True
             self._cond.notify()
-        self._thread.join(timeout=1.0)
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(timeout=1.0)
 
-    def _run(self) -> None:
+    def step(self) -> bool:
         with self._cond:
-            while not self._stopped:
-                if self._deadline is None:
-                    self._cond.wait()
-                    continue
-                left = self._deadline - time.monotonic()
-                if left > 0:
-                    self._cond.wait(left)
-                    continue
-                self._deadline = None
-                self.fired = True
-                log.warning("no answer from the server within %.1f s: dropping the connection", self.timeout)
-                self.shutdown_sockets()
+            if self._stopped:
+                return False
+            left = POLL if self._deadline is None else self._deadline - time.monotonic()
+            if left > 0:
+                self._cond.wait(min(left, POLL))
+                return True
+            self._deadline = None
+            self.fired = True
+        log.warning("no answer from the server within %.1f s: dropping the connection", self.timeout)
+        self.shutdown_sockets()
+        return True
 
     def shutdown_sockets(self) -> None:
         fd_dir = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
@@ -129,8 +136,9 @@ def probe_rtmp(host: str, port: int, timeout: float, tls: bool = False) -> None:
 class PublishSink:
     """Publish H.264 to ``rtsp://`` or ``rtmp://`` (see module docstring)."""
 
-    def __init__(self, config: OutputConfig, io_timeout: float = IO_TIMEOUT_S) -> None:
+    def __init__(self, config: OutputConfig, io_timeout: float = IO_TIMEOUT_S, workers: Workers | None = None) -> None:
         self.uri = config.uri
+        self._workers = workers
         self.safe_uri = redact_url(config.uri)
         parts = urlsplit(config.uri)
         self.scheme = parts.scheme.lower()
@@ -155,7 +163,7 @@ class PublishSink:
         # A keyframe a second: a viewer who joins late waits at most that long.
         settings = replace(self.settings, gop=self.settings.gop or max(1, round(fps)))
         self._clock = PtsClock(fps, relative=True)
-        self._watchdog = SocketWatchdog(self.host, self.port, self.io_timeout)
+        self._watchdog = SocketWatchdog(self.host, self.port, self.io_timeout, self._workers)
         options = {"flush_packets": "1"}
         if self.format == "rtsp":
             options.update({"rtsp_transport": "tcp", "timeout": str(int(self.io_timeout * 1_000_000))})
@@ -201,7 +209,8 @@ class PublishSink:
             error = exc
         finally:
             self._abort()
-        log.info("stopped publishing to %s after %d frames", self.safe_uri, self.frames_written)
+        if self.frames_written:  # a connection that never took a frame was already reported
+            log.info("stopped publishing to %s after %d frames", self.safe_uri, self.frames_written)
         if error is not None and not self._failed:
             raise self._error("could not finish publishing to", error) from error
 
@@ -210,19 +219,20 @@ class PublishSink:
     def _abort(self) -> None:
         """Close the container (trailer / RTSP TEARDOWN) and the watchdog, whatever happens."""
         container, self._container = self._container, None
-        if container is not None and self._watchdog is not None and (self._failed or self._watchdog.fired):
-            self._watchdog.shutdown_sockets()  # the trailer must not wait on a dead server
-        if container is not None:
-            try:
+        try:
+            if container is not None and self._watchdog is not None and (self._failed or self._watchdog.fired):
+                self._watchdog.shutdown_sockets()  # the trailer must not wait on a dead server
+            if container is not None:
                 if self._watchdog is not None:
                     with self._watchdog.guard():
                         container.close()
                 else:
                     container.close()
-            except (av.FFmpegError, OSError) as exc:
-                log.debug("closing %s: %s", self.safe_uri, exc)
-        if self._watchdog is not None:
-            self._watchdog.stop()
+        except Exception as exc:  # on a dead connection PyAV raises odd things (even an IndexError)
+            log.debug("closing %s: %r", self.safe_uri, exc)
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.stop_watching()  # its thread must end whatever happened
 
     def _error(self, what: str, exc: BaseException, elapsed: float = 0.0) -> SinkError:
         reason = redact_url(str(exc))

@@ -11,31 +11,22 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 
 import av
 
 from ..errors import SourceError, SourceLostError
-from ..frames import Frame, SourceInfo, freeze
+from ..frames import EndOfStream, Frame, SourceInfo, freeze
 from ..images import MAX_PIXELS_8K, check_picture_size
+from ..pipeline.queues import FrameQueue, QueuePolicy
+from ..pipeline.workers import POLL, StopToken, Workers
 from .base import OpenedInfo
 from .uri import AvOpenArgs
 
 log = logging.getLogger(__name__)
-
-_POLL_S = 0.1  # how often a waiting thread looks at the stop events
-
-
-@dataclass(frozen=True)
-class _End:
-    """Last item the reader hands over: a normal end, or the error to raise."""
-
-    error: BaseException | None = None
 
 
 def _ffmpeg_said(exc: BaseException) -> str:
@@ -79,6 +70,7 @@ class AvSource(OpenedInfo):
         loop: bool = False,
         handoff_size: int = 2,
         max_pixels: int = MAX_PIXELS_8K,
+        workers: Workers | None = None,
     ) -> None:
         """``live=None`` decides on open: a network input with no known duration is live."""
         self._args = args
@@ -88,9 +80,10 @@ class AvSource(OpenedInfo):
         self._loop = loop and live is not True
         self._handoff_size = handoff_size
         self._max_pixels = max_pixels
+        self._workers = workers or Workers()
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._halt: threading.Event | None = None  # stops the current reader thread
+        self._halt: StopToken | None = None  # stops the current reader thread
         self._container: av.container.InputContainer | None = None
         self._info: SourceInfo | None = None
 
@@ -224,23 +217,21 @@ class AvSource(OpenedInfo):
                 return  # closed before the first frame: nothing to read, nothing wrong
             if container is None:
                 raise SourceError(f"{self._display}: not open (call open() first; frames() runs once per open)")
-            halt = self._halt = threading.Event()
-        handoff: queue.Queue[Frame | _End] = queue.Queue(self._handoff_size)
-        reader = threading.Thread(
-            target=self._read, args=(container, handoff, halt), name=f"source-reader {self._display}", daemon=True
-        )
-        reader.start()
+            group = self._workers.group("source-decode")
+            halt = self._halt = group.stop
+        handoff: FrameQueue[Frame | EndOfStream] = FrameQueue("decode", self._handoff_size, QueuePolicy.WAIT)
+        group.spawn("source-decode", self._read, container, handoff, halt)
         try:
             while True:
                 try:
-                    item = handoff.get(timeout=_POLL_S)
-                except queue.Empty:
+                    item = handoff.get(timeout=POLL)
+                except TimeoutError:
                     if self._closed.is_set():
                         return
                     continue
                 if self._closed.is_set():
                     return
-                if isinstance(item, _End):
+                if isinstance(item, EndOfStream):
                     if item.error is not None:
                         raise item.error
                     return
@@ -260,37 +251,31 @@ class AvSource(OpenedInfo):
 
     # --- the reader thread ---------------------------------------------------------------
 
-    def _read(self, container: av.container.InputContainer, handoff: queue.Queue, halt: threading.Event) -> None:
-        end = _End()
+    def _read(self, container: av.container.InputContainer, handoff: FrameQueue, halt: StopToken) -> None:
+        end = EndOfStream("source")
         try:
             self._decode_all(container, handoff, halt)
         except SourceError as exc:
-            end = _End(exc)
+            end = EndOfStream("source", exc)
         except Exception as exc:  # a bug, not an input problem: keep the traceback in the log
             log.exception("reader for %s failed", self._display)
-            end = _End(SourceError(f"reading {self._display} failed: {type(exc).__name__}: {_ffmpeg_said(exc)}"))
+            end = EndOfStream("source", SourceError(f"reading {self._display} failed: {type(exc).__name__}: {_ffmpeg_said(exc)}"))
         finally:
             try:
                 container.close()
             finally:
                 self._hand_over(handoff, halt, end, final=True)
 
-    def _hand_over(self, handoff: queue.Queue, halt: threading.Event, item: Frame | _End, final: bool = False) -> bool:
+    def _hand_over(self, handoff: FrameQueue, halt: StopToken, item: Frame | EndOfStream, final: bool = False) -> bool:
         """Put one item, waiting while the consumer is busy; False once asked to stop."""
         while not halt.is_set():
-            try:
-                handoff.put(item, timeout=_POLL_S)
+            if handoff.put(item, timeout=POLL):
                 return True
-            except queue.Full:
-                continue
         if final:  # the consumer has gone; leave the end marker for a late reader anyway
-            try:
-                handoff.put_nowait(item)
-            except queue.Full:
-                pass
+            handoff.put(item, force=True)
         return False
 
-    def _decode_all(self, container: av.container.InputContainer, handoff: queue.Queue, halt: threading.Event) -> None:
+    def _decode_all(self, container: av.container.InputContainer, handoff: FrameQueue, halt: StopToken) -> None:
         info = self.info
         stream = container.streams.video[0]
         time_base = stream.time_base

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ..errors import StreamdreamError
+from ..pipeline.workers import Worker, Workers
 from .guard import ConnectionPool, GuardedProtocol
 from .origin import HostAllowList
 
@@ -64,16 +65,16 @@ class _SharedLoop:
 
     _lock = threading.Lock()
     _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
+    _thread: Worker | None = None
     _users = 0
+    _owner = Workers(name="http")  # a process's thread, shared by servers of any owner: started like every other
 
     @classmethod
     def acquire(cls) -> asyncio.AbstractEventLoop:
         with cls._lock:
             if cls._loop is None:
                 cls._loop = asyncio.new_event_loop()
-                cls._thread = threading.Thread(target=cls._run, args=(cls._loop,), name="http", daemon=True)
-                cls._thread.start()
+                cls._thread = cls._owner.spawn("http", cls._run, cls._loop)
             cls._users += 1
             return cls._loop
 
@@ -83,9 +84,10 @@ class _SharedLoop:
             cls._users -= 1
             if cls._users > 0 or cls._loop is None:
                 return
-            loop, thread, cls._loop, cls._thread = cls._loop, cls._thread, None, None
+            loop, worker, cls._loop, cls._thread = cls._loop, cls._thread, None, None
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
+        if worker is not None and worker.thread is not None:
+            worker.thread.join(timeout=10)
 
     @staticmethod
     def _run(loop: asyncio.AbstractEventLoop) -> None:

@@ -1,0 +1,179 @@
+"""The look the pipeline dreams with, and the switch that crossfades to the next one.
+
+A ``Look`` is one built dream: the preset's name, the config it makes, the engine, the
+processor (``coherence.mode``) and, for a live source, its ``LiveDream`` (slot, dream
+step, published state; see ``live.py``). ``run`` dreams with one look; ``serve`` switches
+looks without a gap: a new one is built and warmed up elsewhere (``service/director.py``),
+and ``switch_to`` only hands it over. For ``crossfade`` seconds both looks dream every
+frame and their pictures are blended, old to new; then the old one is dropped.
+
+The only thing the dream worker and the builder share is ``Showing``, a frozen record of
+what is on screen, replaced whole; ``last_input`` and ``last_output`` are references to
+read-only frames and pictures, replaced, never changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..config import Config
+from ..frames import Frame, IdleFrame, freeze
+from .live import LiveDream
+from .observer import PipelineObserver
+
+if TYPE_CHECKING:  # the processors come with TensorFlow; this module is imported before it loads
+    from ..coherence.processors import DreamProcessor
+
+log = logging.getLogger(__name__)
+
+
+def make_processor(config: Config, engine: Any, observer: PipelineObserver | None = None) -> DreamProcessor:
+    """The frame processor for ``config.coherence.mode`` (independent, blend or flow)."""
+    from ..coherence.processors import PROCESSORS
+
+    cls = PROCESSORS[config.coherence.mode]
+    return cls(engine, config.coherence, width=config.dream.width, observer=observer)
+
+
+@dataclass(frozen=True)
+class Look:
+    preset: str
+    config: Config
+    engine: Any  # DreamEngine
+    processor: Any  # DreamProcessor, or anything with process(frame) -> Frame
+    live: LiveDream | None = None  # set for live sources: the dream runs beside the frames
+
+    @property
+    def dreams_live(self) -> bool:
+        return self.live is not None
+
+
+def build_look(
+    preset: str,
+    config: Config,
+    engine: Any,
+    *,
+    live: bool,
+    observer: PipelineObserver | None = None,
+    warm_on: Frame | None = None,
+    shown: bool = True,
+) -> Look:
+    """A look for ``config``; a live one is warmed up on ``warm_on`` (see ``LiveDream.warm_up``)."""
+    processor = make_processor(config, engine, observer)
+    dream = LiveDream(processor, observer) if live else None
+    if dream is not None and warm_on is not None:
+        dream.warm_up(warm_on, shown=shown)
+    return Look(preset, config, engine, processor, dream)
+
+
+@dataclass(frozen=True)
+class Showing:
+    """What is on screen: a look, and while crossfading the one fading in."""
+
+    current: Look
+    incoming: Look | None = None
+    fade_start: float = 0.0
+    fade_seconds: float = 0.0
+
+    def progress(self, now: float) -> float:
+        if self.incoming is None or self.fade_seconds <= 0:
+            return 1.0
+        return (now - self.fade_start) / self.fade_seconds
+
+    @property
+    def looks(self) -> tuple[Look, ...]:
+        return (self.current,) if self.incoming is None else (self.current, self.incoming)
+
+
+class LookSwitch:
+    """The pipeline's dreamer: ``process`` on the dream worker, ``switch_to`` from the builder."""
+
+    def __init__(self, look: Look) -> None:
+        self._showing = Showing(look)
+        self._replacing = threading.Lock()  # two writers; readers take the reference as it is
+        self.last_input: Frame | None = None  # the latest real input frame, to warm the next look on
+        self.last_output: np.ndarray | None = None  # the latest picture out, for the idle animation
+
+    @property
+    def showing(self) -> Showing:
+        return self._showing
+
+    @property
+    def current(self) -> Look:
+        return self._showing.current
+
+    @property
+    def incoming(self) -> Look | None:
+        return self._showing.incoming
+
+    def live_dreams(self) -> list[LiveDream]:
+        """The live dreams the dream-refresh worker keeps fresh."""
+        return [look.live for look in self._showing.looks if look.live is not None]
+
+    def switch_to(self, look: Look, crossfade: float) -> None:
+        """Start fading to ``look``; a switch during a fade finishes the first one at once."""
+        with self._replacing:
+            showing = self._showing
+            current = showing.incoming or showing.current
+            self._showing = Showing(current, look, time.monotonic(), crossfade)
+        if showing.incoming is not None:
+            _retire(showing.current)
+
+    def rename(self, look: Look) -> None:
+        """Relabel the running look (a preset with the same settings as the one shown)."""
+        with self._replacing:
+            showing = self._showing
+            if showing.incoming is not None and showing.incoming.processor is look.processor:
+                self._showing = Showing(showing.current, look, showing.fade_start, showing.fade_seconds)
+            elif showing.current.processor is look.processor:
+                self._showing = Showing(look, showing.incoming, showing.fade_start, showing.fade_seconds)
+
+    def process(self, frame: Frame) -> Frame:
+        showing = self._showing
+        progress = showing.progress(time.monotonic())
+        if showing.incoming is not None and progress >= 1.0:
+            showing = self._finish_fade(showing)
+        if not isinstance(frame, IdleFrame):
+            self.last_input = frame
+        image = _dream(showing.current, frame)
+        if showing.incoming is not None:
+            new = _dream(showing.incoming, frame)
+            a = float(np.clip(progress, 0.0, 1.0))
+            blended = (1.0 - a) * image.astype(np.float32) + a * new.astype(np.float32)
+            image = freeze(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
+        self.last_output = image
+        return Frame(image, frame.index, frame.pts, frame.captured_at)
+
+    def _finish_fade(self, showing: Showing) -> Showing:
+        with self._replacing:
+            if self._showing is showing:  # else switch_to() already moved on
+                self._showing = Showing(showing.incoming)  # type: ignore[arg-type]
+                _retire(showing.current)
+                log.info("now showing preset %s", showing.incoming.preset)  # type: ignore[union-attr]
+            return self._showing
+
+    def close(self) -> None:
+        for look in self._showing.looks:
+            _retire(look)
+
+
+def _dream(look: Look, frame: Frame) -> np.ndarray:
+    if look.live is not None:
+        look.live.offer(frame)
+        return look.live.show(frame)
+    return look.processor.process(frame).image
+
+
+def _retire(look: Look) -> None:
+    close = getattr(look.processor, "close", None)
+    if close is not None:
+        close()
+
+
+__all__ = ["Look", "LookSwitch", "Showing", "build_look", "make_processor"]

@@ -1,0 +1,311 @@
+"""The runtime that runs for weeks, on real encoders and files: reconnect bursts, isolated outputs,
+rotation and pruning, the one owner of every thread. No model: the dream is not the point here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from streamdream.config import IdleConfig, OutputConfig, ReconnectConfig
+from streamdream.errors import SinkError, SourceError, SourceLostError
+from streamdream.frames import Frame, SourceInfo, freeze
+from streamdream.pipeline.observer import PipelineObserver
+from streamdream.pipeline.outputs import OutputSet
+from streamdream.pipeline.runner import Pipeline
+from streamdream.pipeline.workers import Workers
+from streamdream.service.idle import IdleAnimator
+from streamdream.service.reconnect import ReconnectingSource
+from streamdream.sinks.rotation import RecordingNames, prune
+from tests.fixtures.media import test_pattern
+
+W, H, FPS = 64, 48, 25
+
+
+class Passthrough:
+    """The dream stage without a model."""
+
+    def process(self, frame: Frame) -> Frame:
+        return frame
+
+
+class Events(PipelineObserver):
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+        self._lock = threading.Lock()
+
+    def _add(self, *event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def count(self, *event) -> int:
+        with self._lock:
+            return self.events.count(event)
+
+    def output_up(self, output, up):
+        self._add("up", output, up)
+
+    def output_reconnect(self, output):
+        self._add("reconnect", output)
+
+    def output_written(self, output):
+        self._add("written", output)
+
+    def frame_dropped(self, stage, reason):
+        self._add("dropped", stage, reason)
+
+    def source_reconnect(self):
+        self._add("source_reconnect")
+
+    def recording_rotated(self, output):
+        self._add("rotated", output)
+
+
+class BurstySource:
+    """A network input that, like a real one after a reconnect, hands over what it buffered in one
+    burst (frames microseconds apart), then a few paced frames, then drops the connection."""
+
+    def __init__(self, connections: list[int], burst: int = 8, paced: int = 4) -> None:
+        self.connections, self.burst, self.paced = connections, burst, paced
+        self.info = SourceInfo(uri="fake", width=W, height=H, fps=Fraction(FPS), live=True, kind="network")
+        self.closed = threading.Event()
+
+    def open(self) -> SourceInfo:
+        self.connections.append(1)
+        return self.info
+
+    def frames(self):
+        for i in range(self.burst + self.paced):
+            if self.closed.is_set():
+                return
+            if i >= self.burst:
+                time.sleep(1 / FPS)
+            yield Frame(image=freeze(test_pattern(i, W, H)), index=i, pts=i / FPS)
+        raise SourceLostError("fake: the server closed the connection")
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def mkv_timestamps(path: Path) -> list[float]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return [float(f.pts * stream.time_base) for f in container.decode(stream)]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
+def test_recording_timestamps_strictly_increase_across_ten_reconnects(tmp_path):
+    connections: list[int] = []
+    events = Events()
+    source = ReconnectingSource(
+        lambda: BurstySource(connections), display="fake", reconnect=ReconnectConfig(initial=0.05, max=0.05),
+        idle=IdleAnimator(IdleConfig(fps=FPS)), observer=events, size=(W, H), fps=FPS,
+    )  # fmt: skip
+    out = tmp_path / "recording.mkv"
+    stop = threading.Event()
+    pipeline = Pipeline(source, Passthrough(), OutputSet([OutputConfig(uri=str(out))], observer=events), stop=stop)
+    runner = threading.Thread(target=pipeline.run)
+    runner.start()
+    try:
+        wait_for(lambda: len(connections) > 10, 60, "10 reconnects")
+    finally:
+        stop.set()
+        runner.join(timeout=60)
+    written = events.count("written", "recording.mkv")
+    stamps = mkv_timestamps(out)
+    assert written > 40 and len(stamps) == written  # bursts squeezed by the live queues: fewer than sent
+    steps = np.diff(stamps)
+    assert (steps > 0).all(), f"{int((steps <= 0).sum())} timestamps did not increase"
+
+
+# --- outputs: isolated, retried, rotated -------------------------------------------------------
+
+
+class FakeSink:
+    """A sink whose ``world`` decides whether it can open and how many frames it takes before it breaks."""
+
+    def __init__(self, name: str, world: dict) -> None:
+        self.name, self.world = name, world
+        self.frames = 0
+        self.opened = self.closed = False
+
+    def open(self, info: SourceInfo) -> None:
+        if not self.world.get("up", True):
+            raise SinkError(f"cannot publish to {self.name}: connection refused")
+        self.opened = True
+
+    def write(self, frame: Frame) -> None:
+        if self.world.get("break_after") is not None and self.frames >= self.world["break_after"]:
+            self.world["break_after"] = None
+            self.world["up"] = False
+            raise SinkError(f"lost the connection to {self.name}: Broken pipe")
+        self.frames += 1
+        self.world["written"] = self.world.get("written", 0) + 1
+
+    def close(self) -> None:
+        self.closed = True
+
+
+LIVE = SourceInfo(uri="test", width=W, height=H, fps=Fraction(FPS), live=True)
+
+
+def fake_outputs(worlds: dict[str, dict], **options) -> OutputSet:
+    def opener(config: OutputConfig, workers: Workers) -> FakeSink:
+        return FakeSink(config.uri, worlds[config.uri])
+
+    return OutputSet([OutputConfig(uri=u) for u in worlds], opener=opener, reconnect=ReconnectConfig(initial=0.05, max=0.1), **options)
+
+
+def feed(outputs: OutputSet, frames: int, stop: Workers) -> None:
+    for i in range(frames):
+        outputs.deliver(Frame(image=freeze(test_pattern(i, W, H)), index=i, pts=i / FPS), stop.stop)
+        time.sleep(0.005)
+
+
+def test_a_failing_output_is_retried_alone_and_the_others_keep_every_frame():
+    worlds = {"rtmp://127.0.0.1:1/live/key": {"break_after": 10}, "null": {}}
+    events = Events()
+    outputs = fake_outputs(worlds, observer=events, retry_first_open=True)
+    workers = Workers()
+    outputs.start(LIVE, workers)
+    feed(outputs, 60, workers)
+    worlds["rtmp://127.0.0.1:1/live/key"]["up"] = True  # the server is back
+    feed(outputs, 200, workers)
+    outputs.close()
+    assert worlds["null"]["written"] == 260  # WAIT for a sink that keeps up: nothing lost
+    publish = worlds["rtmp://127.0.0.1:1/live/key"]
+    assert 10 < publish["written"] < 260
+    label = "rtmp://127.0.0.1:1"  # no stream key in the metric label
+    assert events.count("up", label, False) >= 1 and events.count("reconnect", label) >= 1
+    assert [e for e in events.events if e[:2] == ("up", label)][-2] == ("up", label, True)  # back up before the end
+    assert events.count("dropped", "output", "output_down") > 0
+    assert workers.join(10) == []
+
+
+def test_run_fails_at_start_when_an_output_cannot_open_and_serve_retries_it():
+    worlds = {"rtsp://127.0.0.1:1/x": {"up": False}, "null": {}}
+    with pytest.raises(SinkError, match="connection refused"):
+        fake_outputs(worlds).start(LIVE, Workers())
+    events = Events()
+    outputs = fake_outputs(worlds, observer=events, retry_first_open=True)
+    workers = Workers()
+    outputs.start(LIVE, workers)  # serve: the start goes on
+    feed(outputs, 20, workers)
+    worlds["rtsp://127.0.0.1:1/x"]["up"] = True
+    wait_for(lambda: events.count("up", "rtsp://127.0.0.1:1", True), 10, "the output to open")
+    feed(outputs, 20, workers)
+    outputs.close()
+    assert worlds["null"]["written"] == 40 and worlds["rtsp://127.0.0.1:1/x"]["written"] > 0
+
+
+def test_a_recording_rotates_into_new_playable_files_and_old_ones_are_pruned(tmp_path):
+    events = Events()
+    template = str(tmp_path / "rec" / "dream-%H%M%S.mkv")
+    old = tmp_path / "rec" / "dream-000000.mkv"
+    old.parent.mkdir()
+    old.write_bytes(b"an old recording")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    unrelated = tmp_path / "rec" / "notes.mkv"
+    unrelated.write_bytes(b"not ours")
+    # model_construct: a rotation every 0.6 s (the config allows 10 s at least) keeps the test short
+    config = OutputConfig.model_construct(uri=template, rotate=0.6, max_age=3600.0, keep_free=None, crf=None, bitrate=None, codec=None, audio=True)
+    outputs = OutputSet([config], observer=events)
+    workers = Workers()
+    outputs.start(LIVE, workers)
+    started = time.monotonic()
+    i = 0
+    while events.count("rotated", "dream-%H%M%S.mkv") < 2 and time.monotonic() - started < 30:
+        outputs.deliver(Frame(image=freeze(test_pattern(i, W, H)), index=i, pts=i / FPS), workers.stop)
+        i += 1
+        time.sleep(1 / FPS)
+    outputs.close()
+    files = sorted(p for p in (tmp_path / "rec").glob("dream-*.mkv"))
+    assert not old.exists() and unrelated.exists()  # pruned by age: only this output's own recordings
+    assert len(files) >= 3  # each rotation a new file, none overwritten
+    assert sum(len(mkv_timestamps(f)) for f in files) == i  # every frame in exactly one playable file
+
+
+def test_recording_names_never_overwrite_and_prune_frees_space(tmp_path, monkeypatch):
+    names = RecordingNames(str(tmp_path / "out.mkv") + "?preset=ultrafast")
+    first = names.next_uri(fresh=False)
+    assert first == str(tmp_path / "out.mkv") + "?preset=ultrafast"
+    (tmp_path / "out.mkv").write_bytes(b"1")
+    second = names.next_uri(fresh=True).partition("?")[0]
+    assert second != str(tmp_path / "out.mkv") and second.endswith(".mkv")
+    Path(second).write_bytes(b"2")
+    third = names.next_uri(fresh=True).partition("?")[0]
+    assert third not in (second, str(tmp_path / "out.mkv"))
+    Path(third).write_bytes(b"3")
+    for k, path in enumerate([tmp_path / "out.mkv", Path(second), Path(third)]):
+        os.utime(path, (1000 + k, 1000 + k))
+    disk = {"free": 5}
+
+    def usage(directory):
+        return (100, 100 - disk["free"], disk["free"])
+
+    real_remove = os.remove
+
+    def remove(path):  # deleting a recording frees 10 % of this pretend disk
+        real_remove(path)
+        disk["free"] += 10
+
+    monkeypatch.setattr(os, "remove", remove)
+    deleted = prune(names, Path(third), max_age=None, keep_free=20.0, usage=usage)
+    assert [reason for _, reason in deleted] == ["space", "space"] and Path(third).exists()  # never the current file
+
+
+# --- the one owner of every thread -------------------------------------------------------------
+
+
+def test_workers_have_unique_names_one_stop_and_an_end_marker_even_when_they_fail(caplog):
+    from streamdream.pipeline.queues import FrameQueue, QueuePolicy
+    from streamdream.pipeline.workers import Worker
+
+    class Producer(Worker):
+        def __init__(self, out: FrameQueue, fail: bool) -> None:
+            super().__init__("producer")
+            self.out, self.fail = out, fail
+
+        def step(self) -> bool:
+            if self.fail:
+                raise RuntimeError("broken producer")
+            self.out.put("item", timeout=0.2)
+            self.stop.wait(0.05)
+            return True
+
+        def end(self) -> None:
+            self.out.put("END", force=True)
+
+    stop = threading.Event()
+    root = Workers(stop)
+    queues = [FrameQueue(f"q{i}", 100, QueuePolicy.DROP_OLDEST) for i in range(3)]
+    group = root.group("pipeline")
+    a, b = group.start(Producer(queues[0], False)), group.start(Producer(queues[1], False))
+    c = root.start(Producer(queues[2], True))
+    c.thread.join(5)
+    assert isinstance(c.error, RuntimeError) and "broken producer" in caplog.text
+    assert queues[2].drain()[-1] == "END"  # a failed worker still ends its queue
+    names = root.threads()
+    assert len(names) == len(set(names)) == 2 and a.thread.name != b.thread.name
+    group.stop.set()  # the group alone
+    assert group.join(5) == [] and root.threads() == []
+    assert not stop.is_set()
+    d = root.start(Producer(queues[0], False))
+    stop.set()  # the one stop event ends everyone
+    assert root.join(5) == [] and not d.alive
+    assert queues[0].drain()[-1] == queues[1].drain()[-1] == "END"
