@@ -114,9 +114,11 @@ def tiled_4k() -> dict:
     detail = measure.luminance(out) - measure.luminance(picture)
     jumps = np.abs(np.diff(detail, axis=1)).mean(axis=0)
     borders = [c - 1 for c in range(512, 3840, 512)]  # the tile grid before the random shifts
+    interior = [c - 256 for c in borders]  # as many columns, halfway between the borders
     row = {"size": "3840x2160", "tile": 512, "grain": round(measure.grain_share(picture, out), 4),
            "strength": round(measure.detail_strength(picture, out), 2),
            "border_jump_vs_median": round(float(jumps[borders].max() / np.median(jumps)), 3),
+           "interior_jump_vs_median": round(float(jumps[interior].max() / np.median(jumps)), 3),
            "seconds": round(time.perf_counter() - started, 1)}
     print(f"4K in 512-px tiles: {row}", flush=True)
     return row
