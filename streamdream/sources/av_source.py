@@ -24,6 +24,7 @@ from ..images import MAX_PIXELS_8K, check_picture_size
 from ..pipeline.queues import FrameQueue, QueuePolicy
 from ..pipeline.workers import POLL, StopToken, Workers
 from .base import OpenedInfo
+from .timestamps import FILE_LOOKAHEAD, BestEffortTimestamps, FrameTimer
 from .uri import AvOpenArgs
 
 log = logging.getLogger(__name__)
@@ -281,31 +282,40 @@ class AvSource(OpenedInfo):
         time_base = stream.time_base
         period = float(1 / info.fps) if info.fps else 0.0
         clock = _LiveClock() if info.live else None
+        live_times = BestEffortTimestamps()
+        # files: best-effort times decided a few frames late; see timestamps.py
+        timer: FrameTimer[av.VideoFrame] = FrameTimer(time_base, info.fps, lookahead=FILE_LOOKAHEAD)
         index, offset = 0, 0.0
         while True:
             first_pts = last_pts = None
             ended_early = False
-            in_pass = 0
             for frame, error in self._decoded(container, stream):
                 if halt.is_set():
                     return
                 if error is not None:
+                    ready = timer.flush()  # what was decoded before the error still counts
+                elif clock is not None:
+                    ticks = live_times.guess(frame.pts, frame.dts)
+                    seconds = float(ticks * time_base) if ticks is not None and time_base else None
+                    ready = [(frame, clock.pts(seconds, time.monotonic()))]
+                else:
+                    ready = [(item, offset + seconds) for item, seconds in timer.push(frame, frame.pts, frame.dts)]
+                for item, pts in ready:
+                    if not self._hand_over(handoff, halt, self._frame(item, index, pts)):
+                        return
+                    first_pts = pts if first_pts is None else first_pts
+                    last_pts = pts
+                    index += 1
+                if error is not None:
                     self._read_failed(error, index)  # raises unless a file already gave frames
                     ended_early = True
                     break
-                arrival = time.monotonic()
-                seconds = float(frame.pts * time_base) if frame.pts is not None and time_base else None
-                if clock is not None:
-                    pts = clock.pts(seconds, arrival)
-                else:
-                    pts = offset + (seconds if seconds is not None else in_pass * period)
-                    first_pts = pts if first_pts is None else first_pts
-                    last_pts = pts
-                image = freeze(frame.to_ndarray(format="rgb24"))
-                if not self._hand_over(handoff, halt, Frame(image=image, index=index, pts=pts, captured_at=arrival)):
+            for item, seconds in timer.flush():
+                if not self._hand_over(handoff, halt, self._frame(item, index, offset + seconds)):
                     return
+                first_pts = offset + seconds if first_pts is None else first_pts
+                last_pts = offset + seconds
                 index += 1
-                in_pass += 1
             if halt.is_set():
                 return
             if info.live:
@@ -315,15 +325,30 @@ class AvSource(OpenedInfo):
                 )
             if index == 0:
                 raise SourceError(f"no frame could be decoded from {info.uri} (damaged or truncated file?)")
+            self._report_placed(timer)
             if ended_early:
                 return
             if not self._loop or first_pts is None:
                 self._warn_if_short(index, last_pts, period)
                 return
-            offset += last_pts + period - first_pts
+            offset += last_pts + (period or timer.period) - first_pts
+            timer.restart()
             container.seek(0)
             stream.codec_context.flush_buffers()
             log.debug("looping %s: next pass starts at %.3f s", info.uri, offset)
+
+    @staticmethod
+    def _frame(decoded: av.VideoFrame, index: int, pts: float) -> Frame:
+        image = freeze(decoded.to_ndarray(format="rgb24"))
+        return Frame(image=image, index=index, pts=pts, captured_at=time.monotonic())
+
+    def _report_placed(self, timer: FrameTimer) -> None:
+        if timer.placed_by_rate:
+            log.warning(
+                "%s: %d frames had no usable timestamp; placed at the frame rate (%.3g fps)",
+                self.info.uri, timer.placed_by_rate, 1 / timer.period,
+            )  # fmt: skip
+            timer.placed_by_rate = 0
 
     def _decoded(self, container: av.container.InputContainer, stream: av.VideoStream):
         """Yield ``(frame, None)``; ``(None, error)`` once if demuxing fails.
