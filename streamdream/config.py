@@ -7,9 +7,10 @@ the value received and the line of the YAML file it came from, e.g.
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -129,6 +130,7 @@ class OutputConfig(Section):
     bitrate: str | None = Field(None, pattern=r"^\d+(\.\d+)?[kKmM]?$", description="e.g. 4M; overrides crf.")
     codec: str | None = Field(None, description="Encoder name, e.g. libx264, libvpx-vp9.")
     audio: bool = Field(True, description="Carry the source's audio into file outputs.")
+    overwrite: bool = Field(False, description="Replace an existing file (otherwise refused; --overwrite/-y sets it).")
     rotate: float | None = Field(
         None, ge=10.0, le=366 * 86400.0, description="Files: start a new file this often, e.g. 1h (None: one file)."
     )
@@ -413,12 +415,50 @@ def _line_index(text: str) -> dict[tuple[Any, ...], int]:
     return lines
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _model_in(annotation: Any) -> tuple[type[BaseModel], bool] | None:
+    """The section model inside a field's type, and whether a list index or dict key comes first."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found[0], found[1] or get_origin(annotation) in (tuple, list, dict)
+    return None
+
+
+def known_keys(path: tuple[Any, ...]) -> list[str]:
+    """The keys a config accepts at ``path`` (e.g. ('dream',) -> octaves, ...); [] if unknown."""
+    model: type[BaseModel] = Config
+    skip = False
+    for part in path:
+        if skip:  # a list index or a dict key (a preset's name)
+            skip = False
+            continue
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        found = _model_in(field.annotation) if field is not None else None
+        if found is None:
+            return []
+        model, skip = found
+    return list(model.model_fields)
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    keys = known_keys(loc[:-1])
+    if not keys:
+        return "unknown key (check the spelling)"
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    what = "section" if len(loc) == 1 else "key"
+    where = "the top level" if len(loc) == 1 else ".".join(str(p) for p in loc[:-1])
+    return f"unknown {what}{hint}; {where} takes: {', '.join(keys)}"
+
+
+def _describe(error: dict[str, Any], loc: tuple[Any, ...] = ()) -> str:
     kind = error["type"]
     if kind in _BOUND_WORDS:
         return f"must be {_BOUND_WORDS[kind].format(**error.get('ctx', {}))}"
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling; `streamdream validate-config` lists the sections)"
+        return _unknown_key(loc) if loc else "unknown key (check the spelling)"
     if kind == "missing":
         return "required key is missing"
     return error["msg"][0].lower() + error["msg"][1:]
@@ -444,7 +484,8 @@ def format_validation_error(exc: ValidationError, source: str = "", text: str | 
         value = error.get("input")
         got = "" if error["type"] in ("missing",) or isinstance(value, dict) else f", got {_short_repr(value)}"
         prefix = f"{where}: " if where else ""
-        out.append(f"{prefix}{dotted}: {_describe(error)}{got}")
+        got = "" if error["type"] == "extra_forbidden" else got  # the value of a misspelled key says nothing
+        out.append(f"{prefix}{dotted}: {_describe(error, loc)}{got}")
     return "\n".join(out)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from .config import MAX_PIXELS_8K
 from .errors import ConfigError, SinkError, StreamdreamError
 from .imageheader import FORMATS, picture_size
+from .safe_write import TempTarget, check_target
 
 
 def check_picture_size(width: int, height: int, display: str, max_pixels: int, error: type[StreamdreamError]) -> None:
@@ -61,14 +62,21 @@ def read_image(path: str | Path) -> np.ndarray:
     return read_rgb8(path).astype(np.float32)
 
 
-def write_image(path: str | Path, rgb: np.ndarray) -> None:
-    """Write a uint8 RGB picture; the format follows the file extension."""
+def write_image(path: str | Path, rgb: np.ndarray, *, overwrite: bool = False) -> None:
+    """Write a uint8 RGB picture; the format follows the file extension.
+
+    An existing file is refused unless ``overwrite``; the picture is written beside it
+    under a temporary name and renamed into place, so a failure leaves the old one.
+    """
     path = Path(path)
-    if not path.parent.exists():
-        raise SinkError(f"cannot write {path}: folder {path.parent} does not exist")
+    check_target(path, overwrite=overwrite)
+    target = TempTarget(path, overwrite=overwrite)
     try:
-        ok = cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        ok = cv2.imwrite(str(target.path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     except cv2.error as exc:
+        target.abandon(keep=False)
         raise SinkError(f"cannot write {path}: {exc}") from None
     if not ok:
+        target.abandon(keep=False)
         raise SinkError(f"cannot write {path}: unknown image format {path.suffix!r} (use .png or .jpg)")
+    target.commit()

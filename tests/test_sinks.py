@@ -299,7 +299,9 @@ def test_killed_writer_leaves_a_readable_file(tmp_path: Path, name: str) -> None
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
-    path = Path(uri.partition("?")[0])
+    target = Path(uri.partition("?")[0])
+    assert not target.exists()  # the name appears only once the file is finished
+    (path,) = target.parent.glob(f"{target.stem}.partial-*{target.suffix}")  # what a crash leaves
     frames = []
     with av.open(str(path)) as container:  # no trailer was ever written
         try:

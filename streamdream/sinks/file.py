@@ -19,6 +19,9 @@ Choices a reader should know about:
   ``out.mp4?fragmented=1``: fragments of at most 0.5 s, a keyframe every second, no
   B-frames (they would shift the start of a file that has no edit list).
 * Cost. ``preset=veryfast`` (x264) or realtime VP9 settings, codec threads on.
+* Never destroying a file. An existing target is refused unless ``overwrite``; the output
+  is written as ``NAME.partial-PID.EXT`` beside it and renamed onto the target when
+  finished, so a failed or killed run leaves the old file as it was (``safe_write.py``).
 
 URI options after ``?``: ``fragmented=1`` (mp4/mov), ``preset=NAME``, ``gop=FRAMES``.
 """
@@ -41,6 +44,7 @@ from ..config import OutputConfig
 from ..errors import SinkError
 from ..frames import Frame, SourceInfo
 from ..log import redact_url
+from ..safe_write import TempTarget, check_not_input, check_target
 from .audio import AudioCarrier
 from .uri import file_path_and_query
 
@@ -268,6 +272,9 @@ class FileSink:
         self.settings = EncoderSettings.from_config(config, default_codec, preset=options.get("preset"), gop=gop)
         self.audio_enabled = config.audio
         self.audio_source = audio_source
+        self.overwrite = config.overwrite
+        check_not_input(self.path, (audio_source,) if audio_source else ())  # before anything is opened
+        self._target: TempTarget | None = None  # written under a temporary name, renamed when finished
         self.name = f"file:{redact_url(str(self.path))}"
         self.frames_written = 0
         self._container: av.container.OutputContainer | None = None
@@ -283,12 +290,15 @@ class FileSink:
 
     def open(self, info: SourceInfo) -> None:
         self._info = info
-        self._check_writable()
+        inputs = (self.audio_source,) if self.audio_source else ()
+        check_target(self.path, overwrite=self.overwrite, inputs=inputs)
+        self._target = TempTarget(self.path, overwrite=self.overwrite)
         fps = info.fps if info.fps else DEFAULT_FPS
         self._clock = PtsClock(Fraction(fps), relative=info.live)
         try:
-            self._container = av.open(str(self.path), "w", format=self.format, options=self._container_options())
+            self._container = av.open(str(self._target.path), "w", format=self.format, options=self._container_options())
         except (av.FFmpegError, OSError, ValueError) as exc:
+            self._target.abandon(keep=False)
             raise SinkError(f"cannot open output file {self.path}: {exc}") from exc
         if self.audio_enabled and self.audio_source:
             if info.live:
@@ -343,7 +353,11 @@ class FileSink:
                 except (av.FFmpegError, OSError) as exc:
                     errors.append(f"finishing the file: {exc}")
         if self._video is None and container is not None:
-            log.warning("%s: no frame was written; the file is empty", self.path)
+            log.warning("%s: no frame was written; the file was not created", self.path)
+        try:
+            self._place(finished=not errors)
+        except SinkError as exc:
+            errors.append(str(exc))
         if self._clock is not None and self._clock.adjusted:
             log.info("%s: %d frame timestamps did not increase and were moved forward", self.path, self._clock.adjusted)
         if errors:
@@ -369,15 +383,14 @@ class FileSink:
             self._audio.close()
             self._audio = None
 
-    def _check_writable(self) -> None:
-        directory = self.path.parent
-        if not directory.is_dir():
-            raise SinkError(f"cannot write {self.path}: directory {directory} does not exist (create it first)")
-        try:
-            with open(self.path, "wb"):
-                pass
-        except OSError as exc:
-            raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+    def _place(self, finished: bool) -> None:
+        """A finished file with frames is renamed onto the target; otherwise the target stays as it was."""
+        if self._target is None:
+            return
+        if finished and self._video is not None:
+            self._target.commit()
+        else:
+            self._target.abandon(keep=self._video is not None)
 
     def _container_options(self) -> dict[str, str]:
         opts: dict[str, str] = {}
