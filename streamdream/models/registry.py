@@ -113,6 +113,7 @@ def _keras_app(builder_path: str, weights_file: str, **kwargs: Any) -> Callable[
                 "the model efficientnet_lite0 works offline."
             ) from None
 
+    build.keras_builder = builder_path  # type: ignore[attr-defined]  # layer_names.py builds it weightless
     return build
 
 

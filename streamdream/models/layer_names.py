@@ -1,0 +1,47 @@
+"""Layer names of every registry model, read from a JSON table: no TensorFlow needed.
+
+The table is generated from the real networks by ``scripts/make-layer-names.py`` and
+checked against them by the tests, so a check before TensorFlow loads names the same
+layers the model has.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+from pathlib import Path
+
+TABLE_PATH = Path(__file__).with_name("layer_names.json")
+
+
+@functools.cache
+def layer_names(model: str) -> frozenset[str] | None:
+    """The layer names of registry model ``model``, or None if the table lacks it."""
+    table = json.loads(TABLE_PATH.read_text(encoding="utf-8"))
+    names = table.get(model)
+    return frozenset(names) if names is not None else None
+
+
+def suggest(name: str, names: frozenset[str], count: int = 3) -> list[str]:
+    """Layer names close to a misspelled ``name``."""
+    return difflib.get_close_matches(name, sorted(names), n=count, cutoff=0.6)
+
+
+def build_layer_names(model: str) -> list[str]:
+    """The names, from the network itself (imports Keras; builds without downloading weights)."""
+    from .registry import REGISTRY
+
+    entry = REGISTRY[model]
+    if entry.weights_file is None:  # efficientnet_lite0: its own builder
+        from .lite0 import build_efficientnet_lite0
+
+        network = build_efficientnet_lite0(include_top=False)
+    else:
+        import keras
+
+        module_name, fn_name = entry.build.keras_builder.rsplit(".", 1)  # type: ignore[attr-defined]
+        fn = getattr(getattr(keras.applications, module_name), fn_name)
+        network = fn(include_top=False, weights=None, input_shape=(None, None, 3))
+    # the input layer's name depends on how many models Keras built before: not a dream layer
+    return sorted(layer.name for layer in network.layers if type(layer).__name__ != "InputLayer")
