@@ -15,6 +15,7 @@ import argparse
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -84,7 +85,8 @@ def _best_ms(*fns, repeats: int = 7) -> list[float]:
     return [b * 1000.0 for b in best]
 
 
-def bench_model(name: str, sizes: list[tuple[int, int]], steps: int) -> list[dict[str, Any]]:
+def bench_model(name: str, sizes: list[tuple[int, int]], steps: int, done: Callable[[], object] = lambda: None) -> list[dict[str, Any]]:
+    """One row per size; ``done()`` after each (a progress bar)."""
     import tensorflow as tf
 
     from .dream.engine import DreamEngine
@@ -122,6 +124,7 @@ def bench_model(name: str, sizes: list[tuple[int, int]], steps: int) -> list[dic
         )
         log.info("%s %dx%d: dream step %.1f ms, classic step %.1f ms, bare %.1f ms", name, width, height, dream_ms,
                  classic_ms, bare_ms)
+        done()
     return rows
 
 
@@ -181,15 +184,25 @@ def default_video() -> str | None:
 
 def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
     from .models.registry import REGISTRY
+    from .preflight import parse_sizes
+    from .progress import progress_bar
 
-    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    sizes = parse_sizes(args.sizes)
     names = args.models.split(",") if args.models else [n for n, e in REGISTRY.items() if e.available()[0]]
-    report: dict[str, Any] = {"models": []}
-    for name in names:
-        report["models"].extend(bench_model(name, sizes, args.steps))  # type: ignore[arg-type]
     video = args.file or default_video()
-    if video and args.frames > 0:
-        report["end_to_end"] = bench_end_to_end(video, args.frames, stop)
+    end_to_end = bool(video and args.frames > 0)
+    bar = progress_bar(len(names) * len(sizes) + end_to_end, unit="measurement", desc="bench", enabled=not args.no_progress)
+    report: dict[str, Any] = {"models": []}
+    try:
+        for name in names:
+            bar.set_description_str(f"bench {name}")
+            report["models"].extend(bench_model(name, sizes, args.steps, done=lambda: bar.update(1)))
+        if end_to_end:
+            bar.set_description_str("bench end to end")
+            report["end_to_end"] = bench_end_to_end(video, args.frames, stop)
+            bar.update(1)
+    finally:
+        bar.close()
     return report
 
 

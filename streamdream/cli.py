@@ -1,7 +1,8 @@
-"""The `streamdream` command: argument parsing, signals -> one stop event, exit codes.
+"""The `streamdream` command: the commands, signals -> one stop event, exit codes.
 
-Exit codes: 0 done; 1 runtime failure; 2 bad config or arguments; 3 model; 4 input;
-5 output; 6 control; 130 stopped by Ctrl-C before finishing a file.
+Every command first checks what it can without the model (``preflight.py``), so a
+mistake fails in about a second, before TensorFlow is imported. The grammar (options,
+help, "did you mean") is in ``arguments.py``; the exit codes in ``errors.EXIT_CODES``.
 """
 
 from __future__ import annotations
@@ -14,167 +15,56 @@ import sys
 import threading
 from typing import Any
 
-from . import __version__
-from .config import Config, load_config, with_overrides
+from . import preflight
+from .arguments import build_parser, config_from_args
+from .config import Config, OutputConfig, load_config, with_overrides
 from .errors import ConfigError, SinkError, StreamdreamError
 from .log import redact_url, setup_logging
 
 log = logging.getLogger("streamdream")
 
-
-# --- arguments -------------------------------------------------------------------------------
-
-
-def _model_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model and dream")
-    g.add_argument("--config", help="YAML config file (see configs/)")
-    g.add_argument("--model", help="model name (see `streamdream models`) or a .keras/.h5 file")
-    g.add_argument("--weights", help="local weights file for a Keras applications model")
-    layers = g.add_mutually_exclusive_group()
-    layers.add_argument("--preset", help="layer preset: shallow, mid, deep")
-    layers.add_argument("--layers", help="comma-separated layer names, e.g. mixed3,mixed5")
-    g.add_argument("--octaves", type=int, help="number of octaves")
-    g.add_argument("--octave-scale", type=float, help="size ratio between octaves")
-    g.add_argument("--steps", type=int, help="gradient steps per octave")
-    g.add_argument("--step-size", type=float, help="pixel levels moved per step")
-    g.add_argument("--strength", type=float, help="how much dream shows (default 1.0: the same for every model and preset)")
-    g.add_argument("--width", type=int, help="dream at this width (output keeps the input size)")
-    g.add_argument("--guide", help="dream toward this image's features")
-    g.add_argument("--blend-with", help="dream a blend of the input and this image")
-    g.add_argument("--blend", type=float, help="share of --blend-with in the blend, 0..1")
-    g.add_argument("--seed", type=int, help="seed for the jitter")
+SERVE_SECTIONS = ("playlist", "control", "health", "reconnect", "idle")
 
 
-def _cluster_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--workers", type=int, help="dream on a local Ray instance with N workers (pip install 'streamdream[cluster]')")
-    g.add_argument("--cluster", nargs="?", const="", metavar="ADDRESS", help="dream on a Ray cluster (default: RAY_ADDRESS)")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamdream", description="Live DeepDream video.")
-    parser.add_argument("--version", action="version", version=f"streamdream {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--tf-verbose", action="store_true", help="show TensorFlow's own log messages")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("image", help="dream a still image")
-    p.add_argument("input")
-    p.add_argument("-o", "--output", required=True)
-    _model_args(p)
-
-    p = sub.add_parser("zoom", help="the classic dream-zoom video from a still")
-    p.add_argument("input")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--frames", type=int, required=True)
-    p.add_argument("--zoom", type=float, default=1.04, help="zoom factor per frame")
-    p.add_argument("--fps", type=int, default=25)
-    _model_args(p)
-
-    p = sub.add_parser("gallery", help="a labelled contact sheet of models x presets on your picture")
-    p.add_argument("input", help="your picture (PNG, JPEG, ...)")
-    p.add_argument("-o", "--output", required=True, help="the sheet (.png or .jpg)")
-    p.add_argument("--models", help="comma-separated models (default: every model whose weights are here)")
-    p.add_argument("--presets", help="comma-separated presets (default: every preset of each model)")
-    p.add_argument("--width", type=int, default=360, help="width of each dream on the sheet (default 360)")
-    p.add_argument("--config", help="YAML config whose dream settings to use")
-    p.add_argument("--strength", type=float, help="how much dream shows (default 1.0)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the jitter (default 0)")
-
-    p = sub.add_parser("run", help="dream a video source into outputs (default: demo -> dream.mp4)")
-    p.add_argument("--input", help="file, webcam[:N], /dev/videoN, rtsp://..., http(s)://..., demo, lavfi:GRAPH")
-    p.add_argument("--output", action="append", help="output (repeatable): file, window, virtualcam, rtsp://, preview:HOST:PORT, null")
-    p.add_argument("--max-frames", type=int)
-    p.add_argument("--coherence", choices=["independent", "blend", "flow"])
-    p.add_argument("--metrics", nargs="?", const="127.0.0.1:9108", help="serve Prometheus metrics on HOST:PORT")
-    p.add_argument("--no-progress", action="store_true")
-    _cluster_args(p)
-    _model_args(p)
-
-    p = sub.add_parser("batch", help="dream every video of a folder into another folder, with its audio")
-    p.add_argument("in_dir")
-    p.add_argument("out_dir")
-    p.add_argument("--coherence", choices=["independent", "blend", "flow"])
-    p.add_argument("--no-progress", action="store_true")
-    _cluster_args(p)
-    _model_args(p)
-
-    p = sub.add_parser("serve", help="run as an installation daemon (metrics, health, reload, control)")
-    p.add_argument("--config", required=True)
-
-    p = sub.add_parser("bench", help="measure dream speed (and with --soak, memory over time)")
-    p.add_argument("--models", help="comma-separated models (default: every available one)")
-    p.add_argument("--sizes", default="320x240,640x480")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    p.add_argument("--file", help="video for the end-to-end measurement (default: bigbuckbunny if installed)")
-    p.add_argument("--frames", type=int, default=24, help="frames for the end-to-end measurement")
-    p.add_argument("--soak", type=float, metavar="MINUTES", help="run the live demo this long and report memory")
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("evaluate", help="temporal consistency and dream strength of an output")
-    p.add_argument("input")
-    p.add_argument("output")
-    p.add_argument("--max-frames", type=int)
-    p.add_argument("--json", action="store_true")
-
-    p = sub.add_parser("validate-config", help="check a config file; exit 0 if valid")
-    p.add_argument("file")
-
-    sub.add_parser("models", help="list models, their weights and whether they are available here")
-    return parser
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The config file (or defaults) with command-line options laid over it."""
-    config = load_config(args.config) if getattr(args, "config", None) else Config()
-    model: dict[str, Any] = {"name": args.model, "weights": args.weights, "preset": args.preset, "layers": args.layers}
-    if args.layers:
-        model["preset"] = None
-    dream = {
-        "octaves": args.octaves,
-        "octave_scale": args.octave_scale,
-        "steps": args.steps,
-        "step_size": args.step_size,
-        "strength": args.strength,
-        "width": args.width,
-        "guide": args.guide,
-        "blend_with": args.blend_with,
-        "blend": args.blend,
-        "seed": args.seed,
-    }
-    if args.blend_with and args.blend is None:
-        dream["blend"] = 0.5
-    sections: dict[str, Any] = {"model": model, "dream": dream}
-    if args.command == "batch":
-        sections["coherence"] = {"mode": args.coherence}
-        sections["pipeline"] = {"progress": False if args.no_progress else None}
-    if args.command == "run":
-        if args.input:
-            sections["source"] = {"uri": args.input}
-        if args.output:
-            sections["outputs"] = [{"uri": o} for o in args.output]
-        sections["pipeline"] = {"max_frames": args.max_frames, "progress": False if args.no_progress else None}
-        sections["coherence"] = {"mode": args.coherence}
-        if args.metrics:
-            from .service.http import parse_listen_address
-
-            host, port = parse_listen_address(args.metrics)
-            sections["metrics"] = {"enabled": True, "host": host, "port": port}
-    return with_overrides(config, **sections)
+def stop_summary(result: Any, outputs: str) -> str:
+    """'38 in, 33 out, 4 dropped (stale 4), 1 in flight -> out.mp4': in = out + dropped + in flight."""
+    dropped = sum(result.dropped.values())
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(result.dropped.items()))
+    in_flight = result.frames_in - result.frames_out - dropped
+    text = f"{result.frames_in} frames in, {result.frames_out} out, {dropped} dropped"
+    text += f" ({reasons})" if reasons else ""
+    text += f", {in_flight} in flight when stopped" if in_flight else ""
+    return f"{text} -> {outputs}"
 
 
 # --- commands --------------------------------------------------------------------------------
 
 
 def cmd_image(args: argparse.Namespace, stop: threading.Event) -> int:
+    config = config_from_args(args)
+    preflight.check_image_job(config, args.input, args.output, args.overwrite)
+
     from .app import build_engine, to_uint8
     from .images import read_image, write_image
+    from .progress import progress_bar
+    from .stills import dream_at_width, dream_size, total_steps
 
-    config = config_from_args(args)
-    engine = build_engine(config)
     picture = read_image(args.input)
-    dreamed = engine.dream(picture)
-    write_image(args.output, to_uint8(dreamed))
+    engine = build_engine(config)
+    height, width = picture.shape[:2]
+    log.info("dreaming %s (%dx%d) at %dx%d", args.input, width, height, *dream_size(width, height, config.dream.width))
+    steps = total_steps(config.dream, width, height)
+    bar = progress_bar(steps, unit="step", desc="dreaming", enabled=not args.no_progress)
+
+    def on_step(octave: int, step: int) -> None:
+        bar.set_description_str(f"octave {octave + 1}", refresh=False)
+        bar.update(1)
+
+    try:
+        dreamed = dream_at_width(engine, picture, config.dream.width, on_step=on_step)
+    finally:
+        bar.close()
+    write_image(args.output, to_uint8(dreamed), overwrite=args.overwrite)
     log.info("wrote %s (%d gradient steps)", args.output, engine.steps_total)
     return 0
 
@@ -195,32 +85,37 @@ def cmd_gallery(args: argparse.Namespace, stop: threading.Event) -> int:
     entries = [get_entry(m) for m in models]  # an unknown name fails here, before any dreaming
     picture = read_rgb8(args.input)
     total = sum(len(presets or e.presets) for e in entries if e.available()[0])
-    with tqdm(total=total, unit="dream", desc="gallery", disable=None) as progress:
+    with tqdm(total=total, unit="dream", desc="gallery", disable=True if args.no_progress else None) as progress:
         sheet = contact_sheet(config, picture, models, presets, args.width, stop, progress)
-    write_image(args.output, sheet)
+    write_image(args.output, sheet, overwrite=args.overwrite)
     log.info("wrote %s (%dx%d)", args.output, sheet.shape[1], sheet.shape[0])
     return 0
 
 
 def cmd_zoom(args: argparse.Namespace, stop: threading.Event) -> int:
+    config = config_from_args(args)
+    output = OutputConfig(uri=args.output, overwrite=args.overwrite)
+    preflight.check_zoom_job(config, args.input, output, args.frames, args.fps, args.zoom)
+
     from .zoom import dream_zoom
 
-    if args.frames < 1:
-        raise StreamdreamError(f"--frames must be >= 1, got {args.frames}")
-    config = config_from_args(args)
-    written = dream_zoom(config, args.input, args.output, frames=args.frames, zoom=args.zoom, fps=args.fps, stop=stop)
+    written = dream_zoom(
+        config, args.input, output, frames=args.frames, zoom=args.zoom, fps=args.fps, stop=stop, progress=not args.no_progress
+    )
     log.info("wrote %s (%d frames)", args.output, written)
     return 0 if written == args.frames else 130
 
 
 def cmd_run(args: argparse.Namespace, stop: threading.Event) -> int:
-    from .app import run_pipeline
-
     config = config_from_args(args)
+    preflight.check_config(config, "run")
     if args.workers is not None or args.cluster is not None:
         from .cluster.command import run_command
 
         return run_command(config, stop, workers=args.workers, cluster=args.cluster)
+
+    from .app import run_pipeline
+
     observer, server = None, None
     if config.metrics.enabled:
         from .service.metrics import start_metrics
@@ -231,9 +126,7 @@ def cmd_run(args: argparse.Namespace, stop: threading.Event) -> int:
     finally:
         if server is not None:
             server.shutdown()
-    outputs = ", ".join(redact_url(o.uri) for o in config.outputs)
-    dropped = ", ".join(f"{n} {reason}" for reason, n in sorted(result.dropped.items())) or "none"
-    log.info("%d frames in, %d out, dropped: %s -> %s", result.frames_in, result.frames_out, dropped, outputs)
+    log.info("%s", stop_summary(result, ", ".join(redact_url(o.uri) for o in config.outputs)))
     if result.error is not None:
         raise result.error
     if result.outputs_down:  # finalized as far as they got; the run itself went on
@@ -243,12 +136,19 @@ def cmd_run(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def cmd_batch(args: argparse.Namespace, stop: threading.Event) -> int:
+    config = config_from_args(args)
+    problems = preflight.Problems()
+    preflight.check_dream(config, problems)  # the folders are batch's own to check
+    problems.raise_first()
+
     from .cluster.batch import batch_command
 
-    return batch_command(config_from_args(args), args.in_dir, args.out_dir, stop, workers=args.workers, cluster=args.cluster)
+    return batch_command(config, args.in_dir, args.out_dir, stop, workers=args.workers, cluster=args.cluster)
 
 
 def cmd_serve(args: argparse.Namespace, stop: threading.Event) -> int:
+    preflight.check_config(load_config(args.config), "serve")
+
     from .service import daemon
 
     signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
@@ -256,30 +156,46 @@ def cmd_serve(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def cmd_bench(args: argparse.Namespace, stop: threading.Event) -> int:
-    from . import bench
-
     if args.soak:
         from .service.soak import format_soak, soak
 
         report = soak(args.soak, stop=stop)
         print(json.dumps(report, indent=2) if args.json else format_soak(report))
         return 0
+    preflight.check_bench_job(args.models.split(",") if args.models else [], args.sizes, args.file)
+
+    from . import bench
+
     report = bench.run(args, stop)
     print(json.dumps(report, indent=2) if args.json else bench.format_report(report))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace, stop: threading.Event) -> int:
-    from .coherence.evaluate import evaluate, format_evaluation
+    preflight.check_videos(args.input, args.output)
 
-    result = evaluate(args.input, args.output, max_frames=args.max_frames)
+    from .coherence.evaluate import evaluate, format_evaluation, frame_count
+    from .progress import progress_iter
+
+    def progress(frames):
+        total = frame_count(args.input)
+        total = min(total, args.max_frames) if total and args.max_frames else total or args.max_frames
+        return progress_iter(frames, total, unit="frame", desc="evaluating", enabled=not args.no_progress)
+
+    result = evaluate(args.input, args.output, max_frames=args.max_frames, progress=progress)
     print(json.dumps(result, indent=2) if args.json else format_evaluation(result))
     return 0
 
 
 def cmd_validate_config(args: argparse.Namespace, stop: threading.Event) -> int:
     config = load_config(args.file)
-    print(f"{args.file}: valid ({len(config.outputs)} output(s), model {config.model.name}, source {redact_url(config.source.uri)})")
+    command = args.for_command or ("serve" if config.model_fields_set & set(SERVE_SECTIONS) else "run")
+    # ports are left out: the daemon this config belongs to may be running and holding them
+    preflight.check_config(config, command, ports=False)
+    print(
+        f"{args.file}: valid for `streamdream {command} --config` ({len(config.outputs)} output(s), "
+        f"model {config.model.name}, source {redact_url(config.source.uri)})"
+    )
     return 0
 
 
@@ -344,4 +260,3 @@ def entry_point() -> None:
 
 if __name__ == "__main__":
     entry_point()
-

@@ -6,6 +6,18 @@ The CLI prints ``str(error)`` and exits with ``error.exit_code``; no traceback.
 
 from __future__ import annotations
 
+# The one exit-code table, for every command (the README and `streamdream --help` print it).
+EXIT_CODES: dict[int, str] = {
+    0: "done",
+    1: "runtime failure",
+    2: "bad command line or config",
+    3: "model (unknown model, preset or layer; weights)",
+    4: "input (missing, unreadable, not a video)",
+    5: "output (unknown type, no folder, exists, is the input, no display)",
+    6: "control API refused",
+    130: "stopped (Ctrl-C, SIGTERM) before a file was finished",
+}
+
 
 class StreamdreamError(Exception):
     """Base class: an error a user can act on."""

@@ -11,31 +11,48 @@ from .config import Config, OutputConfig
 from .dream.engine import zoom_frame
 from .frames import Frame, SourceInfo, freeze
 from .images import read_image
+from .progress import progress_bar
+from .stills import dream_at_width, dream_size
 
 log = logging.getLogger(__name__)
 
 
 def dream_zoom(
-    config: Config, image_path: str, output: str, *, frames: int, zoom: float, fps: int, stop: threading.Event
+    config: Config,
+    image_path: str,
+    output: OutputConfig,
+    *,
+    frames: int,
+    zoom: float,
+    fps: int,
+    stop: threading.Event,
+    progress: bool = True,
 ) -> int:
-    """Write ``frames`` frames to ``output``; returns how many were written (fewer if stopped)."""
+    """Write ``frames`` frames to ``output``; returns how many were written (fewer if stopped).
+
+    Each frame is dreamed at ``config.dream.width`` (the picture's width if unset).
+    """
     from .sinks import open_sink
 
-    engine = build_engine(config)
     picture = read_image(image_path)
     height, width = picture.shape[:2]
     info = SourceInfo(uri=image_path, width=width, height=height, fps=Fraction(fps), live=False, frame_count=frames, kind="image")
-    sink = open_sink(OutputConfig(uri=output), audio_source=None)
+    sink = open_sink(output, audio_source=None)  # a still has no sound; the CLI's preflight refused output == input
+    engine = build_engine(config)
+    log.info("zooming %s (%dx%d), dreamed at %dx%d", image_path, width, height, *dream_size(width, height, config.dream.width))
     sink.open(info)
     written = 0
+    bar = progress_bar(frames, unit="frame", desc="zoom", enabled=progress)
     try:
         for index in range(frames):
             if stop.is_set():
                 break
-            picture = engine.dream(picture)
+            picture = dream_at_width(engine, picture, config.dream.width)
             sink.write(Frame(image=freeze(to_uint8(picture)), index=index, pts=index / fps))
             written += 1
+            bar.update(1)
             picture = zoom_frame(picture, zoom)
     finally:
+        bar.close()
         sink.close()
     return written

@@ -101,7 +101,7 @@ def test_bad_option_values_are_named():
     proc = streamdream("image", "nope.png", "-o", "x.png", "--octaves", "0")
     assert proc.returncode == 2 and "dream.octaves: must be >= 1, got 0" in proc.stderr
     proc = streamdream("image", "nope.png", "-o", "x.png", "--steps", "1")
-    assert proc.returncode == 2 and "image file not found: nope.png" in proc.stderr
+    assert proc.returncode == 4 and "image file not found: nope.png" in proc.stderr
     proc = streamdream("image", "nope.png", "-o", "x.png", "--model", "alexnet")
     assert proc.returncode == 3 and "unknown model 'alexnet'" in proc.stderr
 

@@ -16,6 +16,7 @@ import pytest
 from streamdream.app import run_pipeline
 from streamdream.config import parse_config
 from streamdream.errors import SourceError
+from streamdream.pipeline.observer import PipelineObserver
 from streamdream.pipeline.queues import FrameQueue, QueueClosed, QueuePolicy
 from streamdream.pipeline.runner import Pipeline
 from streamdream.sinks import open_sink
@@ -155,29 +156,50 @@ class SlowProcessor:
         return frame
 
 
+class QueueWatcher(PipelineObserver):
+    """The deepest each queue got, and every drop the pipeline reported."""
+
+    def __init__(self):
+        self.deepest = {}
+        self.drops = []
+
+    def queue_depth(self, queue, depth):
+        self.deepest[queue] = max(depth, self.deepest.get(queue, 0))
+
+    def frame_dropped(self, stage, reason):
+        self.drops.append(reason)
+
+
+def assert_every_frame_accounted_for(result):
+    """What holds under any load: every frame in is out or dropped with a reason."""
+    assert set(result.dropped) <= {"stale", "shutdown"}, result.dropped
+    assert result.frames_in == result.frames_out + sum(result.dropped.values()), (result.frames_in, result.frames_out, result.dropped)
+
+
 def test_live_source_faster_than_the_dreamer_stays_bounded_and_counts_drops(tmp_path):
+    # No frame counts over a time window: on a busy machine the camera, too, slows down.
     source = open_source(parse_config({"source": "demo?live=1&width=320&height=240&fps=30"}).source)
     sink = open_sink(parse_config({"outputs": ["null"]}).outputs[0])
-    processor = SlowProcessor()
-    latencies = []
+    written = []
     sink_write = sink.write
 
     def write(frame):
-        latencies.append(time.monotonic() - frame.captured_at)
+        written.append(frame.index)
         sink_write(frame)
 
     sink.write = write
     stop = threading.Event()
-    pipeline = Pipeline(source, lambda info: processor, [sink], queue_size=2, stop=stop)
+    processor, watcher = SlowProcessor(), QueueWatcher()
+    pipeline = Pipeline(source, lambda info: processor, [sink], queue_size=2, stop=stop, observer=watcher)
     threading.Timer(4.0, stop.set).start()
     result = pipeline.run()
     assert result.info.live
-    assert result.frames_in > 2 * result.frames_out  # the camera kept its pace, the dreamer did not
-    assert result.dropped["stale"] > 0  # the dreamer took the freshest frame; stale ones were counted
-    assert result.frames_out == len(processor.seen) == len(latencies)
-    # every captured frame was output or counted as dropped, with its reason
-    assert result.frames_in == result.frames_out + result.dropped["stale"] + result.dropped.get("shutdown", 0)
-    assert processor.seen == sorted(processor.seen)
+    assert_every_frame_accounted_for(result)
+    assert 0 < result.frames_out == len(processor.seen) <= result.frames_in
+    assert processor.seen == sorted(processor.seen) and written == processor.seen  # every output in order
+    # bounded: no queue ever held more than its 2 frames, so the dreamer is never further behind
+    assert watcher.deepest and max(watcher.deepest.values()) <= 2, watcher.deepest
+    assert sorted(watcher.drops) == sorted(result.dropped.elements())  # every drop reported as it happened
 
 
 def test_live_memory_stays_flat(tmp_path):
@@ -195,7 +217,7 @@ def test_live_memory_stays_flat(tmp_path):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = run_for(4.0)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert result.dropped["stale"] > 0
+    assert_every_frame_accounted_for(result)
     assert grown_mib < 50, grown_mib
 
 
@@ -235,7 +257,9 @@ def test_rtsp_stream_into_a_file(tiny_model_path, rtsp_server, tmp_path):
     config = fast_config(tiny_model_path, rtsp_server.live_url, [str(out)], pipeline={"max_frames": 30})
     result = run_pipeline(config, threading.Event())
     assert result.error is None and result.info.live
-    assert result.frames_out == 30
+    # a live source drops stale frames when the dreamer falls behind (a busy machine): counted, never lost
+    assert result.frames_in == 30
+    assert_every_frame_accounted_for(result)
     stamps = video_timestamps(out)
-    assert len(stamps) == 30 and stamps == sorted(stamps)
+    assert 0 < len(stamps) == result.frames_out and stamps == sorted(stamps)
 

@@ -86,7 +86,8 @@ def _dream_here(config: Config, engine, source: str, output: OutputConfig, stop:
     run_config = with_overrides(
         config,
         source={"uri": source},
-        outputs=[output.model_copy(update={"uri": str(partial) + (f"?{query}" if query else "")}).model_dump()],
+        # the partial file is batch's own (a killed run may have left one): overwrite it
+        outputs=[output.model_copy(update={"uri": str(partial) + (f"?{query}" if query else ""), "overwrite": True}).model_dump()],
     )
     # a pipeline that ends stops only its own workers (pipeline/workers.py), never the stop event
     # it is given: the next file starts with the same one

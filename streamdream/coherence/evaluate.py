@@ -29,7 +29,7 @@ An output of another size than the input is resized to the input's size first.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import av
@@ -76,6 +76,15 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.
             if max_frames is not None and n >= max_frames:
                 return
             yield frame.to_ndarray(format="rgb24")
+
+
+def frame_count(path: str | Path) -> int | None:
+    """The frame count the video's header states, if any (for a progress bar)."""
+    try:
+        with av.open(str(path)) as container:
+            return container.streams.video[0].frames or None
+    except (av.error.FFmpegError, OSError, IndexError):
+        return None
 
 
 def video_fps(path: str | Path) -> float | None:
@@ -203,12 +212,16 @@ def evaluate_many(
     *,
     max_frames: int | None = None,
     flow_preset: FlowPreset = "medium",
+    progress: Callable[[Iterator[np.ndarray]], Iterable[np.ndarray]] | None = None,
 ) -> list[dict[str, float]]:
-    """``evaluate`` for several outputs of one input; the input's flow is computed once."""
+    """``evaluate`` for several outputs of one input; the input's flow is computed once.
+
+    ``progress`` wraps the input's frames (e.g. in a progress bar)."""
     fps = video_fps(input_path)
     outputs = [read_frames(p, max_frames) for p in output_paths]
+    inputs = read_frames(input_path, max_frames)
     try:
-        return evaluate_frames(read_frames(input_path, max_frames), outputs, fps=fps, flow_preset=flow_preset)
+        return evaluate_frames(progress(inputs) if progress else inputs, outputs, fps=fps, flow_preset=flow_preset)
     except ValueError as exc:
         names = ", ".join(str(p) for p in output_paths)
         raise SourceError(f"cannot evaluate {names} against {input_path}: {exc}") from None
@@ -220,9 +233,10 @@ def evaluate(
     *,
     max_frames: int | None = None,
     flow_preset: FlowPreset = "medium",
+    progress: Callable[[Iterator[np.ndarray]], Iterable[np.ndarray]] | None = None,
 ) -> dict[str, float]:
     """Metrics of a dreamed video against its input (keys: ``KEYS``; see the module doc)."""
-    return evaluate_many(input_path, [output_path], max_frames=max_frames, flow_preset=flow_preset)[0]
+    return evaluate_many(input_path, [output_path], max_frames=max_frames, flow_preset=flow_preset, progress=progress)[0]
 
 
 def format_evaluation(result: dict[str, float], as_json: bool = False) -> str:
@@ -243,4 +257,4 @@ def format_evaluation(result: dict[str, float], as_json: bool = False) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["KEYS", "evaluate", "evaluate_frames", "evaluate_many", "format_evaluation", "read_frames"]
+__all__ = ["KEYS", "evaluate", "evaluate_frames", "evaluate_many", "format_evaluation", "frame_count", "read_frames"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import tensorflow as tf
@@ -169,7 +171,14 @@ class DreamEngine:
         other = resize(self._blend_image, image.shape[1], image.shape[0])
         return (1.0 - self.config.blend) * image + self.config.blend * other
 
-    def dream_detail(self, image: np.ndarray, *, steps: int | None = None, octaves: int | None = None) -> np.ndarray:
+    def dream_detail(
+        self,
+        image: np.ndarray,
+        *,
+        steps: int | None = None,
+        octaves: int | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
         """A full dream of ``image`` (float32 RGB 0-255) over octaves: the detail to add to it.
 
         Follows Google's original: each octave dreams its own downscaled copy of the source
@@ -177,6 +186,8 @@ class DreamEngine:
         then brought to ``detail_level`` x ``strength`` (see ``level_detail``) and kept
         within the picture's range. Tones are not kept here: ``ToneKeeper.apply`` does that
         when the detail is shown, so detail carried to other frames stays whole.
+        ``on_step(octave, step)`` is called after every step (for a progress bar); the steps
+        then run one call each, which gives the same result (the same random draws, in order).
         """
         cfg = self.config
         steps = cfg.steps if steps is None else steps
@@ -190,9 +201,14 @@ class DreamEngine:
         height, width = source.shape[:2]
         sizes = octave_sizes(width, height, octaves, cfg.octave_scale)
         detail = np.zeros((sizes[0][1], sizes[0][0], 3), np.float32)
-        for w, h in sizes:
+        for octave, (w, h) in enumerate(sizes):
             base = resize(source, w, h)
-            dreamed = self.ascend(np.clip(base + resize(detail, w, h), 0, 255), steps)
+            dreamed = np.clip(base + resize(detail, w, h), 0, 255)
+            if on_step is None:
+                dreamed = self.ascend(dreamed, steps)
+            for step in range(steps if on_step is not None else 0):
+                dreamed = self.ascend(dreamed, 1)
+                on_step(octave, step)
             detail = dreamed - base
         detail = self.level_detail(detail, source)
         return np.clip(source + detail, 0, 255) - image
@@ -208,12 +224,19 @@ class DreamEngine:
         gain = float(np.clip(target / max(shown, 1e-6), MIN_GAIN, MAX_GAIN))
         return detail * gain
 
-    def dream(self, image: np.ndarray, *, steps: int | None = None, octaves: int | None = None) -> np.ndarray:
+    def dream(
+        self,
+        image: np.ndarray,
+        *,
+        steps: int | None = None,
+        octaves: int | None = None,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
         """Dream ``image`` (float32 RGB 0-255); returns the dreamed picture, tones kept."""
         image = np.asarray(image, np.float32)
         if (self.config.steps if steps is None else steps) <= 0:
             return self.blend_source(image)
-        detail = self.dream_detail(image, steps=steps, octaves=octaves)
+        detail = self.dream_detail(image, steps=steps, octaves=octaves, on_step=on_step)
         return np.clip(image + self.tone.apply(detail, image), 0, 255)
 
     def layer_activation(self, image: np.ndarray) -> float:

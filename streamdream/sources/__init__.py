@@ -12,7 +12,7 @@ from ..pipeline.workers import Workers
 from .av_source import AvSource
 from .base import Source
 from .demo import DemoSource, demo_settings
-from .image import ImageSource
+from .image import ImageSource, split_image_target
 from .uri import (
     ALWAYS_LIVE_SCHEMES,
     AvOpenArgs,
@@ -79,7 +79,8 @@ def open_source(config: SourceConfig, platform: str = sys.platform, workers: Wor
     if parsed.kind == "demo":
         return DemoSource(demo_settings(parsed.params, config.width, config.height, config.fps), parsed.display)
     if parsed.kind == "image":
-        return ImageSource(parsed.target, redact_url(parsed.target), max_pixels=config.max_pixels)
+        path, seconds, fps = split_image_target(parsed.target)
+        return ImageSource(path, redact_url(path), seconds=seconds, fps=fps, max_pixels=config.max_pixels)
     args = av_open_args(parsed, config, platform)
     if parsed.kind == "webcam":
         return AvSource(args, kind="webcam", display=args.file, live=True, max_pixels=config.max_pixels, workers=workers)
