@@ -117,10 +117,11 @@ def check_model(
         )
     for spec in layers or ():
         if known is not None and spec.name not in known:
-            raise ModelError(
-                f"{where}.layers: model {name} has no layer {spec.name!r}{did_you_mean(spec.name, known)} "
-                "(`streamdream models` lists each model's presets and their layers)"
-            )
+            where_listed = (
+                "`streamdream models` lists its presets' layers" if name in REGISTRY
+                else f"its layers: {', '.join(sorted(known)[:20])}{', ...' if len(known) > 20 else ''}"
+            )  # fmt: skip
+            raise ModelError(f"{where}.layers: model {name} has no layer {spec.name!r}{did_you_mean(spec.name, known)} ({where_listed})")
 
 
 def check_models(config: Config, problems: Problems) -> None:
