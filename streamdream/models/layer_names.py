@@ -30,16 +30,19 @@ def suggest(name: str, names: frozenset[str], count: int = 3) -> list[str]:
 
 def build_layer_names(model: str) -> list[str]:
     """The names, from the network itself (imports Keras; builds without downloading weights)."""
+    import keras
+
     from .registry import REGISTRY
 
+    # Keras names unnamed layers from a per-process counter (activation, activation_1, ...):
+    # start it afresh, so the names are those a command that builds only this model sees
+    keras.backend.clear_session()
     entry = REGISTRY[model]
     if entry.weights_file is None:  # efficientnet_lite0: its own builder
         from .lite0 import build_efficientnet_lite0
 
         network = build_efficientnet_lite0(include_top=False)
     else:
-        import keras
-
         module_name, fn_name = entry.build.keras_builder.rsplit(".", 1)  # type: ignore[attr-defined]
         fn = getattr(getattr(keras.applications, module_name), fn_name)
         network = fn(include_top=False, weights=None, input_shape=(None, None, 3))
