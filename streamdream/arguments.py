@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import __version__
-from .config import Config, DreamConfig, ModelConfig, PipelineConfig, load_config, with_overrides
+from .config import Config, DreamConfig, ModelConfig, load_config, with_overrides
 from .errors import EXIT_CODES
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -118,7 +118,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument(
         "--width", type=int, metavar="PX",
-        help=_config_help(DreamConfig, "dream", "width", "dream at this width; the detail is added to the full-size picture"),
+        help="dream at this width; the detail is added to the full-size picture (default: the picture's own width; config dream.width)",
     )  # fmt: skip
     g.add_argument("--guide", metavar="IMG", help=_config_help(DreamConfig, "dream", "guide", "dream toward this image's features"))
     g.add_argument("--blend-with", metavar="IMG", help=_config_help(DreamConfig, "dream", "blend_with", "dream a blend of the input and this image"))
@@ -186,7 +186,7 @@ def build_parser() -> Parser:
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (default: all; config pipeline.max_frames)")
     p.add_argument("--coherence", choices=["independent", "blend", "flow"], help="how frames' dreams relate (default: flow; config coherence.mode)")
     p.add_argument("--metrics", nargs="?", const="127.0.0.1:9108", metavar="HOST:PORT", help="serve Prometheus metrics (default: off; 127.0.0.1:9108 if no address is given)")
-    p.add_argument("--no-progress", action="store_true", help=f"no progress bar (default: shown; config pipeline.progress, {PipelineConfig.model_fields['progress'].default})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown; config pipeline.progress)")
     _cluster_args(p)
     _model_args(p)
 
