@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
-from .config import Config, LayerSpec, OutputConfig
+from .config import MAX_PIXELS_8K, Config, LayerSpec, OutputConfig
 from .errors import ConfigError, ModelError, SinkError, SourceError, StreamdreamError, WeightsUnavailableError
 from .log import redact_url
 from .safe_write import check_target
@@ -134,11 +134,17 @@ def check_models(config: Config, problems: Problems) -> None:
         )  # fmt: skip
 
 
-def check_picture(path: str | Path | None, what: str, error: type[StreamdreamError] = ConfigError, hint: str = "") -> None:
-    """A still image OpenCV can read (its header only)."""
+def check_picture(
+    path: str | Path | None, what: str, error: type[StreamdreamError] = ConfigError, hint: str = "",
+    max_pixels: int = MAX_PIXELS_8K,
+) -> None:  # fmt: skip
+    """A still image OpenCV can read, within ``max_pixels``: from its header, nothing decoded."""
     if path is None:
         return
     import cv2
+
+    from .imageheader import picture_size
+    from .images import check_picture_size
 
     path = str(path)
     if not os.path.exists(path):
@@ -149,13 +155,17 @@ def check_picture(path: str | Path | None, what: str, error: type[StreamdreamErr
         raise error(f"{what}: cannot read image {path}: permission denied")
     if not cv2.haveImageReader(path):
         raise error(f"{what}: cannot read image {path}: not an image OpenCV can decode (PNG, JPEG, BMP, TIFF, WebP, ...){hint}")
+    with open(path, "rb") as file:
+        size = picture_size(file.read(1 << 20))
+    if size is not None:
+        check_picture_size(*size, f"{what}: {path}", max_pixels, error)
 
 
 # --- input ------------------------------------------------------------------------------------
 
 
-def probe_video_file(path: str, display: str) -> None:
-    """A file FFmpeg reads as video, not a still image: opened and closed, nothing decoded."""
+def probe_video_file(path: str, display: str, max_pixels: int = MAX_PIXELS_8K) -> None:
+    """A file FFmpeg reads as video, not a still image, within ``max_pixels``: opened and closed, nothing decoded."""
     import av
 
     if not os.path.exists(path):
@@ -170,6 +180,8 @@ def probe_video_file(path: str, display: str) -> None:
         with av.open(path, timeout=5.0) as container:
             still = container.format.name == "image2" or container.format.name.endswith("_pipe")
             kinds = sorted({s.type for s in container.streams})
+            video = container.streams.video[0].codec_context if container.streams.video else None
+            size = (video.width, video.height) if video is not None else (0, 0)
     except (av.FFmpegError, OSError) as exc:
         said = getattr(exc, "strerror", None) or type(exc).__name__
         raise SourceError(f"cannot read input file {display}: FFmpeg says: {said} (not a video file FFmpeg can read, or damaged)") from None
@@ -177,6 +189,9 @@ def probe_video_file(path: str, display: str) -> None:
         raise SourceError(f"input {display} is a still image, not a video; {STILL_HELP.format(path=display)}")
     if "video" not in kinds:
         raise SourceError(f"{display} has no video stream (streams found: {', '.join(kinds) or 'none'})")
+    from .images import check_picture_size
+
+    check_picture_size(*size, f"{display}: the video", max_pixels, SourceError)
 
 
 def check_source(config: Config, command: Command) -> None:
@@ -187,10 +202,10 @@ def check_source(config: Config, command: Command) -> None:
     source = config.source
     parsed = parse_uri(source.uri)  # SourceError for an unknown scheme
     if parsed.kind == "file":
-        probe_video_file(parsed.target, parsed.display)
+        probe_video_file(parsed.target, parsed.display, source.max_pixels)
     elif parsed.kind == "image":
         path, seconds, _ = split_image_target(parsed.target)
-        check_picture(path, "input", SourceError)
+        check_picture(path, "input", SourceError, max_pixels=source.max_pixels)
         if seconds is None:
             raise SourceError(
                 f"input {parsed.display} is one picture, which would make a 1-frame video; give its length, "
@@ -369,8 +384,8 @@ VIDEO_HINT = "; for a video: streamdream run --input {path}"
 
 def check_dream(config: Config, problems: Problems) -> None:
     check_models(config, problems)
-    problems.check(check_picture, config.dream.guide, "dream.guide")
-    problems.check(check_picture, config.dream.blend_with, "dream.blend_with")
+    problems.check(check_picture, config.dream.guide, "dream.guide", max_pixels=config.source.max_pixels)
+    problems.check(check_picture, config.dream.blend_with, "dream.blend_with", max_pixels=config.source.max_pixels)
 
 
 def check_still_output(path: str, overwrite: bool, inputs: tuple[str, ...]) -> None:

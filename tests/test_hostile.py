@@ -99,16 +99,16 @@ CLI_CASES = [
     CliCase("FTP output with a password", ("run", "--input", "demo", "--output", "ftp://admin:hunter2-secret@nas/x.mkv"),
             5, "ftp://admin:***@nas"),  # fmt: skip
     # media
-    CliCase("20000x20000 PNG (60 KB)", ("run", "--input", "image:{tmp}/huge.png", "--output", "null"), 4,
+    CliCase("20000x20000 PNG (60 KB)", ("run", "--input", "image:{tmp}/huge.png?seconds=1", "--output", "null"), 4,
             "is 20000x20000 (400.0 megapixels), over the limit", max_rss_mb=250),  # fmt: skip
-    CliCase("16000x16000 JPEG (1 MB)", ("run", "--input", "image:{tmp}/huge.jpg", "--output", "null"), 4, "16000x16000"),
+    CliCase("16000x16000 JPEG (1 MB)", ("run", "--input", "image:{tmp}/huge.jpg?seconds=1", "--output", "null"), 4, "16000x16000"),
     CliCase("2 MB MKV of 16000x16000 MJPEG", ("run", "--input", "{tmp}/huge.mkv", "--output", "null"), 4,
             "the video is 16000x16000", max_rss_mb=300),  # fmt: skip
-    CliCase("BMP header claiming 30000x30000", ("run", "--input", "image:{tmp}/huge.bmp", "--output", "null"), 4, "30000x30000"),
-    CliCase("WebP header claiming 16384x16384", ("run", "--input", "image:{tmp}/huge.webp", "--output", "null"), 4, "16384x16384"),
-    CliCase("TIFF header claiming 50000x50000", ("run", "--input", "image:{tmp}/huge.tiff", "--output", "null"), 4, "50000x50000"),
-    CliCase("PNG cut after its header", ("run", "--input", "image:{tmp}/cut.png", "--output", "null"), 4, "cannot read image"),
-    CliCase("text file as image", ("run", "--input", "image:{tmp}/notes.png", "--output", "null"), 4, "not an image"),
+    CliCase("BMP header claiming 30000x30000", ("run", "--input", "image:{tmp}/huge.bmp?seconds=1", "--output", "null"), 4, "30000x30000"),
+    CliCase("WebP header claiming 16384x16384", ("run", "--input", "image:{tmp}/huge.webp?seconds=1", "--output", "null"), 4, "16384x16384"),
+    CliCase("TIFF header claiming 50000x50000", ("run", "--input", "image:{tmp}/huge.tiff?seconds=1", "--output", "null"), 4, "50000x50000"),
+    CliCase("PNG cut after its header", ("run", "--input", "image:{tmp}/cut.png?seconds=1", "--output", "null"), 4, "cannot read image"),
+    CliCase("text file as image", ("run", "--input", "image:{tmp}/notes.png?seconds=1", "--output", "null"), 4, "not an image"),
     CliCase("clip over a lowered max_pixels", ("run", "--config", "{tmp}/small-cap.yaml", "--input", "{tmp}/clip.mp4",
             "--output", "null"), 4, "160x120 (0.0 megapixels), over the limit"),  # fmt: skip
 ]

@@ -93,12 +93,22 @@ def test_the_layer_table_matches_the_real_networks():
 
 def test_validate_config_says_valid_only_for_configs_that_would_start(tmp_path):
     for path in CONFIGS.glob("*.yaml"):
+        env = ENV
+        if path.name == "container.yaml":
+            # as in its container: /data a volume, a token in the environment (without one it would not start)
+            (tmp_path / "data").mkdir(exist_ok=True)
+            path = tmp_path / "data" / "container.yaml"
+            path.write_text((CONFIGS / "container.yaml").read_text().replace("/data/", f"{tmp_path}/data/"))
+            proc = subprocess.run([sys.executable, "-m", "streamdream.cli", "validate-config", str(path)], capture_output=True,
+                                  text=True, env={**ENV, "STREAMDREAM_CONTROL_TOKEN": ""}, timeout=120)  # fmt: skip
+            assert proc.returncode == 6 and "without a token" in proc.stderr, proc.stderr
+            env = {**ENV, "STREAMDREAM_CONTROL_TOKEN": "a-token-for-the-test"}
         proc = subprocess.run(
             [sys.executable, "-m", "streamdream.cli", "validate-config", str(path)], capture_output=True, text=True,
-            cwd=tmp_path, env=ENV, timeout=120,
+            cwd=tmp_path, env=env, timeout=120,
         )  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        expected = "serve" if path.name == "installation.yaml" else "run"
+        assert proc.returncode == 0, f"{path.name}: {proc.stderr}"
+        expected = "serve" if path.name in ("installation.yaml", "container.yaml") else "run"
         assert f"valid for `streamdream {expected} --config`" in proc.stdout
 
 
