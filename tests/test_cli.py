@@ -74,7 +74,9 @@ def test_run_with_no_arguments_dreams_the_demo_into_dream_mp4(tmp_path):
 
 def test_validate_config_accepts_the_shipped_presets_and_rejects_bad_ones(tmp_path):
     for path in CONFIGS.glob("*.yaml"):
-        proc = streamdream("validate-config", path)
+        if path.name == "container.yaml":
+            continue  # valid as in its container (a /data volume and a token): tests/test_preflight.py
+        proc = streamdream("validate-config", path, cwd=tmp_path)  # where no output of theirs exists yet
         assert proc.returncode == 0, proc.stderr
         assert "valid" in proc.stdout
     bad = tmp_path / "bad.yaml"
