@@ -38,10 +38,14 @@ def build_layer_names(model: str) -> list[str]:
     # start it afresh, so the names are those a command that builds only this model sees
     keras.backend.clear_session()
     entry = REGISTRY[model]
-    if entry.weights_file is None:  # efficientnet_lite0: its own builder
-        from .lite0 import build_efficientnet_lite0
+    if entry.weights_file is None:  # the EfficientNet-Lites: our own builder
+        from .efficientnet_lite import VARIANTS, _build
 
-        network = build_efficientnet_lite0(include_top=False)
+        # built as load_efficientnet_lite builds it, without its weights: the headless
+        # network plus ``classes``, the classifier applied at every position
+        whole = _build(VARIANTS[model], (None, None, 3))
+        head = whole.get_layer("head").output
+        network = keras.Model(whole.input, [head, keras.layers.Dense(1000, name="classes")(head)])
     else:
         module_name, fn_name = entry.build.keras_builder.rsplit(".", 1)  # type: ignore[attr-defined]
         fn = getattr(getattr(keras.applications, module_name), fn_name)
