@@ -28,7 +28,8 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS  # 0 is a default
+        if "default" in text or not action.option_strings or unset:
             return text
         return f"{text} (default: %(default)s)"
 

@@ -184,7 +184,7 @@ def default_video() -> str | None:
 
 def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
     from .models.registry import REGISTRY
-    from .preflight import parse_sizes
+    from .preflight_commands import parse_sizes
     from .progress import progress_bar
 
     sizes = parse_sizes(args.sizes)

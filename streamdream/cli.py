@@ -1,6 +1,7 @@
 """The `streamdream` command: the commands, signals -> one stop event, exit codes.
 
-Every command first checks what it can without the model (``preflight.py``), so a
+Every command first checks what it can without the model (``preflight.py`` for configs,
+``preflight_commands.py`` for the files named on the command line), so a
 mistake fails in about a second, before TensorFlow is imported. The grammar (options,
 help, "did you mean") is in ``arguments.py``; the exit codes in ``errors.EXIT_CODES``.
 """
@@ -15,10 +16,10 @@ import sys
 import threading
 from typing import Any
 
-from . import preflight
+from . import preflight, preflight_commands
 from .arguments import build_parser, config_from_args
 from .config import Config, OutputConfig, load_config, with_overrides
-from .errors import ConfigError, SinkError, StreamdreamError
+from .errors import SinkError, StreamdreamError
 from .log import redact_url, setup_logging
 
 log = logging.getLogger("streamdream")
@@ -42,7 +43,7 @@ def stop_summary(result: Any, outputs: str) -> str:
 
 def cmd_image(args: argparse.Namespace, stop: threading.Event) -> int:
     config = config_from_args(args)
-    preflight.check_image_job(config, args.input, args.output, args.overwrite)
+    preflight_commands.check_image_job(config, args.input, args.output, args.overwrite)
 
     from .app import build_engine, to_uint8
     from .images import read_image, write_image
@@ -53,7 +54,7 @@ def cmd_image(args: argparse.Namespace, stop: threading.Event) -> int:
     engine = build_engine(config)
     height, width = picture.shape[:2]
     log.info("dreaming %s (%dx%d) at %dx%d", args.input, width, height, *dream_size(width, height, config.dream.width))
-    steps = total_steps(config.dream, width, height)
+    steps = total_steps(engine.config, width, height)
     bar = progress_bar(steps, unit="step", desc="dreaming", enabled=not args.no_progress)
 
     def on_step(octave: int, step: int) -> None:
@@ -70,21 +71,21 @@ def cmd_image(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def cmd_gallery(args: argparse.Namespace, stop: threading.Event) -> int:
+    config = load_config(args.config) if args.config else Config()
+    config = with_overrides(config, dream={"strength": args.strength, "seed": args.seed})
+    from .models.registry import REGISTRY  # names only: no TensorFlow
+
+    models = [m.strip() for m in args.models.split(",")] if args.models else list(REGISTRY)
+    presets = [p.strip() for p in args.presets.split(",")] if args.presets else None
+    preflight_commands.check_gallery_job(config, args.input, args.output, args.overwrite, models, presets, args.width)
+
     from tqdm import tqdm
 
     from .gallery import contact_sheet
     from .images import read_rgb8, write_image
-    from .models.registry import REGISTRY, get_entry
 
-    if not 32 <= args.width <= 4096:
-        raise ConfigError(f"--width: must be 32-4096, got {args.width}")
-    config = load_config(args.config) if args.config else Config()
-    config = with_overrides(config, dream={"strength": args.strength, "seed": args.seed})
-    models = [m.strip() for m in args.models.split(",")] if args.models else list(REGISTRY)
-    presets = [p.strip() for p in args.presets.split(",")] if args.presets else None
-    entries = [get_entry(m) for m in models]  # an unknown name fails here, before any dreaming
     picture = read_rgb8(args.input)
-    total = sum(len(presets or e.presets) for e in entries if e.available()[0])
+    total = sum(len(presets or REGISTRY[m].presets) for m in models if REGISTRY[m].available()[0])
     with tqdm(total=total, unit="dream", desc="gallery", disable=True if args.no_progress else None) as progress:
         sheet = contact_sheet(config, picture, models, presets, args.width, stop, progress)
     write_image(args.output, sheet, overwrite=args.overwrite)
@@ -95,7 +96,7 @@ def cmd_gallery(args: argparse.Namespace, stop: threading.Event) -> int:
 def cmd_zoom(args: argparse.Namespace, stop: threading.Event) -> int:
     config = config_from_args(args)
     output = OutputConfig(uri=args.output, overwrite=args.overwrite)
-    preflight.check_zoom_job(config, args.input, output, args.frames, args.fps, args.zoom)
+    preflight_commands.check_zoom_job(config, args.input, output, args.frames, args.fps, args.zoom)
 
     from .zoom import dream_zoom
 
@@ -162,7 +163,7 @@ def cmd_bench(args: argparse.Namespace, stop: threading.Event) -> int:
         report = soak(args.soak, stop=stop)
         print(json.dumps(report, indent=2) if args.json else format_soak(report))
         return 0
-    preflight.check_bench_job(args.models.split(",") if args.models else [], args.sizes, args.file)
+    preflight_commands.check_bench_job(args.models.split(",") if args.models else [], args.sizes, args.file)
 
     from . import bench
 
@@ -172,7 +173,7 @@ def cmd_bench(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, stop: threading.Event) -> int:
-    preflight.check_videos(args.input, args.output)
+    preflight_commands.check_videos(args.input, args.output)
 
     from .coherence.evaluate import evaluate, format_evaluation, frame_count
     from .progress import progress_iter

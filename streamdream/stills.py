@@ -36,7 +36,11 @@ def dream_at_width(
 
 
 def total_steps(config, width: int, height: int) -> int:
-    """Gradient steps ``dream_at_width`` runs for a ``width`` x ``height`` picture."""
-    from .dream.engine import steps_for
+    """Gradient steps ``dream_at_width`` runs for a ``width`` x ``height`` picture.
 
-    return steps_for(config, *dream_size(width, height, config.width))
+    ``config``: the engine's own (``engine.config``), whose octaves and steps the preset filled in.
+    """
+    from .dream.engine import octave_sizes
+
+    dream_width, dream_height = dream_size(width, height, config.width)
+    return config.steps * len(octave_sizes(dream_width, dream_height, config.octaves, config.octave_scale))

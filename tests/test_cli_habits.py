@@ -102,6 +102,22 @@ def test_image_dreams_at_width_and_shows_octaves_and_steps(tiny_model_path, cat_
     assert smoothness(source, narrow_img, 60) < 0.5 * smoothness(source, full_img, 60)
 
 
+def test_a_progress_bar_does_not_change_the_dream(tiny_model_path):
+    from streamdream.config import DreamConfig, ModelConfig
+    from streamdream.dream.engine import DreamEngine
+    from streamdream.models.loader import load_dream_model
+
+    model = load_dream_model(ModelConfig(name=str(tiny_model_path), layers=["conv2"], preprocess="tf"))
+    config = DreamConfig(seed=3, octaves=2, steps=3, step_size=8.0)
+    picture = cv2.resize(skimage.data.chelsea(), (160, 120), interpolation=cv2.INTER_AREA).astype(np.float32)
+    steps = []
+    plain = DreamEngine(model, config).dream(picture)
+    shown = DreamEngine(model, config).dream(picture, on_step=lambda octave, step: steps.append((octave, step)))
+    assert steps == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]  # every step of every octave, in order
+    assert np.abs(plain - picture).mean() > 1  # it dreamed
+    np.testing.assert_allclose(shown, plain, atol=0.05)  # stepping one call at a time: the same draws, the same dream
+
+
 def test_zoom_dreams_at_width_and_shows_its_frames(tiny_model_path, cat_png, tmp_path):
     out = tmp_path / "zoom.mp4"
     proc = streamdream("zoom", cat_png, "-o", out, "--frames", "3", "--width", "80", "--steps", "2", *tiny_dream(tiny_model_path))

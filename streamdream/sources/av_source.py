@@ -344,8 +344,10 @@ class AvSource(OpenedInfo):
 
     def _report_placed(self, timer: FrameTimer) -> None:
         if timer.placed_by_rate:
-            log.warning(
-                "%s: %d frames had no usable timestamp; placed at the frame rate (%.3g fps)",
+            # one is usual: a packed-B-frame AVI's last, flushed frame has none (ffprobe's neither)
+            log.log(
+                logging.WARNING if timer.placed_by_rate > 1 else logging.INFO,
+                "%s: %d frame(s) had no usable timestamp; placed at the frame rate (%.3g fps)",
                 self.info.uri, timer.placed_by_rate, 1 / timer.period,
             )  # fmt: skip
             timer.placed_by_rate = 0
