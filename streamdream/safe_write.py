@@ -7,7 +7,9 @@
 * Everything is written to a temporary name beside the target, ``NAME.partial-PID.EXT``,
   and renamed onto the target only once it is finished. A run that fails before that
   leaves the target as it was; a killed run leaves the partial file under its temporary
-  name (Matroska, MPEG-TS and fragmented MP4 play up to about their last second).
+  name (Matroska, MPEG-TS and fragmented MP4 play up to about their last second). A file
+  that could not be finished (a full disk) still takes the target's name when there was
+  no file there (``FileSink`` decides: nothing is destroyed, and what fitted plays).
   Without ``overwrite`` the rename is a hard link, which fails if the target appeared
   meanwhile, so even another program's new file is not replaced.
 """

@@ -154,3 +154,37 @@ def test_a_killed_run_leaves_the_old_file_and_its_partial_output(tmp_path):
     (partial,) = partials(tmp_path)  # and what the killed run wrote is beside it, playable (Matroska)
     assert partial.name.startswith("recording.partial-") and partial.suffix == ".mkv"
     assert frame_count(partial) > 10
+
+
+def fill_until_full(sink) -> int:
+    """Noisy frames (they do not compress) until the disk is full; returns how many went in."""
+    rng = np.random.default_rng(0)
+    for i in range(10000):
+        try:
+            sink.write(Frame(image=rng.integers(0, 255, (48, 64, 3), np.uint8), index=i, pts=i / 25))
+        except SinkError:
+            return i
+    raise AssertionError("the disk never filled")
+
+
+def test_a_full_disk_keeps_the_previous_file_or_else_what_fitted(small_tmpfs):
+    info = SourceInfo(uri="test", width=64, height=48, fps=Fraction(25), live=False)
+    # a previous file is there: it stays as it was, what fitted is beside it under its partial name
+    previous = small_tmpfs / "previous.mkv"
+    previous.write_bytes(b"the good old file")
+    sink = open_sink(OutputConfig(uri=str(previous), crf=0, overwrite=True))
+    sink.open(info)
+    assert fill_until_full(sink) > 0
+    sink.close()
+    assert previous.read_bytes() == b"the good old file"
+    (partial,) = partials(small_tmpfs)
+    partial.unlink()
+    previous.unlink()
+
+    # nothing was there: what fitted plays under the name asked for
+    fresh = small_tmpfs / "fresh.mkv"
+    sink = open_sink(OutputConfig(uri=str(fresh), crf=0))
+    sink.open(info)
+    assert fill_until_full(sink) > 0
+    sink.close()
+    assert partials(small_tmpfs) == [] and frame_count(fresh) > 0

@@ -22,6 +22,8 @@ Choices a reader should know about:
 * Never destroying a file. An existing target is refused unless ``overwrite``; the output
   is written as ``NAME.partial-PID.EXT`` beside it and renamed onto the target when
   finished, so a failed or killed run leaves the old file as it was (``safe_write.py``).
+  A file that could not be finished (a full disk) takes the target's name only where no
+  file was: what fitted then plays under the name asked for.
 
 URI options after ``?``: ``fragmented=1`` (mp4/mov), ``preset=NAME``, ``gop=FRAMES``.
 """
@@ -384,13 +386,23 @@ class FileSink:
             self._audio = None
 
     def _place(self, finished: bool) -> None:
-        """A finished file with frames is renamed onto the target; otherwise the target stays as it was."""
+        """A file with frames is renamed onto the target, unless it could not be finished and a
+        file is there already: that one stays as it was, the new one under its partial name.
+        (What could be written before a full disk plays under the name asked for.)"""
         if self._target is None:
             return
-        if finished and self._video is not None:
+        if self._video is None:
+            self._target.abandon(keep=False)
+        elif finished:
             self._target.commit()
+        elif self.path.exists() or self.path.is_symlink():
+            self._target.abandon(keep=True)
         else:
-            self._target.abandon(keep=self._video is not None)
+            log.warning("%s was not finished; what was written is kept under its name", self.path)
+            try:
+                self._target.commit()
+            except OSError as exc:
+                log.warning("%s: cannot rename the partial file into place (%s); it is at %s", self.path, exc, self._target.path)
 
     def _container_options(self) -> dict[str, str]:
         opts: dict[str, str] = {}
