@@ -351,7 +351,10 @@ def test_reconnecting_source_bridges_an_outage_with_idle_frames():
     pts = [f.pts for f in seen]
     assert pts == sorted(pts)
     assert all(f.image.shape == (30, 40, 3) for f in seen)
-    assert not any(isinstance(f, IdleFrame) for f in seen[back_at + 5 :])
+    # once the source is back, its frames follow, and no idle frame after them (how many idle
+    # frames bridge the next reconnect try depends on the machine's load: not counted)
+    first_real = next(i for i in range(back_at, len(seen)) if not isinstance(seen[i], IdleFrame))
+    assert not any(isinstance(f, IdleFrame) for f in seen[first_real:])
     assert ("up", False) in observer.events and observer.events.count(("reconnect",)) >= 2
     assert observer.events[-1] == ("up", False) and ("up", True) in observer.events[observer.events.index(("up", False)):]
     assert observer.events.count(("done", "idle")) == sum(isinstance(f, IdleFrame) for f in seen)
