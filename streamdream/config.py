@@ -347,6 +347,58 @@ class PlaylistConfig(Section):
         return self.cycle if self.cycle is not None else tuple(self.presets)
 
 
+class OscConfig(Section):
+    """OSC control over UDP (python-osc): off unless ``port`` is set. Addresses: README, "OSC"."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="Address to bind; a non-loopback one needs `allow`.")
+    port: int | None = Field(None, ge=0, le=65535, description="UDP port, e.g. 9000 (None: OSC off; 0: any free port).")
+    allow: tuple[str, ...] = Field(
+        (), max_length=256, description="Client addresses or networks accepted when bound beyond loopback, "
+        "e.g. [192.168.1.20, 10.0.0.0/24]; messages from others are dropped and counted.",
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"allow: {entry[:64]!r} is not an IP address or network like 192.168.1.0/24") from None
+        return value
+
+
+class AudioReactConfig(Section):
+    """The dream's strength follows the input's soundtrack: loudness (attack, release) and onsets."""
+
+    source: Literal["input"] = Field("input", description="input: the input's own audio (a file's track, a live stream's).")
+    strength: tuple[float, float] = Field(
+        (0.6, 1.6), description="Dream strength factor in silence and at full loudness, e.g. [0.6, 1.6]; "
+        "it multiplies the look's strength, per frame.",
+    )
+    attack: float = Field(0.02, ge=0.001, le=10.0, description="Seconds the level takes to rise (63 %).")
+    release: float = Field(0.3, ge=0.001, le=30.0, description="Seconds the level takes to fall (63 %).")
+    floor_db: float = Field(-50.0, ge=-120.0, lt=0.0, description="Loudness (dBFS RMS) at or below which the level is 0.")
+    ceiling_db: float = Field(-10.0, ge=-120.0, le=0.0, description="Loudness (dBFS RMS) at or above which the level is 1.")
+    onsets: float = Field(0.3, ge=0.0, le=1.0, description="Level an onset (a sudden rise) adds, fading with `release`; 0: off.")
+    onset_db: float = Field(9.0, ge=1.0, le=60.0, description="Rise in dB within 50 ms that counts as an onset.")
+
+    @field_validator("strength")
+    @classmethod
+    def _factors(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= v <= 10.0 for v in value):
+            raise ValueError(f"strength: both factors must be within 0..10, got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _range(self) -> AudioReactConfig:
+        if self.floor_db >= self.ceiling_db:
+            raise ValueError(f"floor_db ({self.floor_db:g}) must be below ceiling_db ({self.ceiling_db:g})")
+        return self
+
+
 class Config(Section):
     source: SourceConfig = SourceConfig()
     outputs: tuple[OutputConfig, ...] = (OutputConfig(uri="dream.mp4"),)
@@ -360,6 +412,8 @@ class Config(Section):
     idle: IdleConfig = IdleConfig()
     control: ControlConfig = ControlConfig()
     playlist: PlaylistConfig = PlaylistConfig()
+    osc: OscConfig = OscConfig()
+    audio_react: AudioReactConfig | None = None
 
     @field_validator("source", mode="before")
     @classmethod

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..config import Config, DreamConfig, ModelConfig
 from ..errors import ControlError, ModelError, StreamdreamError
+from .tweaks import Tweaks, apply_tweaks, check_tweak
 from ..frames import Frame, SourceInfo, freeze
 from ..pipeline.looks import Look, LookSwitch, build_look
 from ..pipeline.observer import PipelineObserver
@@ -108,6 +109,7 @@ class _Request:
     config: Config | None = None
     preset: str | None = None
     strength: float | None = None
+    tweak: tuple[str, float] | None = None  # ("step_size" | "carry" | "layer:NAME", value)
     reason: str = ""
     future: Future | None = None
 
@@ -123,6 +125,7 @@ class DirectorState:
     next_switch_at: float | None  # monotonic
     building: bool = False
     last_error: str | None = None
+    tweaks: Tweaks = ()  # the control API's step size, carry and layer weights, over the config
 
 
 Build = Callable[[str, Config, Frame], Look]
@@ -148,7 +151,7 @@ class Director(Worker):
         state = self.state_now
         self._info = info
         try:
-            return self._build(state.preset, self._effective(config, state.preset, state.strength), warm_frame(info))
+            return self._build(state.preset, self._effective(config, state.preset, state.strength, state.tweaks), warm_frame(info))
         except StreamdreamError:
             raise
         except Exception as exc:  # e.g. layers that shrink below 1 px at this frame size
@@ -161,8 +164,8 @@ class Director(Worker):
 
     # --- requests (any thread) --------------------------------------------------------------
 
-    def _effective(self, config: Config, preset: str, strength: float) -> Config:
-        return apply_preset(config, config.playlist.presets.get(preset), strength)
+    def _effective(self, config: Config, preset: str, strength: float, tweaks: Tweaks = ()) -> Config:
+        return apply_tweaks(config, tweaks, lambda base: apply_preset(base, base.playlist.presets.get(preset), strength))
 
     def _submit(self, **fields: Any) -> Future:
         future: Future = Future()
@@ -194,6 +197,22 @@ class Director(Worker):
         self._submit(strength=value, reason="control")
         return {"strength": value, "status": "switching"}
 
+    def set_step_size(self, value: float) -> dict[str, Any]:
+        return self._tweak("step_size", value)
+
+    def set_carry(self, value: float) -> dict[str, Any]:
+        return self._tweak("carry", value)
+
+    def set_layer_weight(self, layer: str, value: float) -> dict[str, Any]:
+        return self._tweak(f"layer:{layer}", value)
+
+    def _tweak(self, key: str, value: float) -> dict[str, Any]:
+        state = self.state_now
+        effective = self._effective(state.config, state.preset, state.strength, state.tweaks)
+        check_tweak(effective, key, value)  # ControlError naming the bound or the layers there are
+        self._submit(tweak=(key, value), reason="control")
+        return {key.replace("layer:", "layer "): value, "status": "switching"}
+
     def state(self) -> dict[str, Any]:
         state = self.state_now
         config = state.config
@@ -201,7 +220,7 @@ class Director(Worker):
         current = showing.current if showing else None
         incoming = showing.incoming if showing else None
         target = incoming or current
-        effective = target.config if target else self._effective(config, state.preset, state.strength)
+        effective = target.config if target else self._effective(config, state.preset, state.strength, state.tweaks)
         next_in_s = None if state.next_switch_at is None else max(0.0, state.next_switch_at - time.monotonic())
         return {
             "preset": state.preset,
@@ -213,6 +232,9 @@ class Director(Worker):
             "strength": state.strength,
             "model": effective.model.name,
             "layers": [spec.name for spec in effective.model.layers or ()] or None,
+            "layer_weights": {spec.name: spec.weight for spec in effective.model.layers or ()},
+            "carry": effective.coherence.carry,
+            "tweaks": dict(state.tweaks),
             "layer_preset": effective.model.preset,
             "dream": {"strength": effective.dream.strength, "steps": effective.dream.steps, "octaves": effective.dream.octaves, "step_size": effective.dream.step_size},
             "coherence": effective.coherence.mode,
@@ -261,14 +283,16 @@ class Director(Worker):
 
     def _apply(self, batch: list[_Request]) -> Look | None:
         state = self.state_now
-        config, preset, strength = state.config, state.preset, state.strength
+        config, preset, strength, tweaks = state.config, state.preset, state.strength, dict(state.tweaks)
         for request in batch:  # later requests win
             config = request.config or config
             preset = request.preset or preset
             strength = request.strength or strength
+            if request.tweak is not None:
+                tweaks[request.tweak[0]] = request.tweak[1]
         if preset not in preset_names(config.playlist):  # a reload removed it
             preset = Playlist(config.playlist).initial() if config.playlist.presets else DEFAULT_PRESET
-        effective = self._effective(config, preset, strength)
+        effective = self._effective(config, preset, strength, tuple(tweaks.items()))
         switch = self.switch
         assert switch is not None
         latest = switch.incoming or switch.current
@@ -290,13 +314,14 @@ class Director(Worker):
             self._playlist = Playlist(config.playlist)
         if preset != state.preset:
             self._playlist.switched()
-        self.state_now = self._publish(config, preset, strength)
+        self.state_now = self._publish(config, preset, strength, tuple(tweaks.items()))
         return look
 
-    def _publish(self, config: Config, preset: str, strength: float) -> DirectorState:
+    def _publish(self, config: Config, preset: str, strength: float, tweaks: Tweaks = ()) -> DirectorState:
         to_next = self._playlist.seconds_to_next()
         return DirectorState(
-            config, preset, strength, self._playlist.order, None if to_next is None else time.monotonic() + to_next
+            config, preset, strength, self._playlist.order, None if to_next is None else time.monotonic() + to_next,
+            tweaks=tweaks,
         )
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import Protocol
 
 import av
 
@@ -33,6 +34,12 @@ def _ffmpeg_said(exc: BaseException) -> str:
     """FFmpeg's words without the file name PyAV appends (it may hold a password)."""
     strerror = getattr(exc, "strerror", None)
     return str(strerror) if strerror else type(exc).__name__
+
+
+class AudioTap(Protocol):
+    def video(self, stream_seconds: float | None, arrival: float) -> None: ...
+
+    def audio(self, frame: av.AudioFrame) -> None: ...
 
 
 class _LiveClock:
@@ -71,8 +78,13 @@ class AvSource(OpenedInfo):
         handoff_size: int = 2,
         max_pixels: int = MAX_PIXELS_8K,
         workers: Workers | None = None,
+        audio: AudioTap | None = None,
     ) -> None:
-        """``live=None`` decides on open: a network input with no known duration is live."""
+        """``live=None`` decides on open: a network input with no known duration is live.
+
+        ``audio``: given, the reader also decodes the input's first audio track and hands each
+        audio frame to ``audio.audio(frame)``, and each video frame's (stream seconds, arrival)
+        to ``audio.video`` (``audio/react.py``: audio-reactive dreaming on the same stream)."""
         self._args = args
         self._kind = kind
         self._display = display
@@ -81,6 +93,7 @@ class AvSource(OpenedInfo):
         self._handoff_size = handoff_size
         self._max_pixels = max_pixels
         self._workers = workers or Workers()
+        self._audio = audio
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._halt: StopToken | None = None  # stops the current reader thread
@@ -295,6 +308,8 @@ class AvSource(OpenedInfo):
                     break
                 arrival = time.monotonic()
                 seconds = float(frame.pts * time_base) if frame.pts is not None and time_base else None
+                if self._audio is not None:
+                    self._audio.video(seconds, arrival)
                 if clock is not None:
                     pts = clock.pts(seconds, arrival)
                 else:
@@ -331,7 +346,8 @@ class AvSource(OpenedInfo):
         A packet the decoder rejects is skipped: damaged data in a file or a lost packet
         in a stream costs a frame, not the whole input.
         """
-        packets = container.demux(stream)
+        sound = container.streams.audio[0] if self._audio is not None and container.streams.audio else None
+        packets = container.demux(stream, sound) if sound is not None else container.demux(stream)
         skipped = 0
         while True:
             try:
@@ -341,6 +357,9 @@ class AvSource(OpenedInfo):
             except (av.FFmpegError, OSError) as exc:
                 yield None, exc
                 return
+            if sound is not None and packet.stream is sound:
+                self._hear(sound, packet)
+                continue
             try:
                 decoded = stream.decode(packet)
             except av.FFmpegError as exc:
@@ -350,6 +369,14 @@ class AvSource(OpenedInfo):
                 continue
             for frame in decoded:
                 yield frame, None
+
+    def _hear(self, sound: av.AudioStream, packet: av.Packet) -> None:
+        """Decode an audio packet for the tap; a bad one is skipped (the picture matters more)."""
+        try:
+            for frame in sound.decode(packet):
+                self._audio.audio(frame)  # type: ignore[union-attr]
+        except av.FFmpegError as exc:
+            log.debug("%s: skipped an undecodable audio packet: %s", self._display, _ffmpeg_said(exc))
 
     def _read_failed(self, exc: BaseException, delivered: int) -> None:
         """A demux error: lost for a live input, an early end (or nothing at all) for a file."""
