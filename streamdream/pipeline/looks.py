@@ -171,6 +171,8 @@ def _dream(look: Look, frame: Frame, gain: float) -> np.ndarray:
     if look.live is not None:
         look.live.offer(frame)
         return look.live.show(frame, gain)
+    if gain == 1.0:  # any object with process(frame) may be a look's processor
+        return look.processor.process(frame).image
     return look.processor.process(frame, gain).image
 
 

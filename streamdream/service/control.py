@@ -50,7 +50,7 @@ class Controller(Protocol):
 def number(value: Any, verb: str) -> float:
     """``value`` as a float; ControlError with an example otherwise (booleans are not numbers)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ControlError(f'give the {verb.replace("_", " ")} as a number, e.g. {{"value": 1.5}}, got {_shown(value)}')
+        raise ControlError(f'give the {verb.replace("_", " ")} as {{"value": NUMBER}}, e.g. {{"value": 1.5}}, got {_shown(value)}')
     if value != value or value in (float("inf"), float("-inf")):
         raise ControlError(f"the {verb.replace('_', ' ')} must be a finite number, got {value}")
     return float(value)

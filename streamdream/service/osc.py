@@ -33,6 +33,7 @@ import socket
 import time
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
@@ -153,7 +154,7 @@ class OscServer(Worker):
         try:
             if len(args) != takes:
                 raise ControlError(f"{address} takes {takes} argument{'s' if takes != 1 else ''}, got {len(args)}")
-            perform(self.controller, verb, args[0] if args else None, layer)
+            perform(self.controller, verb, _decimal(args[0]) if args else None, layer)
         except ControlError as exc:
             self.count("invalid", f"{address} {list(args)[:4]} from {client[0]}: {exc}")
             return
@@ -176,6 +177,11 @@ class OscServer(Worker):
 
     def _unknown(self, client: tuple, address: str, *args: Any) -> None:
         self.count("invalid", f"unknown address {address[:80]!r} from {client[0]} (addresses start with {PREFIX}/)")
+
+
+def _decimal(value: Any) -> Any:
+    """An OSC float (32 bits: 0.9 arrives as 0.89999998) as the shortest decimal it stands for."""
+    return float(str(np.float32(value))) if isinstance(value, float) else value
 
 
 def state_bundle(state: dict[str, Any]) -> bytes:
