@@ -8,6 +8,7 @@ mean absolute difference between each output frame and the input frame it was dr
 from __future__ import annotations
 
 import threading
+from fractions import Fraction
 import time
 
 import av
@@ -129,3 +130,39 @@ def test_daemon_dreams_to_the_sound_of_its_input(tiny_model_path, tmp_path):
         assert state["range"] == [0.5, 2.0] and state["onsets"] >= 2
     finally:
         running.close()
+
+
+def test_live_tap_gives_a_late_frame_its_own_sound_and_survives_a_restarted_stream_clock():
+    """Live frames are matched to the sound by the stream's clock, not by when they arrived."""
+    from streamdream.frames import Frame
+
+    react = AudioReact(AudioReactConfig(strength=(0.5, 2.0), attack=0.01, release=0.05, onsets=0), live=True)
+    tap = react.tap
+    image = np.zeros((8, 8, 3), np.uint8)
+
+    def stream(t0: float, arrival0: float, loud: tuple[float, float], late: dict[float, float]) -> dict[float, float]:
+        """Two seconds of a 25 fps stream starting at stream time ``t0``; returns {stream s: arrival}."""
+        arrivals = {}
+        for k in range(50):
+            s = round(t0 + k * 0.04, 2)
+            arrivals[s] = arrival0 + (s - t0) + late.get(s, 0.0)
+            tap.video(s, arrivals[s])
+            t = s + np.arange(640) / RATE
+            samples = burst_signal(t - t0, [loud]).astype(np.float32).reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = RATE, round(s * RATE), Fraction(1, RATE)
+            tap.audio(frame)
+        return arrivals
+
+    def factor(arrival: float) -> float:
+        return react.strength(Frame(image=image, index=0, pts=0.0, captured_at=arrival))
+
+    # a quiet first second, a loud second one; the frame at 1.2 s arrives 0.5 s late, the
+    # one at 0.8 s arrives 0.3 s late (when the sound was already loud)
+    first = stream(10.0, 100.0, (1.0, 2.0), {11.2: 0.5, 10.8: 0.3})
+    assert factor(first[11.2]) > 1.7 and factor(first[11.6]) > 1.7  # loud, late or not
+    assert factor(first[10.8]) < 0.55 and factor(first[10.4]) < 0.55  # quiet, though it arrived in the loud part
+    # a reconnect: the stream's clock starts again at 0, loud for its first half second
+    second = stream(0.0, 103.0, (0.0, 0.5), {})
+    assert factor(second[0.2]) > 1.7 and factor(second[1.6]) < 0.55
+    assert factor(first[11.6]) > 1.7  # the first stretch is still there (within the levels kept)

@@ -42,10 +42,10 @@ def test_osc_client_changes_strength_preset_and_settings(osc_daemon):
     client.send_message("/streamdream/carry", 0.9)
     client.send_message("/streamdream/layer/conv2/weight", 0.25)
 
-    def settled():
+    def settled():  # the control strength multiplies dream.strength; the engine steps 3.0 x 0.5 levels
         state = running.state()
-        return (state["preset"] == "calm" and state["dream"]["step_size"] == 3.0 * 0.5 and state["carry"] == 0.9
-                and state["layer_weights"] == {"conv2": 0.25})
+        return (state["preset"] == "calm" and state["dream"]["step_size"] == 3.0 and state["dream"]["strength"] == 0.5
+                and state["carry"] == 0.9 and state["layer_weights"] == {"conv2": 0.25})
 
     try:
         wait_for(settled, 30, "preset, step size, carry and layer weight from OSC")

@@ -9,9 +9,14 @@ Where the audio comes from (``audio_react.source: input``):
   lose nothing, and the analysis is hundreds of times faster than a dream);
 * a live source (``run`` on a stream, ``serve``): the source's own reader thread hands
   each decoded audio frame of the same stream to ``tap`` (``sources/av_source.py``), with
-  the video frames' (stream time, arrival time) pairs; audio is placed on the arrival clock
-  through the stream clock, so a video frame is looked up by ``frame.captured_at`` and
-  never waits. Where there is no audio (a silent stretch, a source that is down, a stream
+  the video frames' (stream time, arrival time) pairs. Audio and video are matched on the
+  stream's own clock, as the stream carries them: the tap remembers each recent video
+  frame's stream time under its arrival (``frame.captured_at``, which every wrapper keeps),
+  so a frame that arrived late (a stalled reader, a busy machine) still gets the sound of
+  its own moment. Each stretch of stream (the first frame, a reconnect, a jump in its clock)
+  is put on the arrival clock once, so levels stay in order across reconnects. A frame never
+  waits: if its sound has not been analysed yet, it gets the latest level (up to ``HOLD``
+  seconds). Where there is no audio (a silent stretch, a source that is down, a stream
   without an audio track) the level is 0: silence.
 
 ``strength(frame)`` is the factor the ``LookSwitch`` multiplies the shown detail by (the
@@ -22,6 +27,7 @@ costs a lookup and one multiply of the detail at the dream size: no engine is re
 from __future__ import annotations
 
 import bisect
+import collections
 import logging
 import threading
 from typing import Any
@@ -41,6 +47,9 @@ LIVE_KEEP = 30.0  # seconds of levels a live source keeps
 STRETCH = 6000  # levels (a minute) merged into one array at most
 GAP = 0.1  # seconds: audio timestamps that jump by more start a new stretch
 FILE_WAIT = 30.0  # seconds the dream waits for the analysis before it goes on without it
+HOLD = 0.5  # live: seconds past the analysed sound a frame still gets the latest level
+JUMP = 5.0  # live: a stream clock that jumps this far ahead (or goes back) starts a new stretch
+FRAMES_KEPT = 512  # live: recent video frames whose stream time the tap remembers
 
 
 class Timeline:
@@ -56,6 +65,9 @@ class Timeline:
 
     def add(self, levels: Levels) -> None:
         with self._cond:
+            while self._starts and self._starts[-1] >= levels.start:  # a new stretch of stream replaces them
+                self._starts.pop()
+                self._levels.pop()
             last = self._levels[-1] if self._levels else None
             if last is not None and last.values.size < STRETCH and abs(self.covered - levels.start) < HOP / RATE / 2:
                 merged = np.concatenate([last.values, levels.values])  # contiguous: one array, not one per audio frame
@@ -86,15 +98,20 @@ class Timeline:
                 waited += POLL
         return True
 
-    def level(self, t: float) -> float:
-        """The level at ``t``; 0 where there is no audio (before, after, in a gap)."""
+    def level(self, t: float, hold: float = 0.0) -> float:
+        """The level at ``t``; 0 where there is no audio (before, after, in a gap), except up to
+        ``hold`` seconds after the end of a stretch, which get its last level."""
         with self._cond:
             i = bisect.bisect_right(self._starts, t) - 1
             if i < 0:
                 return 0.0
             levels = self._levels[i]
         k = int((t - levels.start) * RATE / HOP)
-        return float(levels.values[k]) if 0 <= k < levels.values.size else 0.0
+        if 0 <= k < levels.values.size:
+            return float(levels.values[k])
+        if k >= levels.values.size and t - levels.start - levels.values.size * HOP / RATE <= hold:
+            return float(levels.values[-1])
+        return 0.0
 
 
 class _Analysis:
@@ -124,24 +141,39 @@ class _Analysis:
 
 
 class LiveAudioTap:
-    """Given to a live source: its reader thread calls ``video`` and ``audio`` (see module docstring)."""
+    """Given to a live source: its reader thread calls ``video`` and ``audio`` (see module docstring).
+
+    Timeline time is the stream's own time plus ``_offset``, set once per stretch of stream.
+    """
 
     def __init__(self, analysis: _Analysis) -> None:
         self._analysis = analysis
-        self._anchor: tuple[float, float] | None = None  # (stream seconds, arrival) of the latest video frame
-        self._lock = threading.Lock()
+        self._offset: float | None = None  # timeline seconds minus stream seconds, this stretch
+        self._last: float | None = None  # the latest video frame's stream seconds
+        self._frames: collections.OrderedDict[float, float] = collections.OrderedDict()  # arrival -> timeline s
+        self._lock = threading.Lock()  # a reconnect may overlap two readers for a moment
 
     def video(self, stream_seconds: float | None, arrival: float) -> None:
-        if stream_seconds is not None:
-            self._anchor = (stream_seconds, arrival)
+        if stream_seconds is None:
+            return  # no stream time: looked up by its arrival
+        with self._lock:
+            if self._offset is None or self._last is None or not -GAP < stream_seconds - self._last < JUMP:
+                self._offset = arrival - stream_seconds  # a new stretch starts on the arrival clock
+            self._last = stream_seconds
+            self._frames[arrival] = stream_seconds + self._offset
+            if len(self._frames) > FRAMES_KEPT:
+                self._frames.popitem(last=False)
 
     def audio(self, frame: av.AudioFrame) -> None:
-        anchor = self._anchor
-        if anchor is None or frame.pts is None or frame.time_base is None:
-            return  # no clock to place it on yet
-        start = anchor[1] + (float(frame.pts * frame.time_base) - anchor[0])
-        with self._lock:  # a reconnect may overlap two readers for a moment
-            self._analysis.feed(frame, start)
+        with self._lock:
+            if self._offset is None or frame.pts is None or frame.time_base is None:
+                return  # no clock to place it on yet
+            self._analysis.feed(frame, float(frame.pts * frame.time_base) + self._offset)
+
+    def time_of(self, arrival: float) -> float:
+        """The timeline time of the video frame that arrived at ``arrival``: its stream time."""
+        with self._lock:
+            return self._frames.get(arrival, arrival)
 
 
 class FileAudioWorker(Worker):
@@ -176,6 +208,8 @@ class FileAudioWorker(Worker):
 class AudioReact:
     """The strength factor per frame (see the module docstring); ``live`` picks the clock."""
 
+    tap: LiveAudioTap | None
+
     def __init__(self, config: AudioReactConfig, *, live: bool, observer: PipelineObserver | None = None) -> None:
         self.config = config
         self.live = live
@@ -197,7 +231,8 @@ class AudioReact:
     def strength(self, frame: Frame) -> float:
         """The factor for ``frame``: looked up by its timestamp (files) or arrival (live)."""
         if self.live:
-            level = self.timeline.level(frame.captured_at)
+            assert self.tap is not None
+            level = self.timeline.level(self.tap.time_of(frame.captured_at), hold=HOLD)
         else:
             t = frame.pts if frame.pts is not None else 0.0
             if not self.timeline.wait_for(t, self._stop, FILE_WAIT) and not self._stop.is_set() and not self._warned:
