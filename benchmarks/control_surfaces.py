@@ -130,6 +130,7 @@ def measure(condition: str, clip: Path, work: Path, args) -> dict:
         "looks_built": value("streamdream_preset_switches_total") - switches0,
         "osc_sent": sent[0] - sent0,
         "osc_applied": value("streamdream_osc_messages_total", {"result": "applied"}) - applied0,
+        "osc_invalid": value("streamdream_osc_messages_total", {"result": "invalid"}),
         "dropped": {k: v for k, v in service.pipeline.result.dropped.items()},
     }
     with recorder.lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -12,7 +13,7 @@ from pythonosc.udp_client import SimpleUDPClient
 from streamdream.config import OscConfig
 from streamdream.errors import ConfigError
 from streamdream.service.osc import OscServer
-from tests.test_service_daemon import Running, fast, wait_for, write
+from tests.test_service_daemon import TOKEN, Running, fast, wait_for, write
 
 PRESETS = {"presets": {"calm": {"strength": 1.0}, "wild": {"strength": 1.5}}, "crossfade": 0}
 SOURCE = {"uri": "demo?live=1&width=160&height=120&fps=10"}
@@ -105,3 +106,38 @@ def test_osc_beyond_loopback_needs_an_allow_list_and_drops_strangers():
         assert not server.allows("192.168.2.1") and not server.allows("10.0.0.1")
     finally:
         server.end()
+
+
+class PassThrough:
+    def process(self, frame):
+        return frame
+
+
+def test_a_fader_is_taken_up_whole_while_looks_build_and_its_last_value_wins(tmp_path):
+    """200 strength values in ~0.4 s while each build takes 1.5 s: none is refused or waits,
+    they coalesce into a few builds, and the last value sent is the one that shows."""
+    from streamdream.pipeline.looks import Look
+
+    built = []
+
+    def slow_build(preset, config, warm_on):
+        built.append(config.dream.strength)
+        if len(built) > 1:
+            time.sleep(1.5)  # longer than a control request may wait for room
+        return Look(preset, config, None, PassThrough())
+
+    config = write(tmp_path / "fader.yaml", {"source": SOURCE, "outputs": ["null"], "metrics": {"port": 0},
+                                             "control": {"token": TOKEN}, "osc": {"port": 0}})
+    running = Running(config, build=slow_build)
+    try:
+        client = SimpleUDPClient("127.0.0.1", running.service.osc.port)
+        values = [round(1.0 + k / 400, 4) for k in range(1, 201)]
+        for value in values:
+            client.send_message("/streamdream/strength", value)
+            time.sleep(0.002)
+        wait_for(lambda: osc_count(running, "applied") == len(values), 30, "every fader value applied")
+        wait_for(lambda: running.state()["strength"] == values[-1], 30, "the last value to show")
+        assert osc_count(running, "invalid") == 0
+        assert built[-1] == values[-1] and len(built) < 40  # coalesced: not one build per message
+    finally:
+        running.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -109,7 +110,7 @@ class _Request:
     config: Config | None = None
     preset: str | None = None
     strength: float | None = None
-    tweak: tuple[str, float] | None = None  # ("step_size" | "carry" | "layer:NAME", value)
+    tweaks: Tweaks = ()  # ("step_size" | "carry" | "layer:NAME", value), ...
     reason: str = ""
     future: Future | None = None
 
@@ -140,6 +141,11 @@ class Director(Worker):
         self._on_switch = on_switch or (lambda look: None)
         self._playlist = Playlist(config.playlist)  # this worker's alone
         self._requests: FrameQueue[_Request] = FrameQueue("requests", REQUESTS, QueuePolicy.WAIT)
+        # the latest strength and tweaks asked for and not yet taken up (any thread writes, this
+        # worker takes them): a fader's 100 values a second coalesce into the next build, and
+        # never wait on the queue behind a build
+        self._controls: dict[str, float] = {}
+        self._controls_lock = threading.Lock()
         self.switch: LookSwitch | None = None
         self._info = SourceInfo(uri="", width=640, height=360, fps=None, live=True)  # until first_look
         self.state_now = self._publish(config, self._playlist.initial(), 1.0)
@@ -194,7 +200,7 @@ class Director(Worker):
     def set_strength(self, value: float) -> dict[str, Any]:
         if not 0.0 < value <= MAX_STRENGTH:
             raise ControlError(f"strength must be > 0 and <= {MAX_STRENGTH:g}, got {value:g}")
-        self._submit(strength=value, reason="control")
+        self._control("strength", value)
         return {"strength": value, "status": "switching"}
 
     def set_step_size(self, value: float) -> dict[str, Any]:
@@ -210,8 +216,22 @@ class Director(Worker):
         state = self.state_now
         effective = self._effective(state.config, state.preset, state.strength, state.tweaks)
         check_tweak(effective, key, value)  # ControlError naming the bound or the layers there are
-        self._submit(tweak=(key, value), reason="control")
+        self._control(key, value)
         return {key.replace("layer:", "layer "): value, "status": "switching"}
+
+    def _control(self, key: str, value: float) -> None:
+        """Note the latest ``value`` for ``key`` ("strength", "step_size", "layer:NAME"...); the
+        worker takes it up with its next batch, woken by one request if none is waiting."""
+        with self._controls_lock:
+            waiting = bool(self._controls)
+            self._controls[key] = value
+        if not waiting:
+            self._requests.put(_Request(reason="control"), timeout=0.0)  # full: it polls anyway
+
+    def _take_controls(self) -> dict[str, float]:
+        with self._controls_lock:
+            controls, self._controls = self._controls, {}
+        return controls
 
     def state(self) -> dict[str, Any]:
         state = self.state_now
@@ -262,6 +282,9 @@ class Director(Worker):
             log.info("playlist: switching to preset %s", due)
             self._playlist.switched()  # do not ask again while this one builds
             batch.insert(0, _Request(preset=due, reason="playlist"))
+        controls = self._take_controls()
+        if controls:
+            batch.append(_Request(strength=controls.pop("strength", None), tweaks=tuple(controls.items()), reason="control"))
         if batch:
             self._handle(batch)
         return True
@@ -288,8 +311,7 @@ class Director(Worker):
             config = request.config or config
             preset = request.preset or preset
             strength = request.strength or strength
-            if request.tweak is not None:
-                tweaks[request.tweak[0]] = request.tweak[1]
+            tweaks.update(request.tweaks)
         if preset not in preset_names(config.playlist):  # a reload removed it
             preset = Playlist(config.playlist).initial() if config.playlist.presets else DEFAULT_PRESET
         effective = self._effective(config, preset, strength, tuple(tweaks.items()))
