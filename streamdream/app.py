@@ -38,10 +38,13 @@ log = logging.getLogger(__name__)
 
 
 def build_engine(config: Config):  # -> DreamEngine; imported lazily: TensorFlow is slow to import
+    from .backend import prepare
+
+    prepare(config.engine)  # before the backend is imported (a no-op when the CLI already did)
     from .dream.engine import DreamEngine
     from .models.loader import load_dream_model
 
-    return DreamEngine(load_dream_model(config.model), config.dream)
+    return DreamEngine(load_dream_model(config.model, config.engine.precision), config.dream, config.engine)
 
 
 def progress_factory(enabled: bool, max_frames: int | None = None):

@@ -90,8 +90,9 @@ def bench_model(name: str, sizes: list[tuple[int, int]], steps: int) -> list[dic
     from .dream.engine import DreamEngine
     from .models.loader import load_dream_model
 
-    model = load_dream_model(ModelConfig(name=name))
-    engine = DreamEngine(model, Config().dream)
+    config = Config()
+    model = load_dream_model(ModelConfig(name=name), config.engine.precision)
+    engine = DreamEngine(model, config.dream, config.engine)
     bare = _bare_gradient(model)
     classic = _classic_step(engine)
     rows = []
@@ -185,7 +186,18 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
     names = args.models.split(",") if args.models else [n for n, e in REGISTRY.items() if e.available()[0]]
     report: dict[str, Any] = {"models": []}
-    for name in names:
+    measures = getattr(args, "measures", "all")
+    if measures != "none":  # first, while this process has not imported a backend
+        from .bench_engine import bench_engine
+
+        only = None if measures == "all" else measures.split(",")
+        report["engine"] = bench_engine(names[0], sizes, args.steps, only=only)
+    from .backend import device_name, prepare
+    from .config import EngineConfig
+
+    report["backend"] = prepare(EngineConfig())
+    report["device"] = device_name()
+    for name in names if report["backend"] == "tensorflow" else ():  # the bare and classic steps are TensorFlow's
         report["models"].extend(bench_model(name, sizes, args.steps))  # type: ignore[arg-type]
     video = args.file or default_video()
     if video and args.frames > 0:
@@ -194,7 +206,14 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"{'model':<20} {'size':>9} {'dream step ms':>14} {'classic step ms':>16} {'vs classic':>11} "
+    lines = []
+    if report.get("engine"):
+        from .bench_engine import format_engine_report
+
+        lines += ["engine settings against the baseline step (the step as it was before them), side by side:",
+                  format_engine_report(report["engine"]), ""]
+    lines.append(f"the dream step on {report.get('backend', 'tensorflow')}, {report.get('device', '')}:")
+    lines += [f"{'model':<20} {'size':>9} {'dream step ms':>14} {'classic step ms':>16} {'vs classic':>11} "
              f"{'bare fwd+bwd ms':>16} {'overhead':>9}"]
     for row in report.get("models", []):
         lines.append(

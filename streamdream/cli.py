@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="video for the end-to-end measurement (default: bigbuckbunny if installed)")
     p.add_argument("--frames", type=int, default=24, help="frames for the end-to-end measurement")
     p.add_argument("--soak", type=float, metavar="MINUTES", help="run the live demo this long and report memory")
+    p.add_argument("--measures", default="all", help="engine settings to compare with the baseline step, by words "
+                   "of their names (e.g. onednn,threads,jax), 'all' or 'none'")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("evaluate", help="temporal consistency and dream strength of an output")

@@ -90,6 +90,26 @@ class DreamConfig(Section):
 MAX_PIXELS_8K = 7680 * 4320
 
 
+class EngineConfig(Section):
+    """How the dream step runs: the Keras backend and the CPU speed switches (``streamdream
+    bench`` measures each against the step as it was; the defaults are the measured best).
+    Process-wide settings (backend, oneDNN, threads) take effect only before the backend
+    is imported, so they are applied when a command starts."""
+
+    backend: Literal["tensorflow", "jax", "torch"] | None = Field(
+        None, description="Keras backend (None: $KERAS_BACKEND, else tensorflow). jax and torch need "
+        "'pip install streamdream[jax]' / '[torch]'.")
+    jit_compile: bool = Field(False, description="tensorflow: XLA-compile the network's gradient (measured much "
+                              "slower on CPU: XLA's depthwise convolution backprop; try it on GPUs).")
+    onednn: bool = Field(True, description="tensorflow: oneDNN kernels (TF_ENABLE_ONEDNN_OPTS) for the convolutions.")
+    intra_op_threads: int = Field(0, ge=0, le=256, description="Threads inside one operation (0: one per core).")
+    inter_op_threads: int = Field(0, ge=0, le=256, description="Operations run at once (0: the backend's choice).")
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="Network arithmetic: bfloat16 pays off only where the CPU or GPU has it natively.")
+    batch_tiles: bool = Field(False, description="tensorflow: a tiled frame's tiles as one batch (faster on "
+                              "many cores or a GPU, needs all tiles' activations at once).")
+
+
 class SourceConfig(Section):
     uri: str = Field("demo", description="file path, webcam[:N], /dev/videoN, rtsp://, http(s)://, demo, image:PATH")
     width: int | None = Field(None, ge=16, le=8192)
@@ -404,6 +424,7 @@ class Config(Section):
     outputs: tuple[OutputConfig, ...] = (OutputConfig(uri="dream.mp4"),)
     model: ModelConfig = ModelConfig()
     dream: DreamConfig = DreamConfig()
+    engine: EngineConfig = EngineConfig()
     coherence: CoherenceConfig = CoherenceConfig()
     pipeline: PipelineConfig = PipelineConfig()
     metrics: MetricsConfig = MetricsConfig()

@@ -41,7 +41,6 @@ def quiet_tensorflow(verbose: bool = False) -> None:
         os.environ["STREAMDREAM_TF_VERBOSE"] = "1"
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     for name in ("tensorflow", "absl", "keras", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

@@ -63,7 +63,7 @@ class LookBuilder:
     def __init__(self, observer: PipelineObserver | None = None) -> None:
         self.observer = observer or PipelineObserver()
         self._models: OrderedDict[ModelConfig, Any] = OrderedDict()
-        self._engines: OrderedDict[tuple[ModelConfig, DreamConfig], Any] = OrderedDict()
+        self._engines: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
     def model(self, config: ModelConfig) -> Any:
         from ..models.loader import load_dream_model
@@ -73,7 +73,8 @@ class LookBuilder:
     def engine(self, config: Config) -> Any:
         from ..dream.engine import DreamEngine
 
-        return _cached(self._engines, (config.model, config.dream), lambda: DreamEngine(self.model(config.model), config.dream), ENGINE_CACHE)
+        return _cached(self._engines, (config.model, config.dream, config.engine),
+                       lambda: DreamEngine(self.model(config.model), config.dream, config.engine), ENGINE_CACHE)
 
     def __call__(self, preset: str, config: Config, warm_on: Frame) -> Look:
         """A live look, warmed up on ``warm_on`` (a real frame: its dream is ready to show;
