@@ -77,3 +77,17 @@ def test_a_backend_other_than_the_imported_one_is_refused_clearly(monkeypatch):
     with pytest.raises(ConfigError, match=r"KERAS_BACKEND='theano'"):
         chosen_backend(EngineConfig())
     assert chosen_backend(EngineConfig(backend="tensorflow")) == "tensorflow"
+
+
+def test_bench_report_names_the_device_and_the_speedups():
+    from streamdream.backend import device_name
+    from streamdream.bench_engine import format_engine_report
+
+    device = device_name()
+    assert device.startswith("CPU: ") and device.endswith("cores)")  # no GPU on the test machines
+    row = {"setting": "backend jax", "backend": "jax", "size": "320x240", "step_ms": 40.0, "baseline_ms": 60.0,
+           "speedup": 1.5}
+    text = format_engine_report({"device": device, "rows": [row, {"setting": "bfloat16", "error": "ValueError: x"}],
+                                 "looks": {}})
+    assert text.splitlines()[0] == f"device: {device}"
+    assert "1.50x" in text and "bfloat16" in text and "failed: ValueError: x" in text
