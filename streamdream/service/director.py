@@ -71,6 +71,9 @@ class LookBuilder:
         return _cached(self._models, config, lambda: load_dream_model(config), MODEL_CACHE)
 
     def engine(self, config: Config) -> Any:
+        from ..backend import prepare
+
+        prepare(config.engine)  # the first build picks the backend; a reload asking for another is refused
         from ..dream.engine import DreamEngine
 
         return _cached(self._engines, (config.model, config.dream, config.engine),
