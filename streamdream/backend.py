@@ -67,7 +67,7 @@ def _prepare_tensorflow(engine: EngineConfig) -> None:
     if "tensorflow" not in sys.modules:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = wanted
     elif os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != wanted:
-        log.warning("engine.onednn=%s comes too late: TensorFlow is already imported", engine.onednn)
+        log.info("engine.onednn=%s comes too late: TensorFlow is already imported", engine.onednn)
     from .log import import_tensorflow
 
     import_tensorflow()
