@@ -38,10 +38,13 @@ log = logging.getLogger(__name__)
 
 
 def build_engine(config: Config):  # -> DreamEngine; imported lazily: TensorFlow is slow to import
+    from .backend import prepare
+
+    prepare(config.engine)  # before the backend is imported (a no-op when the CLI already did)
     from .dream.engine import DreamEngine
     from .models.loader import load_dream_model
 
-    return DreamEngine(load_dream_model(config.model), config.dream)
+    return DreamEngine(load_dream_model(config.model, config.engine.precision), config.dream, config.engine)
 
 
 def progress_factory(enabled: bool, max_frames: int | None = None):
@@ -80,6 +83,7 @@ class Assembly:
     workers: Workers
     daemon: bool
     audio_source: str | None = None
+    audio_react: Any = None  # AudioReact, when config.audio_react is set and the input has audio
 
     def outputs(self, configs: Sequence[OutputConfig] | None = None) -> OutputSet:
         config = self.config
@@ -126,7 +130,8 @@ def assemble(
     # 1. a bad output URI is reported now, not after the input opened and the model loaded
     OutputSet(config.outputs, audio_source=audio)
     # 2. the input: a missing file or a dead server fails before TensorFlow loads
-    source = source or open_source(config.source, workers=workers)
+    react = _audio_react(config, observer) if not daemon else None
+    source = source or open_source(config.source, workers=workers, audio=react.tap if react is not None and react.live else None)
     info = source.open()
     # 3. the first look (the model loads here)
     try:
@@ -138,7 +143,27 @@ def assemble(
     except BaseException:
         source.close()
         raise
-    return Assembly(config, source, info, LookSwitch(look), observer, workers, daemon, audio)
+    looks = LookSwitch(look)
+    if react is not None and not info.has_audio:
+        log.warning("audio_react: %s has no audio track; the dream's strength does not follow any sound", info.uri)
+        react = None
+    if react is not None:
+        if not react.live:
+            from .sources.uri import parse_uri
+
+            react.start_file(parse_uri(config.source.uri).target, workers)
+        looks.modulation = react.strength
+    return Assembly(config, source, info, looks, observer, workers, daemon, audio, react)
+
+
+def _audio_react(config: Config, observer: PipelineObserver):  # -> AudioReact | None
+    """Audio-reactive dreaming for ``run``: a file's track analysed ahead, a stream's heard by its reader."""
+    if config.audio_react is None:
+        return None
+    from .audio import AudioReact
+    from .sources.uri import parse_uri
+
+    return AudioReact(config.audio_react, live=parse_uri(config.source.uri).kind != "file", observer=observer)
 
 
 def run_pipeline(config: Config, stop: threading.Event, observer: PipelineObserver | None = None, engine=None) -> PipelineResult:

@@ -209,6 +209,9 @@ def build_parser() -> Parser:
     p.add_argument("--file", help="video for the end-to-end measurement (default: bigbuckbunny if installed)")
     p.add_argument("--frames", type=int, default=24, metavar="N", help="frames for the end-to-end measurement (0: skip it)")
     p.add_argument("--soak", type=float, metavar="MINUTES", help="run the live demo this long and report memory (default: off)")
+    p.add_argument("--measures", default="all", metavar="WORDS",
+                   help="engine settings to compare with the baseline step, by words of their names "
+                        "(e.g. onednn,threads,jax), 'all' or 'none' (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table (default: a table)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
 

@@ -92,8 +92,9 @@ def bench_model(name: str, sizes: list[tuple[int, int]], steps: int, done: Calla
     from .dream.engine import DreamEngine
     from .models.loader import load_dream_model
 
-    model = load_dream_model(ModelConfig(name=name))
-    engine = DreamEngine(model, Config().dream)
+    config = Config()
+    model = load_dream_model(ModelConfig(name=name), config.engine.precision)
+    engine = DreamEngine(model, config.dream, config.engine)
     bare = _bare_gradient(model)
     classic = _classic_step(engine)
     rows = []
@@ -189,12 +190,25 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
 
     sizes = parse_sizes(args.sizes)
     names = args.models.split(",") if args.models else [n for n, e in REGISTRY.items() if e.available()[0]]
+    report: dict[str, Any] = {"models": []}
+    measures = getattr(args, "measures", "all")
+    if measures != "none":  # first, while this process has not imported a backend
+        from .bench_engine import bench_engine
+
+        only = None if measures == "all" else measures.split(",")
+        report["engine"] = bench_engine(names[0], sizes, args.steps, only=only)
+    from .backend import device_name, prepare
+    from .config import EngineConfig
+
+    report["backend"] = prepare(EngineConfig())
+    report["device"] = device_name()
+    tensorflow = report["backend"] == "tensorflow"  # the bare and classic steps are TensorFlow's
     video = args.file or default_video()
     end_to_end = bool(video and args.frames > 0)
-    bar = progress_bar(len(names) * len(sizes) + end_to_end, unit="measurement", desc="bench", enabled=not args.no_progress)
-    report: dict[str, Any] = {"models": []}
+    bar = progress_bar(len(names) * len(sizes) * tensorflow + end_to_end, unit="measurement", desc="bench",
+                       enabled=not args.no_progress)
     try:
-        for name in names:
+        for name in names if tensorflow else ():
             bar.set_description_str(f"bench {name}")
             report["models"].extend(bench_model(name, sizes, args.steps, done=lambda: bar.update(1)))
         if end_to_end:
@@ -207,7 +221,14 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"{'model':<20} {'size':>9} {'dream step ms':>14} {'classic step ms':>16} {'vs classic':>11} "
+    lines = []
+    if report.get("engine"):
+        from .bench_engine import format_engine_report
+
+        lines += ["engine settings against the baseline step (the step as it was before them), side by side:",
+                  format_engine_report(report["engine"]), ""]
+    lines.append(f"the dream step on {report.get('backend', 'tensorflow')}, {report.get('device', '')}:")
+    lines += [f"{'model':<20} {'size':>9} {'dream step ms':>14} {'classic step ms':>16} {'vs classic':>11} "
              f"{'bare fwd+bwd ms':>16} {'overhead':>9}"]
     for row in report.get("models", []):
         lines.append(

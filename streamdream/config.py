@@ -91,6 +91,26 @@ class DreamConfig(Section):
 MAX_PIXELS_8K = 7680 * 4320
 
 
+class EngineConfig(Section):
+    """How the dream step runs: the Keras backend and the CPU speed switches (``streamdream
+    bench`` measures each against the step as it was; the defaults are the measured best).
+    Process-wide settings (backend, oneDNN, threads) take effect only before the backend
+    is imported, so they are applied when a command starts."""
+
+    backend: Literal["tensorflow", "jax", "torch"] | None = Field(
+        None, description="Keras backend (None: $KERAS_BACKEND, else tensorflow). jax and torch need "
+        "'pip install streamdream[jax]' / '[torch]'.")
+    jit_compile: bool = Field(False, description="tensorflow: XLA-compile the network's gradient (measured much "
+                              "slower on CPU: XLA's depthwise convolution backprop; try it on GPUs).")
+    onednn: bool = Field(True, description="tensorflow: oneDNN kernels (TF_ENABLE_ONEDNN_OPTS) for the convolutions.")
+    intra_op_threads: int = Field(0, ge=0, le=256, description="Threads inside one operation (0: one per core).")
+    inter_op_threads: int = Field(0, ge=0, le=256, description="Operations run at once (0: the backend's choice).")
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="Network arithmetic: bfloat16 pays off only where the CPU or GPU has it natively.")
+    batch_tiles: bool = Field(False, description="tensorflow: a tiled frame's tiles as one batch (faster on "
+                              "many cores or a GPU, needs all tiles' activations at once).")
+
+
 class SourceConfig(Section):
     uri: str = Field("demo", description="file path, webcam[:N], /dev/videoN, rtsp://, http(s)://, demo, image:PATH")
     width: int | None = Field(None, ge=16, le=8192)
@@ -349,11 +369,64 @@ class PlaylistConfig(Section):
         return self.cycle if self.cycle is not None else tuple(self.presets)
 
 
+class OscConfig(Section):
+    """OSC control over UDP (python-osc): off unless ``port`` is set. Addresses: README, "OSC"."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="Address to bind; a non-loopback one needs `allow`.")
+    port: int | None = Field(None, ge=0, le=65535, description="UDP port, e.g. 9000 (None: OSC off; 0: any free port).")
+    allow: tuple[str, ...] = Field(
+        (), max_length=256, description="Client addresses or networks accepted when bound beyond loopback, "
+        "e.g. [192.168.1.20, 10.0.0.0/24]; messages from others are dropped and counted.",
+    )
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"allow: {entry[:64]!r} is not an IP address or network like 192.168.1.0/24") from None
+        return value
+
+
+class AudioReactConfig(Section):
+    """The dream's strength follows the input's soundtrack: loudness (attack, release) and onsets."""
+
+    source: Literal["input"] = Field("input", description="input: the input's own audio (a file's track, a live stream's).")
+    strength: tuple[float, float] = Field(
+        (0.6, 1.6), description="Dream strength factor in silence and at full loudness, e.g. [0.6, 1.6]; "
+        "it multiplies the look's strength, per frame.",
+    )
+    attack: float = Field(0.02, ge=0.001, le=10.0, description="Seconds the level takes to rise (63 %).")
+    release: float = Field(0.3, ge=0.001, le=30.0, description="Seconds the level takes to fall (63 %).")
+    floor_db: float = Field(-50.0, ge=-120.0, lt=0.0, description="Loudness (dBFS RMS) at or below which the level is 0.")
+    ceiling_db: float = Field(-10.0, ge=-120.0, le=0.0, description="Loudness (dBFS RMS) at or above which the level is 1.")
+    onsets: float = Field(0.3, ge=0.0, le=1.0, description="Level an onset (a sudden rise) adds, fading with `release`; 0: off.")
+    onset_db: float = Field(9.0, ge=1.0, le=60.0, description="Rise in dB within 50 ms that counts as an onset.")
+
+    @field_validator("strength")
+    @classmethod
+    def _factors(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= v <= 10.0 for v in value):
+            raise ValueError(f"strength: both factors must be within 0..10, got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _range(self) -> AudioReactConfig:
+        if self.floor_db >= self.ceiling_db:
+            raise ValueError(f"floor_db ({self.floor_db:g}) must be below ceiling_db ({self.ceiling_db:g})")
+        return self
+
+
 class Config(Section):
     source: SourceConfig = SourceConfig()
     outputs: tuple[OutputConfig, ...] = (OutputConfig(uri="dream.mp4"),)
     model: ModelConfig = ModelConfig()
     dream: DreamConfig = DreamConfig()
+    engine: EngineConfig = EngineConfig()
     coherence: CoherenceConfig = CoherenceConfig()
     pipeline: PipelineConfig = PipelineConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -362,6 +435,8 @@ class Config(Section):
     idle: IdleConfig = IdleConfig()
     control: ControlConfig = ControlConfig()
     playlist: PlaylistConfig = PlaylistConfig()
+    osc: OscConfig = OscConfig()
+    audio_react: AudioReactConfig | None = None
 
     @field_validator("source", mode="before")
     @classmethod

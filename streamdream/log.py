@@ -41,8 +41,7 @@ def quiet_tensorflow(verbose: bool = False) -> None:
         os.environ["STREAMDREAM_TF_VERBOSE"] = "1"
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    for name in ("tensorflow", "absl", "keras", "h5py"):
+    for name in ("tensorflow", "absl", "keras", "h5py", "jax._src.xla_bridge"):  # jax: "no TPU" on every start
         logging.getLogger(name).setLevel(logging.ERROR)
 
 

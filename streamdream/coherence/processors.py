@@ -117,11 +117,13 @@ class DreamProcessor:
         """
         raise NotImplementedError
 
-    def process(self, frame: Frame) -> Frame:
+    def process(self, frame: Frame, gain: float = 1.0) -> Frame:
+        """The dreamed frame; ``gain`` scales the detail shown (audio-reactive strength), not the one
+        carried to the next frame, so it never accumulates."""
         started = time.monotonic()
         small = self.downscale(frame.image)
         dreamed = self.dream_detail(small)
-        image = compose(frame.image, dreamed.detail, tone=self.engine.tone)
+        image = compose(frame.image, dreamed.detail if gain == 1.0 else dreamed.detail * np.float32(gain), tone=self.engine.tone)
         self.frames += 1
         self.steps_run += dreamed.steps
         self.full_dreams += dreamed.full

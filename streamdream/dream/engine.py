@@ -1,25 +1,23 @@
 """The dream: gradient ascent on layer activations, over octaves, tiled and jittered.
 
-Images are float32 RGB in [0, 255], HxWx3, numpy in and out. The gradient loop runs
-inside one ``tf.function`` whose input signature leaves height and width open, so a
-new frame size never retraces (``trace_count`` proves it in the tests).
+Images are float32 RGB in [0, 255], HxWx3, numpy in and out. Everything here is
+backend-neutral; the gradient loop itself is one small class per Keras backend
+(``step_tf``, ``step_jax``, ``step_torch``), chosen by the backend Keras runs on.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 
 import cv2
 import numpy as np
-import tensorflow as tf
 
-from ..config import DreamConfig
+from ..config import DreamConfig, EngineConfig
 from ..images import read_image
 from ..models.loader import DreamModel
 from ..models.registry import Look
-from .gradient import Conditioning, condition, transformed_gradient
+from .conditioning import Conditioning
 from .objective import Objective
 from .tone import ToneKeeper
 
@@ -71,64 +69,25 @@ def conditioning_of(config: DreamConfig) -> Conditioning:
 class DreamEngine:
     """Dreams pictures with one model and one set of dream settings."""
 
-    def __init__(self, model: DreamModel, config: DreamConfig) -> None:
+    def __init__(self, model: DreamModel, config: DreamConfig, engine: EngineConfig | None = None) -> None:
         self.model = model
         config = resolve_settings(config, model.look)
         self.config = config  # every field set: the preset's look fills what the config leaves open
+        self.engine = engine or EngineConfig()
         self.tone = ToneKeeper(config.protect_shadows, config.protect_highlights, smooth=config.detail_smooth)
-        self.trace_count = 0
         self.steps_total = 0
-        self._rng = tf.random.Generator.from_seed(config.seed) if config.seed is not None else tf.random.Generator.from_non_deterministic_state()
         # fixed without a seed too: workers dreaming one video's segments must repeat alike
         self._steady_seed = config.seed if config.seed is not None else STEADY_SEED
         guide = read_image(config.guide) if config.guide else None
         self.objective = Objective(model, guide)
         self.conditioning = conditioning_of(config)
         self._blend_image = read_image(config.blend_with) if config.blend_with else None
-        spec = tf.TensorSpec([None, None, 3], tf.float32)
-        scalar_i, scalar_f = tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.float32)
-        signature = [spec, scalar_i, scalar_f, scalar_i, scalar_i]
-        # two graphs: a frame that fits one tile skips the tile loops, which cost ~20% on CPU
-        self._ascend_whole = tf.function(functools.partial(self._ascend_graph, tiled=False), input_signature=signature)
-        self._ascend_tiled = tf.function(functools.partial(self._ascend_graph, tiled=True), input_signature=signature)
+        self.step = make_step(self.objective, self.conditioning, self.engine, config.seed)
 
-    # --- the compiled part -----------------------------------------------------------------
-
-    def _objective_gradient(self, view: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            tape.watch(view)
-            loss = self.objective(view)
-        return tape.gradient(loss, view)
-
-    def _tiled_objective_gradient(self, view: tf.Tensor, tile: tf.Tensor) -> tf.Tensor:
-        """The same, tile by tile, so a 4K frame needs only one tile's activations at a time.
-        The view is randomly shifted every step, so the tile borders never stay put: no seams."""
-        height, width = tf.shape(view)[0], tf.shape(view)[1]
-        rows = (height + tile - 1) // tile
-        cols = (width + tile - 1) // tile
-        tile_h = (height + rows - 1) // rows
-        tile_w = (width + cols - 1) // cols
-        gradients = tf.zeros_like(view)
-        for r in tf.range(rows):
-            for c in tf.range(cols):
-                y0, x0 = r * tile_h, c * tile_w
-                y1, x1 = tf.minimum(y0 + tile_h, height), tf.minimum(x0 + tile_w, width)
-                grad = self._objective_gradient(view[y0:y1, x0:x1])
-                gradients += tf.pad(grad, [[y0, height - y1], [x0, width - x1], [0, 0]])
-        return gradients
-
-    def _ascend_graph(
-        self, image: tf.Tensor, steps: tf.Tensor, step_size: tf.Tensor, jitter: tf.Tensor, tile: tf.Tensor, tiled: bool
-    ) -> tf.Tensor:
-        self.trace_count += 1  # runs only while tracing
-        if tiled:
-            gradient_of = functools.partial(self._tiled_objective_gradient, tile=tile)
-        else:
-            gradient_of = self._objective_gradient
-        for _ in tf.range(steps):
-            grad = transformed_gradient(image, gradient_of, self._rng, jitter, self.conditioning)
-            image = tf.clip_by_value(image + step_size * condition(grad, self.conditioning), 0.0, 255.0)
-        return image
+    @property
+    def trace_count(self) -> int:
+        """How often the step was compiled (the tests prove a new frame size needs none)."""
+        return self.step.trace_count
 
     # --- the numpy-facing API ----------------------------------------------------------------
 
@@ -137,27 +96,21 @@ class DreamEngine:
         if steps <= 0:
             return image
         cfg = self.config
-        fits = max(image.shape[0], image.shape[1]) <= cfg.tile_size
-        out = (self._ascend_whole if fits else self._ascend_tiled)(
-            tf.convert_to_tensor(image, tf.float32),
-            tf.constant(steps, tf.int32),
-            tf.constant(step_size if step_size is not None else self.step_size, tf.float32),
-            tf.constant(cfg.jitter, tf.int32),
-            tf.constant(cfg.tile_size, tf.int32),
-        )
+        size = step_size if step_size is not None else self.step_size
+        out = self.step.ascend(np.asarray(image, np.float32), steps, size, cfg.jitter, cfg.tile_size)
         self.steps_total += steps
-        return out.numpy()
+        return out
 
     def reseed(self, seed: int) -> None:
         """Restart the random transforms from ``seed``: two engines (two cluster workers)
         then dream the same frame alike."""
-        self._rng.reset_from_seed(seed)
+        self.step.reseed(seed)
 
     def repeat_jitter(self) -> None:
         """Make the next steps draw the same random transforms as the steps after the last
         call: a video's refinement steps then push every frame the same way, so a still
         part of the picture stays still instead of shimmering with fresh jitter."""
-        self._rng.reset_from_seed(self._steady_seed)
+        self.step.reseed(self._steady_seed)
 
     @property
     def step_size(self) -> float:
@@ -241,7 +194,27 @@ class DreamEngine:
 
     def layer_activation(self, image: np.ndarray) -> float:
         """The objective's value on ``image``: what the dream maximises."""
-        return float(self.objective(tf.convert_to_tensor(image, tf.float32)).numpy())
+        return self.step.objective_value(np.asarray(image, np.float32))
+
+
+def make_step(objective: Objective, conditioning: Conditioning, engine: EngineConfig, seed: int | None):
+    """The gradient loop for the backend Keras runs on in this process."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        from .step_tf import TFStep
+
+        return TFStep(objective, conditioning, engine, seed)
+    if backend == "jax":
+        from .step_jax import JaxStep
+
+        return JaxStep(objective, conditioning, engine, seed)
+    if backend == "torch":
+        from .step_torch import TorchStep
+
+        return TorchStep(objective, conditioning, engine, seed)
+    raise ValueError(f"Keras runs on {backend!r}; streamdream dreams on tensorflow, jax or torch")
 
 
 def zoom_frame(image: np.ndarray, zoom: float) -> np.ndarray:
@@ -253,4 +226,4 @@ def zoom_frame(image: np.ndarray, zoom: float) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-__all__ = ["DEFAULT_LOOK", "DreamEngine", "octave_sizes", "resize", "resolve_settings", "zoom_frame"]
+__all__ = ["DEFAULT_LOOK", "DreamEngine", "make_step", "octave_sizes", "resize", "resolve_settings", "zoom_frame"]

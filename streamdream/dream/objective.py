@@ -4,12 +4,19 @@ Without a guide, a layer's objective is its mean activation (over the chosen cha
 With a guide image, it is Google's original guided objective: every position is pulled
 toward the guide feature it already matches best (sum over positions of the best dot
 product with any guide feature).
+
+Written in ``keras.ops``, so one objective serves every backend; ``extract`` lets a
+backend's step call the network its own way (JAX: ``stateless_call`` inside ``jit``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from ..models.loader import DreamModel
 
@@ -20,34 +27,42 @@ class Objective:
     def __init__(self, model: DreamModel, guide: np.ndarray | None = None) -> None:
         self.model = model
         self.weights = [float(spec.weight) for spec in model.layers]
-        self.channels = [tf.constant(spec.channels, tf.int32) if spec.channels else None for spec in model.layers]
+        self.channels = [np.asarray(spec.channels, np.int32) if spec.channels else None for spec in model.layers]
         self.guide_features = None if guide is None else self._guide_features(guide)
 
-    def activations(self, image: tf.Tensor) -> list[tf.Tensor]:
-        batch = self.model.preprocess(tf.expand_dims(image, 0))
-        outputs = self.model.extractor(batch, training=False)
+    def activations(self, batch: Any, extract: Callable[[Any], Any] | None = None) -> list[Any]:
+        """The dream layers' activations of a (N, H, W, 3) batch of 0-255 RGB pictures, float32."""
+        inputs = self.model.preprocess(batch)
+        outputs = extract(inputs) if extract else self.model.extractor(inputs, training=False)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
-        return [out if ch is None else tf.gather(out, ch, axis=-1) for out, ch in zip(outputs, self.channels)]
+        # float32 whatever the network computed in (engine.precision)
+        outputs = [ops.cast(out, "float32") for out in outputs]
+        return [out if ch is None else ops.take(out, ch, axis=-1) for out, ch in zip(outputs, self.channels)]
 
-    def _guide_features(self, guide: np.ndarray) -> list[tf.Tensor]:
+    def _guide_features(self, guide: np.ndarray) -> list[np.ndarray]:
         features = []
         rng = np.random.default_rng(0)
-        for act in self.activations(tf.convert_to_tensor(guide, tf.float32)):
-            flat = tf.reshape(act, [-1, act.shape[-1]]).numpy()
+        for act in self.activations(np.asarray(guide, np.float32)[None]):
+            flat = keras.ops.convert_to_numpy(act).reshape(-1, act.shape[-1])
             if len(flat) > MAX_GUIDE_FEATURES:
                 flat = flat[rng.choice(len(flat), MAX_GUIDE_FEATURES, replace=False)]
-            features.append(tf.constant(flat))
+            features.append(flat)
         return features
 
-    def __call__(self, image: tf.Tensor) -> tf.Tensor:
-        total = tf.constant(0.0)
-        for i, act in enumerate(self.activations(image)):
+    def of_batch(self, batch: Any, extract: Callable[[Any], Any] | None = None) -> Any:
+        """The objective of a (N, H, W, 3) batch: its layers' weighted means over all N."""
+        total = 0.0
+        for i, act in enumerate(self.activations(batch, extract)):
             if self.guide_features is None:
-                value = tf.reduce_mean(act)
+                value = ops.mean(act)
             else:
-                flat = tf.reshape(act, [-1, tf.shape(act)[-1]])
-                match = tf.matmul(flat, self.guide_features[i], transpose_b=True)
-                value = tf.reduce_mean(tf.reduce_max(match, axis=1))
-            total += self.weights[i] * value
+                flat = ops.reshape(act, (-1, act.shape[-1]))
+                match = ops.matmul(flat, ops.transpose(ops.convert_to_tensor(self.guide_features[i])))
+                value = ops.mean(ops.max(match, axis=1))
+            total = total + self.weights[i] * value
         return total
+
+    def __call__(self, image: Any, extract: Callable[[Any], Any] | None = None) -> Any:
+        """The objective of one HxWx3 picture."""
+        return self.of_batch(ops.expand_dims(image, 0), extract)

@@ -18,11 +18,10 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from streamdream.errors import ModelError, WeightsUnavailableError
 from streamdream.models import torch_legacy, weights_cache
@@ -104,9 +103,9 @@ def layer_info(variant: LiteVariant) -> dict[str, tuple[int, int]]:
     return info
 
 
-def preprocess(x: tf.Tensor) -> tf.Tensor:
-    """Float RGB in [0, 255], NHWC -> the network's input. Differentiable."""
-    return (tf.cast(x, tf.float32) - _MEAN) / _STD
+def preprocess(x: Any) -> Any:
+    """Float RGB in [0, 255], NHWC -> the network's input. Differentiable, on any backend."""
+    return (keras.ops.cast(x, "float32") - _MEAN) / _STD
 
 
 def _conv_bn_relu(x: keras.KerasTensor, name: str, filters: int | None, kernel: int, stride: int,

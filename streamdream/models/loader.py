@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +65,11 @@ def resolve_look(config: ModelConfig, presets: dict[str, Look], default: str | N
     return presets[preset].layers, presets[preset]
 
 
-def load_dream_model(config: ModelConfig) -> DreamModel:
-    import_tensorflow()  # quietly, before keras pulls it in
+def load_dream_model(config: ModelConfig, precision: str = "float32") -> DreamModel:
+    """The network cut at the dream layers; ``precision`` "bfloat16" builds it to compute in
+    bfloat16 (weights and gradients stay float32: Keras' mixed_bfloat16 policy)."""
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        import_tensorflow()  # quietly, before keras pulls it in
     import keras
 
     if config.name in REGISTRY:
@@ -79,6 +83,10 @@ def load_dream_model(config: ModelConfig) -> DreamModel:
         mode = config.preprocess or "raw"
     else:
         get_entry(config.name)  # raises the error listing the choices
+    if precision == "bfloat16":
+        for layer in base.layers:  # a built or loaded network alike; the weights stay float32
+            if not isinstance(layer, keras.layers.InputLayer):
+                layer.dtype_policy = keras.dtype_policies.get("mixed_bfloat16")
     names = {layer.name for layer in base.layers}
     outputs = []
     for spec in layers:

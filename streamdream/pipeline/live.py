@@ -103,8 +103,9 @@ class LiveDream:
             self.shot += 1
         self.slot.put(DreamJob(frame, self.shot))
 
-    def show(self, frame: Frame) -> np.ndarray:
-        """``frame``'s picture with the latest dream of its shot carried onto it (or bare)."""
+    def show(self, frame: Frame, gain: float = 1.0) -> np.ndarray:
+        """``frame``'s picture with the latest dream of its shot carried onto it (or bare);
+        ``gain`` scales the dream's detail shown (audio-reactive strength), not the one kept."""
         state = self.state
         if state is None or state.shot != self.shot:
             return frame.image
@@ -116,7 +117,7 @@ class LiveDream:
             detail = self.warper.carry(state.detail, state.gray, gray).values
         self.detail_age = max(0.0, frame.captured_at - state.captured_at)
         self.observer.stage_time(AGE_STAGE, self.detail_age)
-        return self._compose(frame.image, detail, tone=self.processor.engine.tone)
+        return self._compose(frame.image, detail if gain == 1.0 else detail * np.float32(gain), tone=self.processor.engine.tone)
 
     # --- the refreshing side (the dream-refresh worker; the builder before hand-over) ---------
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +100,8 @@ class LookSwitch:
         self._replacing = threading.Lock()  # two writers; readers take the reference as it is
         self.last_input: Frame | None = None  # the latest real input frame, to warm the next look on
         self.last_output: np.ndarray | None = None  # the latest picture out, for the idle animation
+        # the dream's strength factor for a frame (audio-reactive dreaming), applied to the shown detail
+        self.modulation: Callable[[Frame], float] | None = None
 
     @property
     def showing(self) -> Showing:
@@ -141,9 +144,10 @@ class LookSwitch:
             showing = self._finish_fade(showing)
         if not isinstance(frame, IdleFrame):
             self.last_input = frame
-        image = _dream(showing.current, frame)
+        gain = 1.0 if self.modulation is None else self.modulation(frame)
+        image = _dream(showing.current, frame, gain)
         if showing.incoming is not None:
-            new = _dream(showing.incoming, frame)
+            new = _dream(showing.incoming, frame, gain)
             a = float(np.clip(progress, 0.0, 1.0))
             blended = (1.0 - a) * image.astype(np.float32) + a * new.astype(np.float32)
             image = freeze(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
@@ -163,11 +167,13 @@ class LookSwitch:
             _retire(look)
 
 
-def _dream(look: Look, frame: Frame) -> np.ndarray:
+def _dream(look: Look, frame: Frame, gain: float) -> np.ndarray:
     if look.live is not None:
         look.live.offer(frame)
-        return look.live.show(frame)
-    return look.processor.process(frame).image
+        return look.live.show(frame, gain)
+    if gain == 1.0:  # any object with process(frame) may be a look's processor
+        return look.processor.process(frame).image
+    return look.processor.process(frame, gain).image
 
 
 def _retire(look: Look) -> None:

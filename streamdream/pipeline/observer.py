@@ -50,6 +50,12 @@ class PipelineObserver:
     def watchdog(self, action: str) -> None:
         """The watchdog acted (reopen_source, rebuild_pipeline)."""
 
+    def audio_level(self, level: float, strength: float) -> None:
+        """Audio-reactive dreaming: a frame got this audio level (0-1) and strength factor."""
+
+    def audio_onset(self) -> None:
+        """Audio-reactive dreaming: an onset (a sudden rise in loudness) was heard."""
+
 
 class ObserverGroup(PipelineObserver):
     """Fans every event out to several observers."""

@@ -38,6 +38,7 @@ from .health import HealthMonitor
 from .http import ServiceServer, check_control_binding
 from .idle import IdleAnimator
 from .metrics import PrometheusObserver
+from .recent import RecentErrors
 from .reconnect import ReconnectingSource
 from .reload import ConfigWatcher, ReloadRequests, plan_reload
 
@@ -88,6 +89,9 @@ class Service:
         self.assembly: Assembly | None = None
         self.server: ServiceServer | None = None
         self.pipeline: Pipeline | None = None
+        self.osc = None  # OscServer, when osc.port is set
+        self.audio = None  # AudioReact, when audio_react is set
+        self.recent = RecentErrors()
         self._started_at = time.monotonic()
         self._reopened_at = 0.0
         self._rebuild = Backoff(config.reconnect.initial, config.reconnect.max)
@@ -100,8 +104,18 @@ class Service:
         config = self.config
         # binds now: a port in use or a control API open to the network fails before anything slow
         self.server = ServiceServer(config.metrics, metrics=self.metrics, health=self.health, controller=self, control=config.control)
+        package_log = logging.getLogger("streamdream")
+        package_log.addHandler(self.recent)
         try:
             self.server.start()  # on the process's HTTP event-loop thread (web/server.py)
+            if config.osc.port is not None:
+                from .osc import OscServer
+
+                self.osc = OscServer(config.osc, self, self.metrics.registry)  # binds now: a taken port fails the start
+            if config.audio_react is not None:
+                from ..audio import AudioReact
+
+                self.audio = AudioReact(config.audio_react, live=True, observer=self.observer)
             self.source = ReconnectingSource(
                 self._source_factory(config.source), display=redact_url(config.source.uri), reconnect=config.reconnect,
                 idle=IdleAnimator(config.idle, feedback=self._last_output), observer=self.observer,
@@ -113,7 +127,11 @@ class Service:
                 config, self.workers, daemon=True, observer=self.observer, first_look=self.director.first_look, source=self.source
             )
             self.director.start(self.assembly.looks, self.workers)
+            if self.audio is not None:
+                self.assembly.looks.modulation = self.audio.strength
             self._start_pipeline()
+            if self.osc is not None:
+                self.workers.start(self.osc)
             log.info(
                 "streamdream %s serving %s -> %s; preset %s",
                 __version__, self.source.display, ", ".join(redact_url(o.uri) for o in config.outputs),
@@ -127,13 +145,17 @@ class Service:
             if self.source is not None:
                 self.source.close()
             self.server.shutdown()
+            if self.osc is not None and not self.osc.alive:
+                self.osc.end()  # never started: close its socket here
             self.workers.join(JOIN_TIMEOUT)
+            package_log.removeHandler(self.recent)
         return 0
 
     def _source_factory(self, config: SourceConfig):
         from ..sources import open_source
 
-        return lambda: open_source(config, workers=self.workers)
+        audio = self.audio.tap if self.audio is not None else None
+        return lambda: open_source(config, workers=self.workers, audio=audio)
 
     def _start_pipeline(self) -> None:
         assert self.assembly is not None
@@ -266,8 +288,15 @@ class Service:
             "outputs": [o.as_dict(now) for o in result.outputs],
             "frames": {"in": self._frames_before[0] + result.frames_in, "out": self._frames_before[1] + result.frames_out},
             "config": {"path": str(self.path), "last_reload": self.last_reload},
+            "errors": self.recent.entries(),
         })  # fmt: skip
+        if self.audio is not None:
+            state["audio_react"] = self.audio.state()
         return state
+
+    def picture(self):
+        """The latest output picture (read-only), for the control page; None before the first."""
+        return self._last_output()
 
     def _running_director(self) -> Director:
         if self.pipeline is None:
@@ -282,6 +311,15 @@ class Service:
 
     def set_strength(self, value: float) -> dict[str, Any]:
         return self._running_director().set_strength(value)
+
+    def set_step_size(self, value: float) -> dict[str, Any]:
+        return self._running_director().set_step_size(value)
+
+    def set_carry(self, value: float) -> dict[str, Any]:
+        return self._running_director().set_carry(value)
+
+    def set_layer_weight(self, layer: str, value: float) -> dict[str, Any]:
+        return self._running_director().set_layer_weight(layer, value)
 
 
 __all__ = ["serve", "request_reload", "Service"]

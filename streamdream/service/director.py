@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -28,6 +29,7 @@ import numpy as np
 
 from ..config import Config, DreamConfig, ModelConfig
 from ..errors import ControlError, ModelError, StreamdreamError
+from .tweaks import Tweaks, apply_tweaks, check_tweak
 from ..frames import Frame, SourceInfo, freeze
 from ..pipeline.looks import Look, LookSwitch, build_look
 from ..pipeline.observer import PipelineObserver
@@ -61,7 +63,7 @@ class LookBuilder:
     def __init__(self, observer: PipelineObserver | None = None) -> None:
         self.observer = observer or PipelineObserver()
         self._models: OrderedDict[ModelConfig, Any] = OrderedDict()
-        self._engines: OrderedDict[tuple[ModelConfig, DreamConfig], Any] = OrderedDict()
+        self._engines: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
     def model(self, config: ModelConfig) -> Any:
         from ..models.loader import load_dream_model
@@ -69,9 +71,13 @@ class LookBuilder:
         return _cached(self._models, config, lambda: load_dream_model(config), MODEL_CACHE)
 
     def engine(self, config: Config) -> Any:
+        from ..backend import prepare
+
+        prepare(config.engine)  # the first build picks the backend; a reload asking for another is refused
         from ..dream.engine import DreamEngine
 
-        return _cached(self._engines, (config.model, config.dream), lambda: DreamEngine(self.model(config.model), config.dream), ENGINE_CACHE)
+        return _cached(self._engines, (config.model, config.dream, config.engine),
+                       lambda: DreamEngine(self.model(config.model), config.dream, config.engine), ENGINE_CACHE)
 
     def __call__(self, preset: str, config: Config, warm_on: Frame) -> Look:
         """A live look, warmed up on ``warm_on`` (a real frame: its dream is ready to show;
@@ -108,6 +114,7 @@ class _Request:
     config: Config | None = None
     preset: str | None = None
     strength: float | None = None
+    tweaks: Tweaks = ()  # ("step_size" | "carry" | "layer:NAME", value), ...
     reason: str = ""
     future: Future | None = None
 
@@ -123,6 +130,7 @@ class DirectorState:
     next_switch_at: float | None  # monotonic
     building: bool = False
     last_error: str | None = None
+    tweaks: Tweaks = ()  # the control API's step size, carry and layer weights, over the config
 
 
 Build = Callable[[str, Config, Frame], Look]
@@ -137,6 +145,11 @@ class Director(Worker):
         self._on_switch = on_switch or (lambda look: None)
         self._playlist = Playlist(config.playlist)  # this worker's alone
         self._requests: FrameQueue[_Request] = FrameQueue("requests", REQUESTS, QueuePolicy.WAIT)
+        # the latest strength and tweaks asked for and not yet taken up (any thread writes, this
+        # worker takes them): a fader's 100 values a second coalesce into the next build, and
+        # never wait on the queue behind a build
+        self._controls: dict[str, float] = {}
+        self._controls_lock = threading.Lock()
         self.switch: LookSwitch | None = None
         self._info = SourceInfo(uri="", width=640, height=360, fps=None, live=True)  # until first_look
         self.state_now = self._publish(config, self._playlist.initial(), 1.0)
@@ -148,7 +161,7 @@ class Director(Worker):
         state = self.state_now
         self._info = info
         try:
-            return self._build(state.preset, self._effective(config, state.preset, state.strength), warm_frame(info))
+            return self._build(state.preset, self._effective(config, state.preset, state.strength, state.tweaks), warm_frame(info))
         except StreamdreamError:
             raise
         except Exception as exc:  # e.g. layers that shrink below 1 px at this frame size
@@ -161,8 +174,8 @@ class Director(Worker):
 
     # --- requests (any thread) --------------------------------------------------------------
 
-    def _effective(self, config: Config, preset: str, strength: float) -> Config:
-        return apply_preset(config, config.playlist.presets.get(preset), strength)
+    def _effective(self, config: Config, preset: str, strength: float, tweaks: Tweaks = ()) -> Config:
+        return apply_tweaks(config, tweaks, lambda base: apply_preset(base, base.playlist.presets.get(preset), strength))
 
     def _submit(self, **fields: Any) -> Future:
         future: Future = Future()
@@ -191,8 +204,38 @@ class Director(Worker):
     def set_strength(self, value: float) -> dict[str, Any]:
         if not 0.0 < value <= MAX_STRENGTH:
             raise ControlError(f"strength must be > 0 and <= {MAX_STRENGTH:g}, got {value:g}")
-        self._submit(strength=value, reason="control")
+        self._control("strength", value)
         return {"strength": value, "status": "switching"}
+
+    def set_step_size(self, value: float) -> dict[str, Any]:
+        return self._tweak("step_size", value)
+
+    def set_carry(self, value: float) -> dict[str, Any]:
+        return self._tweak("carry", value)
+
+    def set_layer_weight(self, layer: str, value: float) -> dict[str, Any]:
+        return self._tweak(f"layer:{layer}", value)
+
+    def _tweak(self, key: str, value: float) -> dict[str, Any]:
+        state = self.state_now
+        effective = self._effective(state.config, state.preset, state.strength, state.tweaks)
+        check_tweak(effective, key, value)  # ControlError naming the bound or the layers there are
+        self._control(key, value)
+        return {key.replace("layer:", "layer "): value, "status": "switching"}
+
+    def _control(self, key: str, value: float) -> None:
+        """Note the latest ``value`` for ``key`` ("strength", "step_size", "layer:NAME"...); the
+        worker takes it up with its next batch, woken by one request if none is waiting."""
+        with self._controls_lock:
+            waiting = bool(self._controls)
+            self._controls[key] = value
+        if not waiting:
+            self._requests.put(_Request(reason="control"), timeout=0.0)  # full: it polls anyway
+
+    def _take_controls(self) -> dict[str, float]:
+        with self._controls_lock:
+            controls, self._controls = self._controls, {}
+        return controls
 
     def state(self) -> dict[str, Any]:
         state = self.state_now
@@ -201,7 +244,7 @@ class Director(Worker):
         current = showing.current if showing else None
         incoming = showing.incoming if showing else None
         target = incoming or current
-        effective = target.config if target else self._effective(config, state.preset, state.strength)
+        effective = target.config if target else self._effective(config, state.preset, state.strength, state.tweaks)
         next_in_s = None if state.next_switch_at is None else max(0.0, state.next_switch_at - time.monotonic())
         return {
             "preset": state.preset,
@@ -213,6 +256,9 @@ class Director(Worker):
             "strength": state.strength,
             "model": effective.model.name,
             "layers": [spec.name for spec in effective.model.layers or ()] or None,
+            "layer_weights": {spec.name: spec.weight for spec in effective.model.layers or ()},
+            "carry": effective.coherence.carry,
+            "tweaks": dict(state.tweaks),
             "layer_preset": effective.model.preset,
             "dream": {"strength": effective.dream.strength, "steps": effective.dream.steps, "octaves": effective.dream.octaves, "step_size": effective.dream.step_size},
             "coherence": effective.coherence.mode,
@@ -240,6 +286,9 @@ class Director(Worker):
             log.info("playlist: switching to preset %s", due)
             self._playlist.switched()  # do not ask again while this one builds
             batch.insert(0, _Request(preset=due, reason="playlist"))
+        controls = self._take_controls()
+        if controls:
+            batch.append(_Request(strength=controls.pop("strength", None), tweaks=tuple(controls.items()), reason="control"))
         if batch:
             self._handle(batch)
         return True
@@ -261,14 +310,15 @@ class Director(Worker):
 
     def _apply(self, batch: list[_Request]) -> Look | None:
         state = self.state_now
-        config, preset, strength = state.config, state.preset, state.strength
+        config, preset, strength, tweaks = state.config, state.preset, state.strength, dict(state.tweaks)
         for request in batch:  # later requests win
             config = request.config or config
             preset = request.preset or preset
             strength = request.strength or strength
+            tweaks.update(request.tweaks)
         if preset not in preset_names(config.playlist):  # a reload removed it
             preset = Playlist(config.playlist).initial() if config.playlist.presets else DEFAULT_PRESET
-        effective = self._effective(config, preset, strength)
+        effective = self._effective(config, preset, strength, tuple(tweaks.items()))
         switch = self.switch
         assert switch is not None
         latest = switch.incoming or switch.current
@@ -290,13 +340,14 @@ class Director(Worker):
             self._playlist = Playlist(config.playlist)
         if preset != state.preset:
             self._playlist.switched()
-        self.state_now = self._publish(config, preset, strength)
+        self.state_now = self._publish(config, preset, strength, tuple(tweaks.items()))
         return look
 
-    def _publish(self, config: Config, preset: str, strength: float) -> DirectorState:
+    def _publish(self, config: Config, preset: str, strength: float, tweaks: Tweaks = ()) -> DirectorState:
         to_next = self._playlist.seconds_to_next()
         return DirectorState(
-            config, preset, strength, self._playlist.order, None if to_next is None else time.monotonic() + to_next
+            config, preset, strength, self._playlist.order, None if to_next is None else time.monotonic() + to_next,
+            tweaks=tweaks,
         )
 
 

@@ -1,13 +1,21 @@
 """The service's HTTP server: /metrics for Prometheus, /healthz, and the control API.
 
-==============================  =========================================================
-``GET  /metrics``               Prometheus text format (path set by ``metrics.path``)
-``GET  /healthz``               200 ``ok`` while frames flow; 503 and the reason otherwise
-``GET  /api/state``             preset, strength, playlist, source and health as JSON
-``POST /api/preset/next``       switch to the next preset of the playlist
-``POST /api/preset``            ``{"name": "evening"}``: switch to that preset
-``POST /api/strength``          ``{"value": 1.5}``: multiply the dream step size
-==============================  =========================================================
+=================================  ======================================================
+``GET  /``                         the control page (``page.py``): picture, state, presets
+``GET  /metrics``                  Prometheus text format (path set by ``metrics.path``)
+``GET  /healthz``                  200 ``ok`` while frames flow; 503 and the reason otherwise
+``GET  /api/state``                preset, strength, playlist, source, health, last errors
+``GET  /api/snapshot.jpg``         the latest output picture
+``POST /api/login``                ``{"token": "..."}``: a session cookie for the page
+``POST /api/preset/next``          switch to the next preset of the playlist
+``POST /api/preset``               ``{"name": "evening"}``: switch to that preset
+``POST /api/strength``             ``{"value": 1.5}``: multiply the dream strength
+``POST /api/step_size``            ``{"value": 2.0}``: the dream's base step size
+``POST /api/carry``                ``{"value": 0.95}``: flow mode's carry
+``POST /api/layer/NAME/weight``    ``{"value": 0.5}``: one layer's weight in the objective
+=================================  ======================================================
+
+The verbs and their argument checks are shared with OSC (``control.py``).
 
 It runs on the hardened base in ``streamdream/web`` (timeouts, connection cap, bounded
 bodies, the ``Host`` allow-list). On top of that, for ``/api/*``:
@@ -15,12 +23,14 @@ bodies, the ``Host`` allow-list). On top of that, for ``/api/*``:
 - a ``POST`` must have ``Content-Type: application/json`` (415), which no page can send
   to another origin without a CORS preflight this server never grants, and an ``Origin``,
   if it has one, of this server (403);
-- ``Authorization: Bearer TOKEN`` whenever a token is configured (``control.token`` or
-  ``STREAMDREAM_CONTROL_TOKEN``); a server bound beyond loopback refuses to start without
-  one. Wrong tokens are throttled per client (429) and logged once per burst;
+- ``Authorization: Bearer TOKEN``, or the page's session cookie (``web/session.py``), whenever
+  a token is configured (``control.token`` or ``STREAMDREAM_CONTROL_TOKEN``); a server bound
+  beyond loopback refuses to start without one. Wrong tokens (and logins) are throttled per
+  client (429) and logged once per burst;
 - bodies are bounded JSON objects (``web/jsonbody.py``: 400).
 
-/metrics and /healthz are open, as scrapers and health checks expect. Every answer and
+/metrics, /healthz and the page itself are open, as scrapers and health checks expect (the
+page holds nothing: it asks /api/state, and shows its login form on a 401). Every answer and
 error message goes through ``redact_data``: no credential leaves through the API.
 """
 
@@ -32,7 +42,7 @@ import json
 import logging
 import os
 import weakref
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter
@@ -42,8 +52,11 @@ from ..errors import ConfigError, ControlError
 from ..redact import redact_data, redact_url
 from ..web import Limits, WebServer, cross_origin, is_loopback, text_response
 from ..web.jsonbody import BodyError, parse_object
+from ..web.session import COOKIE, Sessions
 from ..web.throttle import TokenThrottle
+from .control import Controller, perform
 from .health import HealthMonitor
+from .page import SnapshotCache, page_response
 from .metrics import PrometheusObserver
 
 log = logging.getLogger(__name__)
@@ -51,18 +64,7 @@ log = logging.getLogger(__name__)
 TOKEN_ENV = "STREAMDREAM_CONTROL_TOKEN"
 MAX_BODY = 16 * 1024
 REFUSAL_REASONS = ("no_token", "wrong_token", "throttled", "cross_origin", "content_type")
-
-
-class Controller(Protocol):
-    """What the control API drives; raises ControlError for a request it cannot honour."""
-
-    def state(self) -> dict[str, Any]: ...
-
-    def next_preset(self) -> dict[str, Any]: ...
-
-    def set_preset(self, name: str) -> dict[str, Any]: ...
-
-    def set_strength(self, value: float) -> dict[str, Any]: ...
+SNAPSHOT = "/api/snapshot.jpg"
 
 
 def resolve_token(config: ControlConfig) -> str | None:
@@ -148,13 +150,23 @@ class ServiceServer:
         self.control_enabled = controller is not None and control.enabled
         self.throttle = TokenThrottle()
         self.refused = _refusal_counter(metrics)
+        self.sessions = Sessions()
+        self.snapshots = SnapshotCache()
+        verb = self._verb
         routes = [
             web.get(config.path, self._metrics),
             web.get("/healthz", self._healthz),
+            web.get("/", self._page),
             web.get("/api/state", self._state),
-            web.post("/api/preset/next", self._next_preset),
-            web.post("/api/preset", self._set_preset),
-            web.post("/api/strength", self._set_strength),
+            web.get(SNAPSHOT, self._snapshot),
+            web.post("/api/login", self._login),
+            web.post("/api/logout", self._logout),
+            web.post("/api/preset/next", lambda r: verb(r, "next")),
+            web.post("/api/preset", lambda r: verb(r, "preset", "name")),
+            web.post("/api/strength", lambda r: verb(r, "strength")),
+            web.post("/api/step_size", lambda r: verb(r, "step_size")),
+            web.post("/api/carry", lambda r: verb(r, "carry")),
+            web.post("/api/layer/{layer}/weight", lambda r: verb(r, "layer")),
             web.route("*", "/{tail:.*}", self._not_found),
         ]
         self._web = WebServer(
@@ -195,9 +207,15 @@ class ServiceServer:
         status = self.health.status()
         return text_response(200 if status.ok else 503, redact_url(status.reason))
 
+    async def _page(self, request: web.Request) -> web.Response:
+        if not self.control_enabled:
+            return await self._not_found(request)
+        return page_response()
+
     async def _not_found(self, request: web.Request) -> web.Response:
-        return _error(404, f"no such endpoint {request.method} {request.path}; try GET {self.config.path}, "
-                           "GET /healthz, GET /api/state or POST /api/preset/next, /api/preset, /api/strength")
+        return _error(404, f"no such endpoint {request.method} {request.path}; try GET /, GET {self.config.path}, "
+                           "GET /healthz, GET /api/state or POST /api/preset/next, /api/preset, /api/strength, "
+                           "/api/step_size, /api/carry, /api/layer/NAME/weight")
 
     # --- the control API ----------------------------------------------------------------------
 
@@ -227,7 +245,9 @@ class ServiceServer:
         scheme, _, given = header.partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode()):
             return None
-        reason = "wrong_token" if header else "no_token"
+        if not header and self.sessions.valid(request.cookies.get(COOKIE), self.token):
+            return None
+        reason = "wrong_token" if header or COOKIE in request.cookies else "no_token"
         self.throttle.refused(client, f"refused {request.method} {request.path}: {reason.replace('_', ' ')}")
         return self._refuse(reason, 401, "a control token is required: send 'Authorization: Bearer TOKEN'",
                             **{"WWW-Authenticate": 'Bearer realm="streamdream"'})
@@ -257,26 +277,52 @@ class ServiceServer:
 
         return await self._call(request, state)
 
-    async def _next_preset(self, request: web.Request) -> web.Response:
-        return await self._call(request, lambda _body: self.controller.next_preset())
+    async def _verb(self, request: web.Request, verb: str, field: str = "value") -> web.Response:
+        layer = request.match_info.get("layer")
+        return await self._call(request, lambda body: perform(self.controller, verb, body.get(field), layer))
 
-    async def _set_preset(self, request: web.Request) -> web.Response:
-        def set_preset(body: dict) -> dict[str, Any]:
-            name = body.get("name")
-            if not isinstance(name, str) or not name:
-                raise ControlError('give the preset as {"name": "NAME"}')
-            return self.controller.set_preset(name[:200])
+    async def _snapshot(self, request: web.Request) -> web.Response:
+        refusal = self._check(request)
+        if refusal is not None:
+            return refusal
+        picture = getattr(self.controller, "picture", None)
+        jpeg = await asyncio.get_running_loop().run_in_executor(None, self.snapshots.jpeg, picture() if picture else None)
+        if jpeg is None:
+            return _error(503, "no picture yet")
+        return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
-        return await self._call(request, set_preset)
+    async def _login(self, request: web.Request) -> web.Response:
+        """``{"token": ...}``: the page's session cookie; refused and throttled like a wrong bearer token."""
+        if not self.control_enabled or self.controller is None:
+            return _error(404, "the control API is disabled (control.enabled: false)")
+        why = cross_origin(request.headers.get("Origin"), request.headers.get("Host"), request.headers.get("Sec-Fetch-Site"))
+        if why is not None:
+            return self._refuse("cross_origin", 403, f"cross-origin request refused: {why}")
+        if request.content_type != "application/json":
+            return self._refuse("content_type", 415, "send the request with 'Content-Type: application/json'")
+        if self.token is None:
+            return _json(200, {"login": "not needed: no token is configured"})
+        client = request.remote or "?"
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            self.throttle.refused(client, "a login while throttled")
+            return self._refuse("throttled", 429, f"too many wrong tokens; try again in {wait:.0f} s",
+                                **{"Retry-After": str(max(1, round(wait)))})
+        try:
+            given = parse_object(await request.read()).get("token")
+        except (BodyError, web.HTTPRequestEntityTooLarge):
+            given = None
+        if isinstance(given, str) and hmac.compare_digest(given.strip().encode(), self.token.encode()):
+            response = _json(200, {"login": "ok"})
+            self.sessions.set_cookie(response, self.token)
+            return response
+        self.throttle.refused(client, "refused a login: wrong token")
+        return self._refuse("wrong_token", 401, "wrong token")
 
-    async def _set_strength(self, request: web.Request) -> web.Response:
-        def set_strength(body: dict) -> dict[str, Any]:
-            value = body.get("value")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ControlError('give the strength as {"value": NUMBER}, e.g. {"value": 1.5}')
-            return self.controller.set_strength(float(value))
-
-        return await self._call(request, set_strength)
+    async def _logout(self, request: web.Request) -> web.Response:
+        response = _json(200, {"logout": "ok"})
+        Sessions.clear_cookie(response)
+        return response
 
 
 __all__ = [

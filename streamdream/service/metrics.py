@@ -65,6 +65,13 @@ class PrometheusObserver(PipelineObserver):
         self.watchdog_actions = Counter(
             "streamdream_watchdog_actions", "Stalled source reopened, stuck pipeline rebuilt.", ["action"], registry=r
         )
+        self.audio_level_gauge = Gauge(
+            "streamdream_audio_level", "Audio-reactive dreaming: the input's audio level (0-1) at the last frame.", registry=r
+        )
+        self.audio_strength_gauge = Gauge(
+            "streamdream_audio_strength", "Audio-reactive dreaming: the strength factor of the last frame.", registry=r
+        )
+        self.audio_onsets = Counter("streamdream_audio_onsets", "Audio-reactive dreaming: onsets heard.", registry=r)
         for action in WATCHDOG_ACTIONS:
             self.watchdog_actions.labels(action=action)
         for stage in STAGES:
@@ -122,6 +129,13 @@ class PrometheusObserver(PipelineObserver):
 
     def watchdog(self, action: str) -> None:
         self.watchdog_actions.labels(action=action).inc()
+
+    def audio_level(self, level: float, strength: float) -> None:
+        self.audio_level_gauge.set(level)
+        self.audio_strength_gauge.set(strength)
+
+    def audio_onset(self) -> None:
+        self.audio_onsets.inc()
 
     # --- service events (called directly by the daemon, not through the pipeline) ----------
 

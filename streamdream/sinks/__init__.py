@@ -11,6 +11,7 @@ pipeline then calls ``open(info)``, ``write(frame)`` per frame and ``close()``:
 ``rtsp://HOST[:PORT]/PATH``                 publish to an RTSP server (``PublishSink``)
 ``rtmp://HOST[:PORT]/APP/KEY``              publish to an RTMP server (``PublishSink``)
 ``preview``, ``preview:[HOST:]PORT``        MJPEG over HTTP for a browser (``PreviewSink``)
+``ndi:NAME``                                an NDI source (``NdiSink``; cyndilib, optional)
 ``null``                                    discard and count (``NullSink``)
 =========================================  ================================================
 
@@ -63,6 +64,10 @@ def open_sink(config: OutputConfig, audio_source: str | None = None, workers: Wo
         return VirtualCamSink(device=parsed.rest or None)
     if parsed.kind == "preview":
         return PreviewSink.from_uri(config.uri.strip())
+    if parsed.kind == "ndi":
+        from .ndi import NdiSink  # cyndilib loads only in open()
+
+        return NdiSink(parsed.rest)
     if parsed.kind == "publish":
         return PublishSink(config, workers=workers)
     return FileSink(config, audio_source=audio_source)

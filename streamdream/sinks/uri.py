@@ -11,6 +11,7 @@ set picks its queue policy and its metric label from it.
 ``rtsp://`` ``rtsps://`` ``rtmp://``        publish to a media server
 ``rtmps://``
 ``preview``, ``preview:[HOST:]PORT``        MJPEG over HTTP for a browser
+``ndi:NAME``                                an NDI source (``pip install 'streamdream[ndi]'``)
 ``null``                                    discard and count
 =========================================  ================================================
 """
@@ -25,9 +26,9 @@ from urllib.parse import urlsplit
 from ..errors import SinkError
 from ..log import redact_url
 
-OutputKind = Literal["file", "window", "virtualcam", "preview", "publish", "null"]
+OutputKind = Literal["file", "window", "virtualcam", "preview", "publish", "ndi", "null"]
 PUBLISH_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps")
-LIVE_KINDS = frozenset({"window", "virtualcam", "preview", "publish"})  # a viewer wants the latest frame
+LIVE_KINDS = frozenset({"window", "virtualcam", "preview", "publish", "ndi"})  # a viewer wants the latest frame
 
 
 @dataclass(frozen=True)
@@ -66,14 +67,14 @@ def parse_output_uri(uri: str) -> ParsedOutput:
     display = redact_url(uri)
     scheme, sep, rest = uri.partition(":")
     kind = scheme.lower() if sep else uri.lower()
-    if kind in ("null", "window", "virtualcam", "preview"):
+    if kind in ("null", "window", "virtualcam", "preview", "ndi"):
         return ParsedOutput(kind, rest, display)  # type: ignore[arg-type]
     if kind in PUBLISH_SCHEMES and rest.startswith("//"):
         return ParsedOutput("publish", uri, display)
     if "://" in uri and kind != "file":
         raise SinkError(
             f"output {display}: unsupported scheme {scheme!r}; "
-            "use a file path, window, virtualcam, rtsp://, rtmp://, preview or null"
+            "use a file path, window, virtualcam, rtsp://, rtmp://, preview, ndi:NAME or null"
         )
     return ParsedOutput("file", uri, display)
 

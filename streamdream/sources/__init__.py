@@ -71,10 +71,11 @@ def _flag(text: str) -> bool:
     return text.lower() in ("1", "true", "yes")
 
 
-def open_source(config: SourceConfig, platform: str = sys.platform, workers: Workers | None = None) -> Source:
+def open_source(config: SourceConfig, platform: str = sys.platform, workers: Workers | None = None, audio=None) -> Source:
     """Build the source ``config.uri`` names, closed; the caller calls ``open()``.
 
-    ``workers`` starts the source's reader threads (see ``pipeline/workers.py``)."""
+    ``workers`` starts the source's reader threads (see ``pipeline/workers.py``); ``audio``
+    (an ``AudioTap``) hears the input's audio track, for audio-reactive dreaming."""
     parsed = parse_uri(config.uri)
     if parsed.kind == "demo":
         return DemoSource(demo_settings(parsed.params, config.width, config.height, config.fps), parsed.display)
@@ -83,16 +84,18 @@ def open_source(config: SourceConfig, platform: str = sys.platform, workers: Wor
         return ImageSource(path, redact_url(path), seconds=seconds, fps=fps, max_pixels=config.max_pixels)
     args = av_open_args(parsed, config, platform)
     if parsed.kind == "webcam":
-        return AvSource(args, kind="webcam", display=args.file, live=True, max_pixels=config.max_pixels, workers=workers)
+        return AvSource(args, kind="webcam", display=args.file, live=True, max_pixels=config.max_pixels, workers=workers,
+                        audio=audio)
     if parsed.kind == "network":
         live = True if parsed.scheme in ALWAYS_LIVE_SCHEMES else None  # http(s): decided on open
-        return AvSource(args, kind="network", display=parsed.display, live=live, max_pixels=config.max_pixels, workers=workers)
+        return AvSource(args, kind="network", display=parsed.display, live=live, max_pixels=config.max_pixels, workers=workers,
+                        audio=audio)
     if parsed.kind == "lavfi":
         # a generated input like demo; lavfi cannot seek, so no loop
         return AvSource(args, kind="demo", display=parsed.display, live=is_realtime_graph(args.file),
-                        max_pixels=config.max_pixels, workers=workers)
+                        max_pixels=config.max_pixels, workers=workers, audio=audio)
     return AvSource(args, kind="file", display=parsed.display, live=False, loop=config.loop, max_pixels=config.max_pixels,
-                    workers=workers)
+                    workers=workers, audio=audio)
 
 
 def describe_uri(uri: str) -> str:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from fractions import Fraction
+from typing import Protocol
 
 import av
 
@@ -34,6 +35,12 @@ def _ffmpeg_said(exc: BaseException) -> str:
     """FFmpeg's words without the file name PyAV appends (it may hold a password)."""
     strerror = getattr(exc, "strerror", None)
     return str(strerror) if strerror else type(exc).__name__
+
+
+class AudioTap(Protocol):
+    def video(self, stream_seconds: float | None, arrival: float) -> None: ...
+
+    def audio(self, frame: av.AudioFrame) -> None: ...
 
 
 class _LiveClock:
@@ -72,8 +79,13 @@ class AvSource(OpenedInfo):
         handoff_size: int = 2,
         max_pixels: int = MAX_PIXELS_8K,
         workers: Workers | None = None,
+        audio: AudioTap | None = None,
     ) -> None:
-        """``live=None`` decides on open: a network input with no known duration is live."""
+        """``live=None`` decides on open: a network input with no known duration is live.
+
+        ``audio``: given, the reader also decodes the input's first audio track and hands each
+        audio frame to ``audio.audio(frame)``, and each video frame's (stream seconds, arrival)
+        to ``audio.video`` (``audio/react.py``: audio-reactive dreaming on the same stream)."""
         self._args = args
         self._kind = kind
         self._display = display
@@ -82,6 +94,7 @@ class AvSource(OpenedInfo):
         self._handoff_size = handoff_size
         self._max_pixels = max_pixels
         self._workers = workers or Workers()
+        self._audio = audio
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._halt: StopToken | None = None  # stops the current reader thread
@@ -292,16 +305,19 @@ class AvSource(OpenedInfo):
             for frame, error in self._decoded(container, stream):
                 if halt.is_set():
                     return
+                stream_seconds: float | None = None
                 if error is not None:
                     ready = timer.flush()  # what was decoded before the error still counts
                 elif clock is not None:
                     ticks = live_times.guess(frame.pts, frame.dts)
                     seconds = float(ticks * time_base) if ticks is not None and time_base else None
+                    stream_seconds = seconds
                     ready = [(frame, clock.pts(seconds, time.monotonic()))]
                 else:
                     ready = [(item, offset + seconds) for item, seconds in timer.push(frame, frame.pts, frame.dts)]
                 for item, pts in ready:
-                    if not self._hand_over(handoff, halt, self._frame(item, index, pts)):
+                    seconds = stream_seconds if clock is not None else pts - offset
+                    if not self._hand_over(handoff, halt, self._frame(item, index, pts, seconds)):
                         return
                     first_pts = pts if first_pts is None else first_pts
                     last_pts = pts
@@ -311,7 +327,7 @@ class AvSource(OpenedInfo):
                     ended_early = True
                     break
             for item, seconds in timer.flush():
-                if not self._hand_over(handoff, halt, self._frame(item, index, offset + seconds)):
+                if not self._hand_over(handoff, halt, self._frame(item, index, offset + seconds, seconds)):
                     return
                 first_pts = offset + seconds if first_pts is None else first_pts
                 last_pts = offset + seconds
@@ -337,10 +353,12 @@ class AvSource(OpenedInfo):
             stream.codec_context.flush_buffers()
             log.debug("looping %s: next pass starts at %.3f s", info.uri, offset)
 
-    @staticmethod
-    def _frame(decoded: av.VideoFrame, index: int, pts: float) -> Frame:
+    def _frame(self, decoded: av.VideoFrame, index: int, pts: float, stream_seconds: float | None) -> Frame:
+        arrival = time.monotonic()
+        if self._audio is not None:  # the audio tap places the sound by the frame's stream time
+            self._audio.video(stream_seconds, arrival)
         image = freeze(decoded.to_ndarray(format="rgb24"))
-        return Frame(image=image, index=index, pts=pts, captured_at=time.monotonic())
+        return Frame(image=image, index=index, pts=pts, captured_at=arrival)
 
     def _report_placed(self, timer: FrameTimer) -> None:
         if timer.placed_by_rate:
@@ -358,7 +376,8 @@ class AvSource(OpenedInfo):
         A packet the decoder rejects is skipped: damaged data in a file or a lost packet
         in a stream costs a frame, not the whole input.
         """
-        packets = container.demux(stream)
+        sound = container.streams.audio[0] if self._audio is not None and container.streams.audio else None
+        packets = container.demux(stream, sound) if sound is not None else container.demux(stream)
         skipped = 0
         while True:
             try:
@@ -368,6 +387,9 @@ class AvSource(OpenedInfo):
             except (av.FFmpegError, OSError) as exc:
                 yield None, exc
                 return
+            if sound is not None and packet.stream is sound:
+                self._hear(sound, packet)
+                continue
             try:
                 decoded = stream.decode(packet)
             except av.FFmpegError as exc:
@@ -377,6 +399,14 @@ class AvSource(OpenedInfo):
                 continue
             for frame in decoded:
                 yield frame, None
+
+    def _hear(self, sound: av.AudioStream, packet: av.Packet) -> None:
+        """Decode an audio packet for the tap; a bad one is skipped (the picture matters more)."""
+        try:
+            for frame in sound.decode(packet):
+                self._audio.audio(frame)  # type: ignore[union-attr]
+        except av.FFmpegError as exc:
+            log.debug("%s: skipped an undecodable audio packet: %s", self._display, _ffmpeg_said(exc))
 
     def _read_failed(self, exc: BaseException, delivered: int) -> None:
         """A demux error: lost for a live input, an early end (or nothing at all) for a file."""
