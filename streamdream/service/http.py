@@ -223,16 +223,21 @@ class ServiceServer:
         self.refused.labels(reason=reason).inc()
         return _error(status, message, **headers)
 
+    def _refuse_post(self, request: web.Request) -> web.Response | None:
+        """A POST from another origin, or not JSON (what a form or a no-cors fetch sends), is refused."""
+        why = cross_origin(request.headers.get("Origin"), request.headers.get("Host"), request.headers.get("Sec-Fetch-Site"))
+        if why is not None:
+            return self._refuse("cross_origin", 403, f"cross-origin request refused: {why}")
+        if request.content_type != "application/json":
+            return self._refuse("content_type", 415, "send the request with 'Content-Type: application/json'")
+        return None
+
     def _check(self, request: web.Request) -> web.Response | None:
         """The refusal for a control request, or None when it may go ahead."""
         if not self.control_enabled or self.controller is None:
             return _error(404, "the control API is disabled (control.enabled: false)")
-        if request.method == "POST":
-            why = cross_origin(request.headers.get("Origin"), request.headers.get("Host"), request.headers.get("Sec-Fetch-Site"))
-            if why is not None:
-                return self._refuse("cross_origin", 403, f"cross-origin request refused: {why}")
-            if request.content_type != "application/json":
-                return self._refuse("content_type", 415, "send the request with 'Content-Type: application/json'")
+        if request.method == "POST" and (refused := self._refuse_post(request)) is not None:
+            return refused
         if self.token is None:
             return None
         client = request.remote or "?"
@@ -295,11 +300,8 @@ class ServiceServer:
         """``{"token": ...}``: the page's session cookie; refused and throttled like a wrong bearer token."""
         if not self.control_enabled or self.controller is None:
             return _error(404, "the control API is disabled (control.enabled: false)")
-        why = cross_origin(request.headers.get("Origin"), request.headers.get("Host"), request.headers.get("Sec-Fetch-Site"))
-        if why is not None:
-            return self._refuse("cross_origin", 403, f"cross-origin request refused: {why}")
-        if request.content_type != "application/json":
-            return self._refuse("content_type", 415, "send the request with 'Content-Type: application/json'")
+        if (refused := self._refuse_post(request)) is not None:
+            return refused
         if self.token is None:
             return _json(200, {"login": "not needed: no token is configured"})
         client = request.remote or "?"
