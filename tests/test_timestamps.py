@@ -129,3 +129,14 @@ def test_variable_frame_rate_clip_keeps_every_timestamp_and_the_sound(tiny_model
     a_in, a_out = audio_span(clip), audio_span(out)
     assert a_out[0] == pytest.approx(a_in[0], abs=1 / 30)
     assert a_out[1] == pytest.approx(min(a_in[1], reference[-1] + 1 / 30), abs=1 / 30)
+
+
+def test_the_cluster_scan_times_a_packed_b_frame_avi_as_a_single_process_run_does(tmp_path):
+    """``run --workers`` writes the frames at the times its scan found: ffprobe's, in order."""
+    from streamdream.cluster.plan import scan_input
+
+    fps = 30
+    clip = write_packed_avi(tmp_path / "divx.avi", frames=60, fps=fps, audio=None)
+    scan = scan_input(clip)
+    times = [float(p * scan.time_base) for p in scan.pts]
+    assert times == pytest.approx(ffprobe_video_times(clip, fps), abs=1e-3)

@@ -28,6 +28,7 @@ from typing import Any
 import av
 
 from ..errors import SourceError
+from ..sources.timestamps import FILE_LOOKAHEAD, FrameTimer
 
 SCAN_WIDTH = 96  # the thumbnail cut detection needs is 32 px wide; decoding at 96 keeps it cheap
 DEFAULT_FPS = Fraction(25)
@@ -130,22 +131,26 @@ def scan_input(path: str | Path, scene_cut: float | None = None) -> InputScan:
         time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
         width, height = stream.codec_context.width, stream.codec_context.height
         detector = SceneCutDetector(DEFAULT_THRESHOLD if scene_cut is None else scene_cut)
-        pts: list[int | None] = []
+        # the times a single-process run gives: best effort, so packed-B-frame AVIs keep their length
+        timer: FrameTimer[int] = FrameTimer(time_base, fps, lookahead=FILE_LOOKAHEAD)
+        seconds: list[float] = []
         keyframes: list[int] = []
         cuts: list[int] = []
         small_height = max(2, round(height * SCAN_WIDTH / max(width, 1)))
         try:
             for index, frame in enumerate(container.decode(stream)):
-                pts.append(frame.pts)
+                seconds.extend(t for _, t in timer.push(index, frame.pts, frame.dts))
                 if frame.key_frame:
                     keyframes.append(index)
                 thumb = frame.reformat(width=SCAN_WIDTH, height=small_height, format="rgb24").to_ndarray()
                 if detector(thumb):
                     cuts.append(index)
         except (av.FFmpegError, OSError) as exc:
-            if not pts:
+            if not seconds and not timer.pending:
                 raise SourceError(f"no frame could be decoded from {path}: {exc}") from None
             # a damaged tail ends the input early, as for a single-process run
+        seconds.extend(t for _, t in timer.flush())
+        pts = [round(t / time_base) for t in seconds]
         if not pts:
             raise SourceError(f"no frame could be decoded from {path} (damaged or truncated file?)")
         return InputScan(

@@ -91,6 +91,11 @@ class FrameTimer(Generic[T]):
             ready.append(self._decide(*self._pending.popleft()))
         return ready
 
+    @property
+    def pending(self) -> int:
+        """Items pushed whose time is not decided yet."""
+        return len(self._pending)
+
     def flush(self) -> list[tuple[T, float]]:
         ready = [self._decide(*entry) for entry in self._pending]
         self._pending.clear()
