@@ -27,12 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from streamdream.app import build_engine  # noqa: E402
 from streamdream.coherence import PROCESSORS  # noqa: E402
 from streamdream.coherence.evaluate import evaluate_frames, read_frames  # noqa: E402
 from streamdream.config import parse_config  # noqa: E402
 from streamdream.dream.engine import DreamEngine  # noqa: E402
 from streamdream.frames import Frame, freeze  # noqa: E402
-from streamdream.models.loader import load_dream_model  # noqa: E402
 
 MODES = ("independent", "blend", "flow")
 
@@ -127,7 +127,7 @@ def main() -> int:
     overrides = parse_overrides(args.set)
     dream = {"width": args.width, "seed": args.seed, **overrides.pop("dream", {})}
     config = parse_config({"model": {"name": args.model, **overrides.pop("model", {})}, "dream": dream, **overrides})
-    engine = DreamEngine(load_dream_model(config.model), config.dream)
+    engine = build_engine(config)  # with the config's engine: section (--set engine.onednn=false)
     engine.dream(np.full((96, 128, 3), 128.0, np.float32))  # trace the graph before any timing
     modes = [m for m in args.modes.split(",") if m]
 

@@ -44,7 +44,8 @@ def build_engine(config: Config):  # -> DreamEngine; imported lazily: TensorFlow
     from .dream.engine import DreamEngine
     from .models.loader import load_dream_model
 
-    return DreamEngine(load_dream_model(config.model, config.engine.precision), config.dream, config.engine)
+    model = load_dream_model(config.model, config.engine.precision, config.engine.fold_batchnorm)
+    return DreamEngine(model, config.dream, config.engine)
 
 
 def progress_factory(enabled: bool, max_frames: int | None = None):

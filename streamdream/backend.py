@@ -73,6 +73,8 @@ def _prepare_tensorflow(engine: EngineConfig) -> None:
     import_tensorflow()
     import tensorflow as tf
 
+    # Grappler reads this when a function is first run: before any dream step is
+    tf.config.optimizer.set_experimental_options({"remapping": engine.remapper})
     threading = tf.config.threading
     try:
         if engine.intra_op_threads and threading.get_intra_op_parallelism_threads() != engine.intra_op_threads:

@@ -93,7 +93,7 @@ def bench_model(name: str, sizes: list[tuple[int, int]], steps: int, done: Calla
     from .models.loader import load_dream_model
 
     config = Config()
-    model = load_dream_model(ModelConfig(name=name), config.engine.precision)
+    model = load_dream_model(ModelConfig(name=name), config.engine.precision, config.engine.fold_batchnorm)
     engine = DreamEngine(model, config.dream, config.engine)
     bare = _bare_gradient(model)
     classic = _classic_step(engine)

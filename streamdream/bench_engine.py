@@ -9,6 +9,11 @@ load hits all three alike and every ratio compares measurements of the same minu
 Each worker also dreams one fixed picture with a fixed seed and reports its look
 (``measure.look_figures``) and how far it raised the objective; the baseline dreamed with a second seed
 gives the noise those figures have anyway.
+
+Each row also times whole dreams (every octave, ``DREAM_REPEATS`` rounds) against the
+baseline's: a dream's smaller octaves pay a fixed cost per step (op dispatch, threads
+waking) that faster kernels do not remove, so the whole dream gains less than one step
+at the full size.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LOOK_SIZE = (192, 144)  # the look figures' picture: small, so even JAX on CPU dreams it in seconds
 SLOW_STEPS = 2  # timed steps for settings known to be slow (XLA, JAX on CPU): ms/step needs few
+DREAM_REPEATS = 2  # whole dreams timed per setting and size (each is 40 steps over 4 octaves)
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,10 @@ class Setting:
     slow: bool = False
 
 
-# main's step before issue 14: TensorFlow, oneDNN switched off (the old logging default)
-BASELINE = Setting("baseline (main's TF step)", {"backend": "tensorflow", "onednn": False})
+# main's step before issue 14: TensorFlow, oneDNN switched off (the old logging default),
+# batch normalisations computed as they are, Grappler's defaults
+BASELINE = Setting("baseline (main's TF step)",
+                   {"backend": "tensorflow", "onednn": False, "fold_batchnorm": False, "remapper": True})
 DEFAULT = Setting("default engine settings", {})
 
 
@@ -46,6 +54,8 @@ def measures(cores: int, backends: list[str]) -> list[Setting]:
     """Each CPU measure alone over the defaults, then each other backend installed."""
     out = [
         Setting("oneDNN off", {"onednn": False}),
+        Setting("BatchNorm not folded", {"fold_batchnorm": False}),
+        Setting("Grappler remapper on", {"remapper": True}),
         Setting(f"threads intra={cores} inter=1", {"intra_op_threads": cores, "inter_op_threads": 1}),
         Setting("threads intra=1 inter=1", {"intra_op_threads": 1, "inter_op_threads": 1}),
         Setting("bfloat16", {"precision": "bfloat16"}),
@@ -81,7 +91,7 @@ def _worker(conn: Any, setting: Setting, model_name: str, sizes: list[tuple[int,
         from .measure import look_figures
         from .models.loader import load_dream_model
 
-        model = load_dream_model(ModelConfig(name=model_name), engine_config.precision)
+        model = load_dream_model(ModelConfig(name=model_name), engine_config.precision, engine_config.fold_batchnorm)
         dream = Config().dream.model_copy(update={"tile_size": setting.tile_size or Config().dream.tile_size})
         looks = []
         picture = _test_picture(*LOOK_SIZE)
@@ -100,8 +110,11 @@ def _worker(conn: Any, setting: Setting, model_name: str, sizes: list[tuple[int,
                 return
             index, steps = command
             started = time.perf_counter()
-            engine.ascend(images[index], steps)
-            conn.send((time.perf_counter() - started) * 1000.0 / steps)
+            if steps:
+                engine.ascend(images[index], steps)
+            else:  # a whole dream: every octave, the smaller ones included
+                engine.dream(images[index])
+            conn.send((time.perf_counter() - started) * 1000.0 / max(steps, 1))
     except Exception as exc:  # reported to the parent, which goes on with the other settings
         conn.send({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
 
@@ -124,6 +137,7 @@ class _Running:
         return bool(self.hello.get("ready"))
 
     def step_ms(self, index: int, steps: int) -> float:
+        """ms per step over ``steps`` steps at size ``index``; 0 steps: ms for one whole dream."""
         self.conn.send((index, steps))
         return self.conn.recv()
 
@@ -184,6 +198,13 @@ def bench_engine(model: str, sizes: list[tuple[int, int]], steps: int, repeats: 
             row = {"setting": running.setting.name, "backend": running.hello["backend"], "size": f"{width}x{height}",
                    "step_ms": round(ms, 1), "baseline_ms": round(best["base"], 1),
                    "speedup": round(best["base"] / ms, 2)}
+            if setting is None or not setting.slow:  # a whole dream, its small octaves included
+                whole = {"base": float("inf"), "mine": float("inf")}
+                for _ in range(DREAM_REPEATS):
+                    whole["base"] = min(whole["base"], base.step_ms(index, 0))
+                    whole["mine"] = min(whole["mine"], running.step_ms(index, 0))
+                row.update(dream_ms=round(whole["mine"]), baseline_dream_ms=round(whole["base"]),
+                           dream_speedup=round(whole["base"] / whole["mine"], 2))
             report["rows"].append(row)
             log.info("%s %s: %.1f ms/step, baseline %.1f ms/step (x%.2f)", row["setting"], row["size"], ms,
                      best["base"], row["speedup"])
@@ -197,13 +218,16 @@ def bench_engine(model: str, sizes: list[tuple[int, int]], steps: int, repeats: 
 
 def format_engine_report(report: dict[str, Any]) -> str:
     lines = [f"device: {report['device']}", "",
-             f"{'setting':<34} {'backend':<11} {'size':>8} {'ms/step':>9} {'baseline ms':>12} {'speed-up':>9}"]
+             f"{'setting':<34} {'backend':<11} {'size':>8} {'ms/step':>9} {'baseline ms':>12} {'speed-up':>9}"
+             f" {'dream ms':>9} {'baseline ms':>12} {'speed-up':>9}"]
     for row in report["rows"]:
         if "error" in row:
             lines.append(f"{row['setting']:<34} failed: {row['error']}")
             continue
+        whole = (f" {row['dream_ms']:>9} {row['baseline_dream_ms']:>12} {row['dream_speedup']:>8.2f}x"
+                 if "dream_ms" in row else "")
         lines.append(f"{row['setting']:<34} {row['backend']:<11} {row['size']:>8} {row['step_ms']:>9.1f} "
-                     f"{row['baseline_ms']:>12.1f} {row['speedup']:>8.2f}x")
+                     f"{row['baseline_ms']:>12.1f} {row['speedup']:>8.2f}x{whole}")
     lines += ["", f"look of a full dream at {LOOK_SIZE[0]}x{LOOK_SIZE[1]}, seed 0 (measure.look_figures):",
               f"{'setting':<34} {'grain':>7} {'strength':>9} {'blacks':>8} {'whites':>8} {'obj. rise':>10}"]
     for name, look in report["looks"].items():

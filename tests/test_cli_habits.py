@@ -4,6 +4,7 @@ progress on long commands, a still as a clip of a stated length, a stop summary 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -139,6 +140,12 @@ def test_bench_shows_its_progress(tmp_path):
     proc = streamdream("bench", "--models", "efficientnet_lite0", "--sizes", "64x48", "--steps", "1", "--frames", "0", "--json")
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"bench efficientnet_lite0: 100%.*\b1/1\b", proc.stderr), proc.stderr
+    # every engine setting ran (none failed), and the fast ones also timed a whole dream
+    rows = json.loads(proc.stdout)["engine"]["rows"]
+    assert [row for row in rows if "error" in row] == []
+    names = {row["setting"] for row in rows}
+    assert {"default engine settings", "BatchNorm not folded", "Grappler remapper on", "backend jax"} <= names
+    assert all(row["dream_ms"] > 0 for row in rows if row["setting"] in ("default engine settings", "oneDNN off"))
 
 
 def test_a_still_becomes_a_clip_of_the_stated_length(tiny_model_path, cat_png, tmp_path):

@@ -125,3 +125,23 @@ def test_octave_sizes_and_zoom():
     image[45:55, 45:55] = 255
     zoomed = zoom_frame(image, 2.0)
     assert zoomed[40:60, 40:60].mean() > 200 and zoomed[:30].max() == 0
+
+
+def test_a_new_strength_reuses_the_compiled_step_and_a_new_seed_does_not():
+    # a live strength fader (OSC, the API) builds a look per value: each must not retrace
+    from streamdream.config import Config
+    from streamdream.service.director import LookBuilder
+
+    builder = LookBuilder()
+    base = Config(dream=DreamConfig(octaves=1, steps=2, seed=3))
+    first = builder.engine(base)
+    image = photo(width=128)
+    weak = first.dream(image)
+    traces = first.trace_count
+    stronger = builder.engine(base.model_copy(update={"dream": base.dream.model_copy(update={"strength": 2.0})}))
+    assert stronger is not first and stronger.step is first.step and stronger.config.strength == 2.0
+    strong = stronger.dream(image)
+    assert stronger.trace_count == traces  # no new graph
+    assert np.abs(strong - image).mean() > 1.5 * np.abs(weak - image).mean()  # and the strength took
+    reseeded = builder.engine(base.model_copy(update={"dream": base.dream.model_copy(update={"seed": 4})}))
+    assert reseeded.step is not first.step

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -55,6 +56,18 @@ def resolve_settings(config: DreamConfig, look: Look | None) -> DreamConfig:
     return config.model_copy(update={f: getattr(look, f) for f in fields if getattr(config, f) is None})
 
 
+#: the dream settings the compiled step depends on; the others (strength, steps, octaves, step
+#: size, detail level, tones, tiles) are read at each call, so engines that differ only there
+#: can share one step and its traced graph (``DreamEngine(..., step=...)``)
+STEP_FIELDS = ("guide", "seed", "transform_scale", "transform_rotate", "gradient_blur", "laplacian_levels",
+               "fine_gain", "decorrelate")
+
+
+def step_key(config: DreamConfig) -> tuple:
+    """What two dream configs must share for their engines to share a compiled step."""
+    return tuple(getattr(config, name) for name in STEP_FIELDS)
+
+
 def conditioning_of(config: DreamConfig) -> Conditioning:
     return Conditioning(
         scale=config.transform_scale,
@@ -69,7 +82,11 @@ def conditioning_of(config: DreamConfig) -> Conditioning:
 class DreamEngine:
     """Dreams pictures with one model and one set of dream settings."""
 
-    def __init__(self, model: DreamModel, config: DreamConfig, engine: EngineConfig | None = None) -> None:
+    def __init__(self, model: DreamModel, config: DreamConfig, engine: EngineConfig | None = None, *,
+                 step: Any = None) -> None:
+        """``step``: the compiled step of an engine on the same model and engine settings whose
+        config has the same ``step_key``: reused, so this engine needs no new trace (a live
+        strength fader then costs no compile). Its caller checks the key."""
         self.model = model
         config = resolve_settings(config, model.look)
         self.config = config  # every field set: the preset's look fills what the config leaves open
@@ -78,11 +95,13 @@ class DreamEngine:
         self.steps_total = 0
         # fixed without a seed too: workers dreaming one video's segments must repeat alike
         self._steady_seed = config.seed if config.seed is not None else STEADY_SEED
-        guide = read_image(config.guide) if config.guide else None
-        self.objective = Objective(model, guide)
-        self.conditioning = conditioning_of(config)
         self._blend_image = read_image(config.blend_with) if config.blend_with else None
-        self.step = make_step(self.objective, self.conditioning, self.engine, config.seed)
+        if step is not None:
+            self.step = step
+        else:
+            guide = read_image(config.guide) if config.guide else None
+            self.step = make_step(Objective(model, guide), conditioning_of(config), self.engine, config.seed)
+        self.objective, self.conditioning = self.step.objective, self.step.conditioning
 
     @property
     def trace_count(self) -> int:
@@ -226,4 +245,5 @@ def zoom_frame(image: np.ndarray, zoom: float) -> np.ndarray:
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-__all__ = ["DEFAULT_LOOK", "DreamEngine", "make_step", "octave_sizes", "resize", "resolve_settings", "zoom_frame"]
+__all__ = ["DEFAULT_LOOK", "STEP_FIELDS", "DreamEngine", "make_step", "octave_sizes", "resize", "resolve_settings", "step_key",
+           "zoom_frame"]

@@ -65,9 +65,10 @@ def resolve_look(config: ModelConfig, presets: dict[str, Look], default: str | N
     return presets[preset].layers, presets[preset]
 
 
-def load_dream_model(config: ModelConfig, precision: str = "float32") -> DreamModel:
+def load_dream_model(config: ModelConfig, precision: str = "float32", fold_batchnorm: bool = True) -> DreamModel:
     """The network cut at the dream layers; ``precision`` "bfloat16" builds it to compute in
-    bfloat16 (weights and gradients stay float32: Keras' mixed_bfloat16 policy)."""
+    bfloat16 (weights and gradients stay float32: Keras' mixed_bfloat16 policy);
+    ``fold_batchnorm`` folds batch normalisations into their convolutions (``models/fold.py``)."""
     if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         import_tensorflow()  # quietly, before keras pulls it in
     import keras
@@ -83,6 +84,10 @@ def load_dream_model(config: ModelConfig, precision: str = "float32") -> DreamMo
         mode = config.preprocess or "raw"
     else:
         get_entry(config.name)  # raises the error listing the choices
+    if fold_batchnorm:
+        from .fold import fold_batchnorm as fold
+
+        base = fold(base)
     if precision == "bfloat16":
         for layer in base.layers:  # a built or loaded network alike; the weights stay float32
             if not isinstance(layer, keras.layers.InputLayer):

@@ -64,6 +64,7 @@ class LookBuilder:
         self.observer = observer or PipelineObserver()
         self._models: OrderedDict[ModelConfig, Any] = OrderedDict()
         self._engines: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._steps: OrderedDict[tuple[Any, ...], Any] = OrderedDict()  # compiled steps, by step_key
 
     def model(self, config: ModelConfig) -> Any:
         from ..models.loader import load_dream_model
@@ -76,18 +77,31 @@ class LookBuilder:
         prepare(config.engine)  # the first build picks the backend; a reload asking for another is refused
         from ..dream.engine import DreamEngine
 
-        return _cached(self._engines, (config.model, config.dream, config.engine),
-                       lambda: DreamEngine(self.model(config.model), config.dream, config.engine), ENGINE_CACHE)
+        def build() -> Any:
+            # a new strength (an OSC fader, the API) reuses the step traced for the old one
+            step = self._steps.get(self._step_key(config))
+            engine = DreamEngine(self.model(config.model), config.dream, config.engine, step=step)
+            _cached(self._steps, self._step_key(config), lambda: engine.step, ENGINE_CACHE)
+            return engine
+
+        return _cached(self._engines, (config.model, config.dream, config.engine), build, ENGINE_CACHE)
+
+    @staticmethod
+    def _step_key(config: Config) -> tuple[Any, ...]:
+        from ..dream.engine import step_key
+
+        return (config.model, step_key(config.dream), config.engine)
 
     def __call__(self, preset: str, config: Config, warm_on: Frame) -> Look:
         """A live look, warmed up on ``warm_on`` (a real frame: its dream is ready to show;
         an ``IdleFrame`` made up at start: only traced and checked)."""
-        key = (config.model, config.dream)
         try:
             engine = self.engine(config)
             return build_look(preset, config, engine, live=True, observer=self.observer, warm_on=warm_on, shown=warm_on.index >= 0)
         except BaseException:
-            self._engines.pop(key, None)  # a look that failed must not leave a broken engine cached
+            # a look that failed must not leave a broken engine, or its step, cached
+            self._engines.pop((config.model, config.dream, config.engine), None)
+            self._steps.pop(self._step_key(config), None)
             raise
 
 
