@@ -79,9 +79,9 @@ class LookBuilder:
 
         def build() -> Any:
             # a new strength (an OSC fader, the API) reuses the step traced for the old one
-            step = self._steps.get(self._step_key(config))
-            engine = DreamEngine(self.model(config.model), config.dream, config.engine, step=step)
-            _cached(self._steps, self._step_key(config), lambda: engine.step, ENGINE_CACHE)
+            key = self._step_key(config)
+            engine = DreamEngine(self.model(config.model), config.dream, config.engine, step=self._steps.get(key))
+            _cached(self._steps, key, lambda: engine.step, ENGINE_CACHE)
             return engine
 
         return _cached(self._engines, (config.model, config.dream, config.engine), build, ENGINE_CACHE)
