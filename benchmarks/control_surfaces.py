@@ -42,7 +42,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamdream.config import load_config  # noqa: E402
-from streamdream.pipeline.observer import ObserverGroup, PipelineObserver  # noqa: E402
+from streamdream.runtime.observer import ObserverGroup, PipelineObserver  # noqa: E402
 from streamdream.service.daemon import Service  # noqa: E402
 from tests.fixtures.sound import write_burst_clip  # noqa: E402
 

@@ -41,7 +41,7 @@ from streamdream.frames import Frame, SourceInfo, freeze  # noqa: E402
 from streamdream.models.loader import load_dream_model  # noqa: E402
 from streamdream.pipeline.live import REFRESH_STAGE  # noqa: E402
 from streamdream.pipeline.looks import LookSwitch, build_look  # noqa: E402
-from streamdream.pipeline.observer import PipelineObserver  # noqa: E402
+from streamdream.runtime.observer import PipelineObserver  # noqa: E402
 from streamdream.pipeline.runner import Pipeline  # noqa: E402
 
 

@@ -29,10 +29,10 @@ import numpy as np
 from .config import Config, OutputConfig
 from .frames import SourceInfo
 from .pipeline.looks import Look, LookSwitch, build_look
-from .pipeline.observer import PipelineObserver
+from .runtime.observer import PipelineObserver
 from .pipeline.outputs import OutputSet
 from .pipeline.runner import Pipeline, PipelineResult
-from .pipeline.workers import Workers
+from .runtime.workers import Workers
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from streamdream.frames import Frame, freeze
 from streamdream.models.loader import load_dream_model
 from streamdream.pipeline.live import LiveDream, LiveDreamWorker
 from streamdream.pipeline.looks import Look, LookSwitch
-from streamdream.pipeline.observer import PipelineObserver
-from streamdream.pipeline.workers import Workers
+from streamdream.runtime.observer import PipelineObserver
+from streamdream.runtime.workers import Workers
 
 PHOTO = data.astronaut()
 

@@ -17,10 +17,10 @@ import pytest
 from streamdream.config import IdleConfig, OutputConfig, ReconnectConfig
 from streamdream.errors import SinkError, SourceError, SourceLostError
 from streamdream.frames import Frame, SourceInfo, freeze
-from streamdream.pipeline.observer import PipelineObserver
+from streamdream.runtime.observer import PipelineObserver
 from streamdream.pipeline.outputs import OutputSet
 from streamdream.pipeline.runner import Pipeline
-from streamdream.pipeline.workers import Workers
+from streamdream.runtime.workers import Workers
 from streamdream.service.idle import IdleAnimator
 from streamdream.service.reconnect import ReconnectingSource
 from streamdream.sinks.rotation import RecordingNames, prune
@@ -273,8 +273,8 @@ def test_recording_names_never_overwrite_and_prune_frees_space(tmp_path, monkeyp
 
 
 def test_workers_have_unique_names_one_stop_and_an_end_marker_even_when_they_fail(caplog):
-    from streamdream.pipeline.queues import FrameQueue, QueuePolicy
-    from streamdream.pipeline.workers import Worker
+    from streamdream.runtime.queues import FrameQueue, QueuePolicy
+    from streamdream.runtime.workers import Worker
 
     class Producer(Worker):
         def __init__(self, out: FrameQueue, fail: bool) -> None:

@@ -25,7 +25,7 @@ from streamdream.config import (
 )
 from streamdream.errors import ConfigError, ControlError, SourceError, SourceLostError
 from streamdream.frames import Frame, SourceInfo, freeze
-from streamdream.pipeline.observer import PipelineObserver
+from streamdream.runtime.observer import PipelineObserver
 from streamdream.service.health import HealthMonitor
 from streamdream.service.http import ServiceServer
 from streamdream.service.idle import IdleAnimator, IdleFrame

@@ -37,8 +37,8 @@ import numpy as np
 
 from ..config import AudioReactConfig
 from ..frames import Frame
-from ..pipeline.observer import PipelineObserver
-from ..pipeline.workers import POLL, StopToken, Worker, Workers
+from ..runtime.observer import PipelineObserver
+from ..runtime.workers import POLL, StopToken, Worker, Workers
 from .follower import HOP, RATE, Levels, LoudnessFollower, strength_factor
 
 log = logging.getLogger(__name__)

@@ -89,7 +89,7 @@ def _dream_here(config: Config, engine, source: str, output: OutputConfig, stop:
         # the partial file is batch's own (a killed run may have left one): overwrite it
         outputs=[output.model_copy(update={"uri": str(partial) + (f"?{query}" if query else ""), "overwrite": True}).model_dump()],
     )
-    # a pipeline that ends stops only its own workers (pipeline/workers.py), never the stop event
+    # a pipeline that ends stops only its own workers (runtime/workers.py), never the stop event
     # it is given: the next file starts with the same one
     try:
         result = run_pipeline(run_config, stop, engine=engine)

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from ..pipeline.observer import PipelineObserver
+from ..runtime.observer import PipelineObserver
 from .worker import PieceResult
 
 

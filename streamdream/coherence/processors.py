@@ -31,7 +31,7 @@ from ..config import CoherenceConfig
 from ..dream.engine import DreamEngine, octave_sizes, resize
 from ..dream.tone import ToneKeeper
 from ..frames import Frame, freeze
-from ..pipeline.observer import PipelineObserver
+from ..runtime.observer import PipelineObserver
 from .adaptive import Quality, QualityController
 from .carry import FlowWarper
 from .flow import FlowEstimator, to_gray

@@ -37,9 +37,9 @@ import numpy as np
 from ..coherence.carry import FlowWarper
 from ..coherence.flow import FlowEstimator, to_gray
 from ..frames import Frame, freeze
-from .observer import PipelineObserver
-from .queues import FrameQueue, QueuePolicy
-from .workers import POLL, Worker
+from ..runtime.observer import PipelineObserver
+from ..runtime.queues import FrameQueue, QueuePolicy
+from ..runtime.workers import POLL, Worker
 
 if TYPE_CHECKING:  # TensorFlow comes with the processors; this module must not import it
     from ..coherence.processors import DreamProcessor

@@ -26,7 +26,7 @@ import numpy as np
 from ..config import Config
 from ..frames import Frame, IdleFrame, freeze
 from .live import LiveDream
-from .observer import PipelineObserver
+from ..runtime.observer import PipelineObserver
 
 if TYPE_CHECKING:  # the processors come with TensorFlow; this module is imported before it loads
     from ..coherence.processors import DreamProcessor

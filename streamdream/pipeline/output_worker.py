@@ -28,9 +28,9 @@ from ..frames import EndOfStream, Frame, SourceInfo
 from ..sinks.base import Sink
 from ..sinks.rotation import Recordings, is_disk_full
 from ..sinks.uri import ParsedOutput
-from .observer import PipelineObserver
-from .queues import FrameQueue, QueueClosed, QueuePolicy
-from .workers import POLL, Backoff, Consumer, StopToken, Workers
+from ..runtime.observer import PipelineObserver
+from ..runtime.queues import FrameQueue, QueueClosed, QueuePolicy
+from ..runtime.workers import POLL, Backoff, Consumer, StopToken, Workers
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from ..config import OutputConfig, ReconnectConfig
 from ..frames import Frame, SourceInfo
 from ..sinks.base import Sink
 from ..sinks.uri import ParsedOutput, parse_output_uri
-from .observer import PipelineObserver
+from ..runtime.observer import PipelineObserver
 from .output_worker import Opener, OutputState, OutputWorker
-from .workers import StopToken, Workers
+from ..runtime.workers import StopToken, Workers
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import StreamdreamError
 from ..frames import EndOfStream, Frame, SourceInfo
 from .live import LiveDreamWorker
-from .observer import ObserverGroup, PipelineObserver
+from ..runtime.observer import ObserverGroup, PipelineObserver
 from .outputs import OutputSet, OutputState
-from .queues import FrameQueue, QueueClosed, QueuePolicy
-from .workers import JOIN_TIMEOUT, POLL, Consumer, Worker, Workers
+from ..runtime.queues import FrameQueue, QueueClosed, QueuePolicy
+from ..runtime.workers import JOIN_TIMEOUT, POLL, Consumer, Worker, Workers
 
 if TYPE_CHECKING:  # the protocols only; importing the packages would load every sink and source
     from ..sinks.base import Sink

@@ -14,7 +14,7 @@ What runs, top to bottom (the threads and queues are drawn in the README's "Arch
    ``health.stuck_after`` (or whose worker failed) is rebuilt. A reload can never end
    the daemon: any failure is a rejected change, logged and shown in /api/state.
 4. ``stop`` (the CLI sets it on SIGTERM/SIGINT) ends it all; outputs are finalized, and
-   every thread is joined by the one owner (``pipeline/workers.py``).
+   every thread is joined by the one owner (``runtime/workers.py``).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from ..app import Assembly, assemble
 from ..config import Config, SourceConfig, load_config
 from ..errors import ControlError
 from ..log import redact_url
-from ..pipeline.observer import ObserverGroup
+from ..runtime.observer import ObserverGroup
 from ..pipeline.runner import Pipeline
-from ..pipeline.workers import JOIN_TIMEOUT, POLL, Backoff, Workers
+from ..runtime.workers import JOIN_TIMEOUT, POLL, Backoff, Workers
 from .director import Director, LookBuilder, describe_failure
 from .health import HealthMonitor
 from .http import ServiceServer, check_control_binding

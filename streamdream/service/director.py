@@ -32,9 +32,9 @@ from ..errors import ControlError, ModelError, StreamdreamError
 from .tweaks import Tweaks, apply_tweaks, check_tweak
 from ..frames import Frame, SourceInfo, freeze
 from ..pipeline.looks import Look, LookSwitch, build_look
-from ..pipeline.observer import PipelineObserver
-from ..pipeline.queues import FrameQueue, QueuePolicy
-from ..pipeline.workers import POLL, Worker, Workers
+from ..runtime.observer import PipelineObserver
+from ..runtime.queues import FrameQueue, QueuePolicy
+from ..runtime.workers import POLL, Worker, Workers
 from .playlist import DEFAULT_PRESET, Playlist, apply_preset, next_in, preset_names
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from ..config import HealthConfig
-from ..pipeline.observer import PipelineObserver
+from ..runtime.observer import PipelineObserver
 
 
 @dataclass(frozen=True)

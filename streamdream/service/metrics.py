@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from .. import __version__
 from ..config import MetricsConfig
 from ..log import redact_url
-from ..pipeline.observer import ObserverGroup, PipelineObserver
+from ..runtime.observer import ObserverGroup, PipelineObserver
 from .health import HealthMonitor
 
 STAGES = ("capture", "idle", "dream", "write")

@@ -43,7 +43,7 @@ from pythonosc.osc_server import BlockingOSCUDPServer
 
 from ..config import OscConfig
 from ..errors import ConfigError, ControlError
-from ..pipeline.workers import POLL, Worker
+from ..runtime.workers import POLL, Worker
 from ..web.origin import is_loopback
 from .control import Controller, perform
 

@@ -32,9 +32,9 @@ from ..config import ReconnectConfig
 from ..errors import SourceError
 from ..frames import Frame, IdleFrame, SourceInfo, freeze
 from ..log import redact_url
-from ..pipeline.observer import PipelineObserver
-from ..pipeline.queues import FrameQueue, QueueClosed, QueuePolicy
-from ..pipeline.workers import POLL, Backoff, Workers
+from ..runtime.observer import PipelineObserver
+from ..runtime.queues import FrameQueue, QueueClosed, QueuePolicy
+from ..runtime.workers import POLL, Backoff, Workers
 from ..sources.base import Source
 from .idle import IdleAnimator
 

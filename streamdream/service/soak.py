@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from ..config import Config, parse_config
-from ..pipeline.workers import POLL, Worker, Workers
+from ..runtime.workers import POLL, Worker, Workers
 
 log = logging.getLogger(__name__)
 

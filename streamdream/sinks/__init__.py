@@ -34,7 +34,7 @@ from .virtualcam import VirtualCamSink
 from .window import WindowSink
 
 if TYPE_CHECKING:
-    from ..pipeline.workers import Workers
+    from ..runtime.workers import Workers
 
 __all__ = [
     "FileSink",

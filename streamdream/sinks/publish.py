@@ -36,7 +36,7 @@ from ..config import OutputConfig
 from ..errors import SinkError
 from ..frames import Frame, SourceInfo
 from ..log import redact_url
-from ..pipeline.workers import POLL, Worker, Workers
+from ..runtime.workers import POLL, Worker, Workers
 from .file import DEFAULT_FPS, EncoderSettings, PtsClock, VideoEncoder
 
 log = logging.getLogger(__name__)

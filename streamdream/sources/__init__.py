@@ -8,7 +8,7 @@ import av
 
 from ..config import SourceConfig
 from ..log import redact_url
-from ..pipeline.workers import Workers
+from ..runtime.workers import Workers
 from .av_source import AvSource
 from .base import Source
 from .demo import DemoSource, demo_settings
@@ -74,7 +74,7 @@ def _flag(text: str) -> bool:
 def open_source(config: SourceConfig, platform: str = sys.platform, workers: Workers | None = None, audio=None) -> Source:
     """Build the source ``config.uri`` names, closed; the caller calls ``open()``.
 
-    ``workers`` starts the source's reader threads (see ``pipeline/workers.py``); ``audio``
+    ``workers`` starts the source's reader threads (see ``runtime/workers.py``); ``audio``
     (an ``AudioTap``) hears the input's audio track, for audio-reactive dreaming."""
     parsed = parse_uri(config.uri)
     if parsed.kind == "demo":

@@ -22,8 +22,8 @@ import av
 from ..errors import SourceError, SourceLostError
 from ..frames import EndOfStream, Frame, SourceInfo, freeze
 from ..images import MAX_PIXELS_8K, check_picture_size
-from ..pipeline.queues import FrameQueue, QueuePolicy
-from ..pipeline.workers import POLL, StopToken, Workers
+from ..runtime.queues import FrameQueue, QueuePolicy
+from ..runtime.workers import POLL, StopToken, Workers
 from .base import OpenedInfo
 from .timestamps import FILE_LOOKAHEAD, BestEffortTimestamps, FrameTimer
 from .uri import AvOpenArgs

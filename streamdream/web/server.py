@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ..errors import StreamdreamError
-from ..pipeline.workers import Worker, Workers
+from ..runtime.workers import Worker, Workers
 from .guard import ConnectionPool, GuardedProtocol
 from .origin import HostAllowList
 
