@@ -77,7 +77,8 @@ def dream_apart(config, clip: Path, policy: SegmentPolicy, folder: Path, name: s
 def seam_benchmark(args, folder: Path) -> dict:
     from streamdream.app import build_engine, run_pipeline
     from streamdream.cluster.worker import SegmentDreamer
-    from streamdream.coherence.evaluate import evaluate_frames, evaluate_many, read_frames
+    from streamdream.coherence.evaluate import evaluate_frames, evaluate_many
+    from streamdream.media import read_frames
 
     clip = bbb()
     config = make_config(clip, folder / "single.mp4", args.width)

@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamdream.app import build_engine  # noqa: E402
 from streamdream.coherence import PROCESSORS  # noqa: E402
-from streamdream.coherence.evaluate import evaluate_frames, read_frames  # noqa: E402
+from streamdream.coherence.evaluate import evaluate_frames  # noqa: E402
+from streamdream.media import read_frames  # noqa: E402
 from streamdream.config import parse_config  # noqa: E402
 from streamdream.dream.engine import DreamEngine  # noqa: E402
 from streamdream.frames import Frame, freeze  # noqa: E402

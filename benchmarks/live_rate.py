@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamdream.coherence.evaluate import read_frames  # noqa: E402
+from streamdream.media import read_frames  # noqa: E402
 from streamdream.config import parse_config  # noqa: E402
 from streamdream.dream.engine import DreamEngine  # noqa: E402
 from streamdream.frames import Frame, SourceInfo, freeze  # noqa: E402

@@ -21,7 +21,7 @@ import skimage.data
 
 from streamdream.app import run_pipeline
 from streamdream.arguments import build_parser
-from streamdream.cli import stop_summary
+from streamdream.commands.run import stop_summary
 from streamdream.config import parse_config
 from streamdream.pipeline.runner import Pipeline
 from streamdream.sinks import open_sink

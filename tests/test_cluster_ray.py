@@ -19,7 +19,7 @@ from streamdream.app import run_pipeline
 from streamdream.cluster.command import StoppedError, dream_files
 from streamdream.cluster.plan import SegmentPolicy
 from streamdream.cluster.pool import WorkerPool, connect
-from streamdream.coherence.evaluate import read_frames
+from streamdream.media import read_frames
 from streamdream.config import parse_config
 from streamdream.service.metrics import PrometheusObserver
 from tests.fixtures.shots import write_shots

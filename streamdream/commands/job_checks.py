@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Config, OutputConfig
-from .errors import ConfigError, ModelError, SinkError, SourceError
-from .preflight import Problems, check_dream, check_model, check_output, check_picture, did_you_mean, probe_video_file
-from .safe_write import check_target
+from ..config import Config, OutputConfig
+from ..errors import ConfigError, ModelError, SinkError, SourceError
+from ..preflight import Problems, check_dream, check_model, check_output, check_picture, did_you_mean, probe_video_file
+from ..safe_write import check_target
 
 VIDEO_HINT = "; for a video: streamdream run --input {path}"
 
@@ -57,7 +57,7 @@ def check_gallery_job(
     A model whose weights are not here is left off the sheet, not an error; a preset named
     with ``--presets`` must exist in every model named, as the sheet asks each for it.
     """
-    from .models.registry import REGISTRY
+    from ..models.registry import REGISTRY
 
     problems = Problems()
     if not 32 <= width <= 4096:

@@ -139,7 +139,7 @@ def soak(
 def _soak(
     minutes: float, stop: threading.Event | None, config: Config | None, warmup: float | None, sample_every: float, recordings: str
 ) -> dict[str, Any]:
-    from .daemon import Service
+    from ..service.daemon import Service
 
     if minutes <= 0:
         raise ValueError(f"--soak must be > 0 minutes, got {minutes:g}")

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import threading
 from fractions import Fraction
 
-from .app import build_engine, to_uint8
-from .config import Config, OutputConfig
-from .dream.engine import zoom_frame
-from .frames import Frame, SourceInfo, freeze
-from .images import read_image
-from .progress import progress_bar
+from ..app import build_engine, to_uint8
+from ..arguments import config_from_args
+from ..config import Config, OutputConfig
+from ..frames import Frame, SourceInfo, freeze
+from ..images import read_image
+from ..progress import progress_bar
+from ..sinks import open_sink
+from .job_checks import check_zoom_job
 from .stills import dream_at_width, dream_size
 
 log = logging.getLogger(__name__)
@@ -32,7 +35,7 @@ def dream_zoom(
 
     Each frame is dreamed at ``config.dream.width`` (the picture's width if unset).
     """
-    from .sinks import open_sink
+    from ..dream.engine import zoom_frame  # loads the Keras backend: after the preflight
 
     picture = read_image(image_path)
     height, width = picture.shape[:2]
@@ -56,3 +59,14 @@ def dream_zoom(
         bar.close()
         sink.close()
     return written
+
+
+def command(args: argparse.Namespace, stop: threading.Event) -> int:
+    config = config_from_args(args)
+    output = OutputConfig(uri=args.output, overwrite=args.overwrite)
+    check_zoom_job(config, args.input, output, args.frames, args.fps, args.zoom)
+    written = dream_zoom(
+        config, args.input, output, frames=args.frames, zoom=args.zoom, fps=args.fps, stop=stop, progress=not args.no_progress
+    )
+    log.info("wrote %s (%d frames)", args.output, written)
+    return 0 if written == args.frames else 130

@@ -1,0 +1,18 @@
+"""``streamdream batch IN_DIR OUT_DIR``: every video of a folder dreamed, resumable, optionally on Ray."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from ..arguments import config_from_args
+from ..cluster.batch import batch_command
+from ..preflight import Problems, check_dream
+
+
+def command(args: argparse.Namespace, stop: threading.Event) -> int:
+    config = config_from_args(args)
+    problems = Problems()
+    check_dream(config, problems)  # the folders are batch's own to check
+    problems.raise_first()
+    return batch_command(config, args.in_dir, args.out_dir, stop, workers=args.workers, cluster=args.cluster)

@@ -1,0 +1,52 @@
+"""``streamdream run``: one input dreamed into its outputs, in this process or on a Ray cluster."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+
+from ..app import run_pipeline
+from ..cluster.command import run_command
+from ..arguments import config_from_args
+from ..errors import SinkError
+from ..log import redact_url
+from ..pipeline.runner import PipelineResult
+from ..preflight import check_config
+from ..service.metrics import start_metrics
+
+log = logging.getLogger("streamdream")
+
+
+def stop_summary(result: PipelineResult, outputs: str) -> str:
+    """'38 in, 33 out, 4 dropped (stale 4), 1 in flight -> out.mp4': in = out + dropped + in flight."""
+    dropped = sum(result.dropped.values())
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(result.dropped.items()))
+    in_flight = result.frames_in - result.frames_out - dropped
+    text = f"{result.frames_in} frames in, {result.frames_out} out, {dropped} dropped"
+    text += f" ({reasons})" if reasons else ""
+    text += f", {in_flight} in flight when stopped" if in_flight else ""
+    return f"{text} -> {outputs}"
+
+
+def command(args: argparse.Namespace, stop: threading.Event) -> int:
+    config = config_from_args(args)
+    check_config(config, "run")
+    if args.workers is not None or args.cluster is not None:
+        return run_command(config, stop, workers=args.workers, cluster=args.cluster)
+
+    observer, server = None, None
+    if config.metrics.enabled:
+        observer, server = start_metrics(config.metrics, model=config.model.name)
+    try:
+        result = run_pipeline(config, stop, observer=observer)
+    finally:
+        if server is not None:
+            server.shutdown()
+    log.info("%s", stop_summary(result, ", ".join(redact_url(o.uri) for o in config.outputs)))
+    if result.error is not None:
+        raise result.error
+    if result.outputs_down:  # finalized as far as they got; the run itself went on
+        down = result.outputs_down[0]
+        raise SinkError(f"output {down.uri} failed and did not recover: {down.error}")
+    return 130 if result.stopped and not (result.info and result.info.live) else 0

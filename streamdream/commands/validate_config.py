@@ -1,0 +1,24 @@
+"""``streamdream validate-config FILE``: everything ``run`` or ``serve`` would check, without the model."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from ..config import load_config
+from ..log import redact_url
+from ..preflight import check_config
+
+SERVE_SECTIONS = ("playlist", "control", "health", "reconnect", "idle")
+
+
+def command(args: argparse.Namespace, stop: threading.Event) -> int:
+    config = load_config(args.file)
+    command_name = args.for_command or ("serve" if config.model_fields_set & set(SERVE_SECTIONS) else "run")
+    # ports are left out: the daemon this config belongs to may be running and holding them
+    check_config(config, command_name, ports=False)
+    print(
+        f"{args.file}: valid for `streamdream {command_name} --config` ({len(config.outputs)} output(s), "
+        f"model {config.model.name}, source {redact_url(config.source.uri)})"
+    )
+    return 0
