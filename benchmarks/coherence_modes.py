@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from streamdream.app import build_engine  # noqa: E402
 from streamdream.coherence import PROCESSORS  # noqa: E402
 from streamdream.coherence.evaluate import evaluate_frames  # noqa: E402
-from streamdream.media import read_frames  # noqa: E402
 from streamdream.config import parse_config  # noqa: E402
 from streamdream.dream.engine import DreamEngine  # noqa: E402
 from streamdream.frames import Frame, freeze  # noqa: E402
+from streamdream.media import read_frames  # noqa: E402
 
 MODES = ("independent", "blend", "flow")
 
@@ -71,8 +71,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict[str, object]]:
 
 
 def write_mp4(path: Path, frames: list[np.ndarray], fps: float) -> None:
-    import av
     from fractions import Fraction
+
+    import av
 
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))

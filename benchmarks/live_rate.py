@@ -34,15 +34,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamdream.media import read_frames  # noqa: E402
 from streamdream.config import parse_config  # noqa: E402
 from streamdream.dream.engine import DreamEngine  # noqa: E402
 from streamdream.frames import Frame, SourceInfo, freeze  # noqa: E402
+from streamdream.media import read_frames  # noqa: E402
 from streamdream.models.loader import load_dream_model  # noqa: E402
 from streamdream.pipeline.live import REFRESH_STAGE  # noqa: E402
 from streamdream.pipeline.looks import LookSwitch, build_look  # noqa: E402
-from streamdream.runtime.observer import PipelineObserver  # noqa: E402
 from streamdream.pipeline.runner import Pipeline  # noqa: E402
+from streamdream.runtime.observer import PipelineObserver  # noqa: E402
 
 
 class PannedClipSource:

@@ -25,24 +25,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
+from .audio import AudioReact
+from .backend import prepare
 from .config import Config, OutputConfig
 from .frames import SourceInfo
+from .models.loader import load_dream_model
 from .pipeline.looks import Look, LookSwitch, build_look
-from .runtime.observer import PipelineObserver
 from .pipeline.outputs import OutputSet
 from .pipeline.runner import Pipeline, PipelineResult
+from .runtime.observer import PipelineObserver
 from .runtime.workers import Workers
+from .sources import open_source
+from .sources.uri import parse_uri
 
 log = logging.getLogger(__name__)
 
 
 def build_engine(config: Config):  # -> DreamEngine; imported lazily: TensorFlow is slow to import
-    from .backend import prepare
 
     prepare(config.engine)  # before the backend is imported (a no-op when the CLI already did)
-    from .dream.engine import DreamEngine
-    from .models.loader import load_dream_model
+    from .dream.engine import DreamEngine  # noqa: PLC0415 - loads Keras and its backend
 
     model = load_dream_model(config.model, config.engine.precision, config.engine.fold_batchnorm)
     return DreamEngine(model, config.dream, config.engine)
@@ -54,8 +58,6 @@ def progress_factory(enabled: bool, max_frames: int | None = None):
         return None
 
     def make(info: SourceInfo):
-        from tqdm import tqdm
-
         total = None if info.live else info.frame_count
         if max_frames and (total is None or max_frames < total):
             total = max_frames
@@ -66,7 +68,6 @@ def progress_factory(enabled: bool, max_frames: int | None = None):
 
 def audio_source_of(uri: str) -> str | None:
     """The real path whose audio a file output carries: only plain file inputs have one."""
-    from .sources.uri import parse_uri
 
     parsed = parse_uri(uri)
     return parsed.target if parsed.kind == "file" and Path(parsed.target).is_file() else None
@@ -123,7 +124,6 @@ def assemble(
     daemon's director passes its own); ``engine`` reuses a loaded DreamEngine (bench);
     ``source`` replaces the configured one (the daemon's reconnecting source).
     """
-    from .sources import open_source
 
     workers = stop if isinstance(stop, Workers) else Workers(stop)
     observer = observer or PipelineObserver()
@@ -150,8 +150,6 @@ def assemble(
         react = None
     if react is not None:
         if not react.live:
-            from .sources.uri import parse_uri
-
             react.start_file(parse_uri(config.source.uri).target, workers)
         looks.modulation = react.strength
     return Assembly(config, source, info, looks, observer, workers, daemon, audio, react)
@@ -161,8 +159,6 @@ def _audio_react(config: Config, observer: PipelineObserver):  # -> AudioReact |
     """Audio-reactive dreaming for ``run``: a file's track analysed ahead, a stream's heard by its reader."""
     if config.audio_react is None:
         return None
-    from .audio import AudioReact
-    from .sources.uri import parse_uri
 
     return AudioReact(config.audio_react, live=parse_uri(config.source.uri).kind != "file", observer=observer)
 

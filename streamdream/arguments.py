@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from . import __version__
 from .config import Config, DreamConfig, ModelConfig, load_config, with_overrides
 from .errors import EXIT_CODES
+from .web.binding import parse_listen_address
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -267,8 +268,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
         sections["pipeline"] = {"max_frames": args.max_frames, "progress": False if args.no_progress else None}
         sections["coherence"] = {"mode": args.coherence}
         if args.metrics:
-            from .service.http import parse_listen_address
-
             host, port = parse_listen_address(args.metrics)
             sections["metrics"] = {"enabled": True, "host": host, "port": port}
     return with_overrides(config, **sections)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import platform
 import sys
 
 from .config import EngineConfig
 from .errors import ConfigError
+from .log import import_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ def active_backend() -> str | None:
     """The backend Keras was imported with in this process, or None before the import."""
     if "keras" not in sys.modules:
         return None
-    import keras
+    import keras  # noqa: PLC0415 - loads Keras and its backend
 
     return keras.backend.backend()
 
@@ -68,10 +70,9 @@ def _prepare_tensorflow(engine: EngineConfig) -> None:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = wanted
     elif os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != wanted:
         log.info("engine.onednn=%s comes too late: TensorFlow is already imported", engine.onednn)
-    from .log import import_tensorflow
 
     import_tensorflow()
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 - loads TensorFlow
 
     # Grappler reads this when a function is first run: before any dream step is
     tf.config.optimizer.set_experimental_options({"remapping": engine.remapper})
@@ -86,7 +87,7 @@ def _prepare_tensorflow(engine: EngineConfig) -> None:
 
 
 def _prepare_torch(engine: EngineConfig) -> None:
-    import torch
+    import torch  # noqa: PLC0415 - loads PyTorch (the torch extra)
 
     if engine.intra_op_threads:
         torch.set_num_threads(engine.intra_op_threads)
@@ -102,18 +103,18 @@ def device_name() -> str:
     backend = active_backend() or chosen_backend(EngineConfig())
     gpu = None
     if backend == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # noqa: PLC0415 - loads TensorFlow
 
         gpus = tf.config.list_physical_devices("GPU")
         if gpus:
             gpu = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
     elif backend == "jax":
-        import jax
+        import jax  # noqa: PLC0415 - loads JAX (the jax extra)
 
         device = jax.devices()[0]
         gpu = None if device.platform == "cpu" else f"{device.device_kind} ({device.platform})"
     elif backend == "torch":
-        import torch
+        import torch  # noqa: PLC0415 - loads PyTorch (the torch extra)
 
         if torch.cuda.is_available():
             gpu = torch.cuda.get_device_name(0)
@@ -131,7 +132,6 @@ def cpu_model() -> str:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    import platform
 
     return platform.processor() or platform.machine()
 

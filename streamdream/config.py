@@ -8,12 +8,21 @@ the value received and the line of the YAML file it came from, e.g.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .config_file import check_yaml_budget, read_regular_file
@@ -247,7 +256,6 @@ class MetricsConfig(Section):
 
 # --- service (`streamdream serve`) sections ----------------------------------------------------
 
-from pydantic import SecretStr  # noqa: E402
 
 
 class HealthConfig(Section):
@@ -386,8 +394,6 @@ class OscConfig(Section):
     @field_validator("allow")
     @classmethod
     def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        import ipaddress
-
         for entry in value:
             try:
                 ipaddress.ip_network(entry, strict=False)

@@ -73,7 +73,7 @@ def import_tensorflow() -> None:
     with tempfile.TemporaryFile() as parked:
         os.dup2(parked.fileno(), 2)
         try:
-            import tensorflow as tf
+            import tensorflow as tf  # noqa: PLC0415 - loads TensorFlow
 
             tf.config.list_physical_devices()
         except BaseException:

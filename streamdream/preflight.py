@@ -23,10 +23,32 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
+import av
+import cv2
+
 from .config import MAX_PIXELS_8K, Config, LayerSpec, OutputConfig
-from .errors import ConfigError, ModelError, SinkError, SourceError, StreamdreamError, WeightsUnavailableError
+from .errors import (
+    ConfigError,
+    ModelError,
+    SinkError,
+    SourceError,
+    StreamdreamError,
+    WeightsUnavailableError,
+)
+from .imageheader import picture_size
+from .images import check_picture_size
 from .log import redact_url
+from .models.layer_names import layer_names
+from .models.registry import REGISTRY
 from .safe_write import check_target
+from .sinks import FileSink, PreviewSink, VirtualCamSink, WindowSink, open_sink
+from .sinks.preview import parse_preview_uri
+from .sinks.virtualcam import backend_help
+from .sinks.window import HEADLESS_HELP, display_problem, opencv_has_gui
+from .sources import av_open_args, parse_uri
+from .sources.demo import demo_settings
+from .sources.image import split_image_target
+from .web.binding import check_control_binding
 
 Command = Literal["run", "serve"]
 
@@ -85,8 +107,6 @@ def check_model(
     weights: Path | None = None, where: str = "model",
 ) -> None:  # fmt: skip
     """The model exists, its preset and layers exist, its weights file exists."""
-    from .models.layer_names import layer_names
-    from .models.registry import REGISTRY
 
     if name in REGISTRY:
         entry = REGISTRY[name]
@@ -142,10 +162,7 @@ def check_picture(
     """A still image OpenCV can read, within ``max_pixels``: from its header, nothing decoded."""
     if path is None:
         return
-    import cv2
 
-    from .imageheader import picture_size
-    from .images import check_picture_size
 
     path = str(path)
     if not os.path.exists(path):
@@ -167,7 +184,6 @@ def check_picture(
 
 def probe_video_file(path: str, display: str, max_pixels: int = MAX_PIXELS_8K) -> None:
     """A file FFmpeg reads as video, not a still image, within ``max_pixels``: opened and closed, nothing decoded."""
-    import av
 
     if not os.path.exists(path):
         raise SourceError(f"input file not found: {display}")
@@ -190,16 +206,11 @@ def probe_video_file(path: str, display: str, max_pixels: int = MAX_PIXELS_8K) -
         raise SourceError(f"input {display} is a still image, not a video; {STILL_HELP.format(path=display)}")
     if "video" not in kinds:
         raise SourceError(f"{display} has no video stream (streams found: {', '.join(kinds) or 'none'})")
-    from .images import check_picture_size
 
     check_picture_size(*size, f"{display}: the video", max_pixels, SourceError)
 
 
 def check_source(config: Config, command: Command) -> None:
-    from .sources import parse_uri
-    from .sources.demo import demo_settings
-    from .sources.image import split_image_target
-
     source = config.source
     parsed = parse_uri(source.uri)  # SourceError for an unknown scheme
     if parsed.kind == "file":
@@ -215,8 +226,6 @@ def check_source(config: Config, command: Command) -> None:
     elif parsed.kind == "demo":
         demo_settings(parsed.params, source.width, source.height, source.fps)
     elif parsed.kind == "webcam" and command == "run" and sys.platform.startswith("linux"):
-        from .sources import av_open_args
-
         device = av_open_args(parsed, source).file
         if not os.path.exists(device):  # `serve` waits for a camera to come; `run` does not
             raise SourceError(
@@ -228,8 +237,6 @@ def check_source(config: Config, command: Command) -> None:
 
 
 def _probe_lavfi(graph: str, display: str) -> None:
-    import av
-
     try:
         av.open(graph, format="lavfi", timeout=5.0).close()
     except (av.FFmpegError, OSError) as exc:
@@ -239,8 +246,6 @@ def _probe_lavfi(graph: str, display: str) -> None:
 
 def input_paths(uri: str) -> tuple[str, ...]:
     """The local files an input reads (what no output may be)."""
-    from .sources import parse_uri
-    from .sources.image import split_image_target
 
     try:
         parsed = parse_uri(uri)
@@ -276,8 +281,6 @@ def check_listen(host: str, port: int, what: str, error: type[StreamdreamError])
 
 
 def check_output(output: OutputConfig, command: Command, inputs: tuple[str, ...], ports: bool = True) -> None:
-    from .sinks import FileSink, PreviewSink, VirtualCamSink, WindowSink, open_sink
-
     sink = open_sink(output)  # parses the URI: unknown scheme or file type, bad option or codec
     shown = redact_url(output.uri)
     if isinstance(sink, FileSink):
@@ -289,16 +292,12 @@ def check_output(output: OutputConfig, command: Command, inputs: tuple[str, ...]
                 return
         check_target(path, overwrite=output.overwrite, inputs=inputs, display=shown)
     elif isinstance(sink, WindowSink):
-        from .sinks.window import HEADLESS_HELP, display_problem, opencv_has_gui
-
         problems = [p for p in (None if opencv_has_gui() else HEADLESS_HELP, display_problem()) if p]
         if problems:
             raise SinkError(f"output {shown}: cannot open a window: " + "; and ".join(problems))
     elif isinstance(sink, VirtualCamSink):
         _check_virtualcam(sink.device, shown)
     elif isinstance(sink, PreviewSink):
-        from .sinks.preview import parse_preview_uri
-
         if ports:
             host, port = parse_preview_uri(output.uri)
             check_listen(host, port, f"output {shown}", SinkError)
@@ -313,8 +312,6 @@ def _check_creatable(folder: Path, shown: str) -> None:
 
 
 def _check_virtualcam(device: str | None, shown: str) -> None:
-    from .sinks.virtualcam import backend_help
-
     if importlib.util.find_spec("pyvirtualcam") is None:
         raise SinkError(f"output {shown}: pyvirtualcam is not installed. To use it: {backend_help()}")
     if sys.platform.startswith("linux"):
@@ -331,8 +328,6 @@ def _output_key(uri: str) -> str | None:
     if kind == "window":
         return "window"
     if kind == "preview":
-        from .sinks.preview import parse_preview_uri
-
         try:
             host, port = parse_preview_uri(uri)
         except SinkError:
@@ -372,8 +367,6 @@ def check_config(config: Config, command: Command = "run", *, ports: bool = True
         if ports:
             problems.check(check_listen, config.metrics.host, config.metrics.port, "metrics", ConfigError)
         if command == "serve":
-            from .service.http import check_control_binding
-
             problems.check(check_control_binding, config.metrics.host, config.control)
     problems.raise_first()
 

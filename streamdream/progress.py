@@ -10,12 +10,13 @@ import sys
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
+from tqdm import tqdm
+
 T = TypeVar("T")
 
 
 def progress_bar(total: int | None = None, *, unit: str, desc: str, enabled: bool = True, **kwargs: Any):
     """A tqdm bar (``update(n)``, ``set_postfix_str``, ``close``); nothing is shown when disabled."""
-    from tqdm import tqdm
 
     return tqdm(total=total, unit=unit, desc=desc, file=sys.stderr, dynamic_ncols=True, disable=not enabled, **kwargs)
 

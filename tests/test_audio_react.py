@@ -8,15 +8,15 @@ mean absolute difference between each output frame and the input frame it was dr
 from __future__ import annotations
 
 import threading
-from fractions import Fraction
 import time
+from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
 
 from streamdream.app import run_pipeline
-from streamdream.audio import AudioReact, LoudnessFollower, RATE
+from streamdream.audio import RATE, AudioReact, LoudnessFollower
 from streamdream.config import AudioReactConfig, parse_config
 from streamdream.errors import SourceLostError
 from streamdream.sources.av_source import AvSource

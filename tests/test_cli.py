@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -12,13 +10,9 @@ import numpy as np
 import pytest
 import skimage.data
 
+from tests.helpers import streamdream
+
 CONFIGS = Path(__file__).parent.parent / "configs"
-
-
-def streamdream(*args, cwd=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "streamdream.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
-    )
 
 
 @pytest.fixture(scope="module")

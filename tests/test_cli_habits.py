@@ -7,8 +7,6 @@ import argparse
 import json
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -27,15 +25,10 @@ from streamdream.pipeline.runner import Pipeline
 from streamdream.sinks import open_sink
 from streamdream.sources import open_source
 from tests.fixtures.media import write_clip
+from tests.helpers import streamdream
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-def streamdream(*args, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "streamdream.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=ENV, timeout=timeout
-    )
 
 
 def tiny_dream(model: Path) -> list[str]:

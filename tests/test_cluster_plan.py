@@ -15,9 +15,9 @@ from streamdream.cluster.join import frame_duration, join_pieces
 from streamdream.cluster.plan import Segment, SegmentPolicy, plan_segments, scan_input
 from streamdream.cluster.worker import SegmentDreamer, SegmentTask
 from streamdream.coherence.evaluate import evaluate_frames
-from streamdream.media import read_frames
 from streamdream.config import parse_config
 from streamdream.frames import SourceInfo
+from streamdream.media import read_frames
 from tests.fixtures.shots import write_shots
 from tests.test_pipeline import audio_duration, video_timestamps
 

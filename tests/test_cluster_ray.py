@@ -19,8 +19,8 @@ from streamdream.app import run_pipeline
 from streamdream.cluster.command import StoppedError, dream_files
 from streamdream.cluster.plan import SegmentPolicy
 from streamdream.cluster.pool import WorkerPool, connect
-from streamdream.media import read_frames
 from streamdream.config import parse_config
+from streamdream.media import read_frames
 from streamdream.service.metrics import PrometheusObserver
 from tests.fixtures.shots import write_shots
 from tests.test_pipeline import audio_duration, video_timestamps

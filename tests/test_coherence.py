@@ -20,7 +20,6 @@ from streamdream.coherence import BlendProcessor, FlowProcessor, IndependentProc
 from streamdream.coherence.adaptive import Quality, QualityController
 from streamdream.coherence.carry import FlowWarper
 from streamdream.coherence.evaluate import evaluate_frames
-from streamdream.media import read_frames
 from streamdream.coherence.flow import FlowEstimator, to_gray, warp
 from streamdream.coherence.occlusion import consistency_mask
 from streamdream.coherence.processors import compose, dream_size
@@ -30,6 +29,7 @@ from streamdream.dream.engine import DreamEngine
 from streamdream.dream.tone import NO_TONE
 from streamdream.errors import ConfigError
 from streamdream.frames import Frame, freeze
+from streamdream.media import read_frames
 from streamdream.models.loader import load_dream_model
 from streamdream.pipeline.looks import make_processor
 

@@ -22,7 +22,8 @@ import tensorflow as tf
 from skimage import data, transform
 
 from streamdream.errors import WeightsIntegrityError
-from streamdream.models import efficientnet_lite as lite, torch_legacy
+from streamdream.models import efficientnet_lite as lite
+from streamdream.models import torch_legacy
 
 
 def _pth() -> Path:

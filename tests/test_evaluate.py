@@ -12,8 +12,8 @@ import pytest
 
 from streamdream.coherence.evaluate import KEYS, evaluate_frames
 from streamdream.commands.evaluate import evaluate, format_evaluation
-from streamdream.media import read_frames
 from streamdream.errors import SourceError
+from streamdream.media import read_frames
 from tests.fixtures.media import write_frames
 
 

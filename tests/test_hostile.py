@@ -9,7 +9,6 @@ run in one child process (``tests/fixtures/cli_batch.py``); the memory cases eac
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import pickle

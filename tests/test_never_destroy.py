@@ -25,16 +25,11 @@ from streamdream.frames import Frame, SourceInfo
 from streamdream.preflight import check_config
 from streamdream.sinks import open_sink
 from tests.fixtures.media import write_clip
+from tests.helpers import streamdream
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 OUTPUT_EXIT = 5  # errors.EXIT_CODES: output
-
-
-def streamdream(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "streamdream.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=ENV, timeout=timeout
-    )
 
 
 def digest(path: Path) -> str:

@@ -16,9 +16,9 @@ import pytest
 from streamdream.app import run_pipeline
 from streamdream.config import parse_config
 from streamdream.errors import SourceError
+from streamdream.pipeline.runner import Pipeline
 from streamdream.runtime.observer import PipelineObserver
 from streamdream.runtime.queues import FrameQueue, QueueClosed, QueuePolicy
-from streamdream.pipeline.runner import Pipeline
 from streamdream.sinks import open_sink
 from streamdream.sources import open_source
 from tests.fixtures.media import write_clip

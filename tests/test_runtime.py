@@ -15,16 +15,17 @@ import numpy as np
 import pytest
 
 from streamdream.config import IdleConfig, OutputConfig, ReconnectConfig
-from streamdream.errors import SinkError, SourceError, SourceLostError
+from streamdream.errors import SinkError, SourceLostError
 from streamdream.frames import Frame, SourceInfo, freeze
-from streamdream.runtime.observer import PipelineObserver
 from streamdream.pipeline.outputs import OutputSet
 from streamdream.pipeline.runner import Pipeline
+from streamdream.runtime.observer import PipelineObserver
 from streamdream.runtime.workers import Workers
 from streamdream.service.idle import IdleAnimator
 from streamdream.service.reconnect import ReconnectingSource
 from streamdream.sinks.rotation import RecordingNames, prune
 from tests.fixtures.media import test_pattern
+from tests.helpers import wait_for
 
 W, H, FPS = 64, 48, 25
 
@@ -98,15 +99,6 @@ def mkv_timestamps(path: Path) -> list[float]:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         return [float(f.pts * stream.time_base) for f in container.decode(stream)]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 def test_recording_timestamps_strictly_increase_across_ten_reconnects(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,22 +15,17 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.servers import free_port
+from tests.helpers import ENV as BASE_ENV
+from tests.helpers import streamdream as run_cli
+from tests.helpers import write_config
 
 ROOT = Path(__file__).parent.parent
 INSTALLATION = ROOT / "configs" / "installation.yaml"
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "STREAMDREAM_CONTROL_TOKEN": ""}
+ENV = {**BASE_ENV, "STREAMDREAM_CONTROL_TOKEN": ""}
 
 
 def streamdream(*args, timeout=60):
-    return subprocess.run(
-        [sys.executable, "-m", "streamdream.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=ENV,
-    )  # fmt: skip
-
-
-def write_config(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    return run_cli(*args, cwd=ROOT, timeout=timeout, env=ENV)
 
 
 # --- hostile input -----------------------------------------------------------------------------

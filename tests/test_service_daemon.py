@@ -20,6 +20,7 @@ from streamdream.config import load_config
 from streamdream.service import daemon
 from streamdream.service.daemon import Service
 from tests.fixtures.servers import http_request
+from tests.helpers import wait_for
 
 PASSWORD = "s3cret-Pa55word"
 TOKEN = "test-token-123456"
@@ -49,16 +50,6 @@ def samples(text: str) -> dict:
             key = s.name + "".join(f",{k}={v}" for k, v in sorted(s.labels.items()))
             out[key] = s.value
     return out
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 class Running:

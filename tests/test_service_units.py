@@ -25,6 +25,7 @@ from streamdream.config import (
 )
 from streamdream.errors import ConfigError, ControlError, SourceError, SourceLostError
 from streamdream.frames import Frame, SourceInfo, freeze
+from streamdream.pipeline.looks import Look, LookSwitch
 from streamdream.runtime.observer import PipelineObserver
 from streamdream.service.health import HealthMonitor
 from streamdream.service.http import ServiceServer
@@ -33,7 +34,6 @@ from streamdream.service.metrics import PrometheusObserver
 from streamdream.service.playlist import Playlist, apply_preset
 from streamdream.service.reconnect import Backoff, ReconnectingSource
 from streamdream.service.reload import ConfigWatcher, plan_reload
-from streamdream.pipeline.looks import Look, LookSwitch
 from tests.fixtures.servers import http_request
 
 # --- config ------------------------------------------------------------------------------------
@@ -446,7 +446,7 @@ def test_reload_plan_and_file_watch(tmp_path):
 
 
 def test_start_metrics_serves_run_too():
-    from streamdream.service.metrics import start_metrics
+    from streamdream.service.http import start_metrics
 
     observer, server = start_metrics(MetricsConfig(port=0), model="vgg16")
     try:

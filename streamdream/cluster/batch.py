@@ -18,8 +18,10 @@ import os
 import threading
 from pathlib import Path
 
+from ..app import build_engine, run_pipeline
 from ..config import Config, OutputConfig, with_overrides
 from ..errors import SourceError, StreamdreamError
+from ..sinks.file import CONTAINERS
 from .command import FileResult, StoppedError, cluster_address, dream_files
 from .workdir import WorkFolder
 
@@ -31,8 +33,6 @@ VIDEO_SUFFIXES = frozenset(
 
 
 def output_for(source: Path, out_dir: Path) -> Path:
-    from ..sinks.file import CONTAINERS
-
     suffix = source.suffix.lower() if source.suffix.lower() in CONTAINERS else ".mkv"
     return out_dir / (source.stem + suffix)
 
@@ -61,8 +61,6 @@ def batch_command(config: Config, in_dir: str, out_dir: str, stop: threading.Eve
     if workers is not None or cluster is not None:
         results = dream_files(config, pairs, stop, workers=workers, address=cluster_address(cluster))
     else:
-        from ..app import build_engine
-
         results, engine = [], None
         for source, output in pairs:
             if stop.is_set():
@@ -78,7 +76,6 @@ def batch_command(config: Config, in_dir: str, out_dir: str, stop: threading.Eve
 
 def _dream_here(config: Config, engine, source: str, output: OutputConfig, stop: threading.Event) -> FileResult:
     """One file in this process, into a temporary name renamed when complete."""
-    from ..app import run_pipeline
 
     final = Path(output.uri.partition("?")[0])
     partial = final.with_name(f".{final.stem}.partial{final.suffix}")

@@ -14,10 +14,16 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..app import audio_source_of
 from ..config import Config, OutputConfig
 from ..errors import ConfigError, SinkError, SourceError, StreamdreamError
 from ..log import redact_url
+from ..service.http import start_metrics
+from ..sinks.file import CONTAINERS, split_file_uri
 from .plan import SegmentPolicy
+from .pool import WorkerPool, connect, disconnect, import_ray
+from .progress import ClusterProgress
+from .scheduler import Scheduler, check_not_same, prepare_job
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +67,6 @@ def dream_files(
     (on a local instance of ``workers`` workers, or on the cluster at ``address``).
     ``stats``, if given, receives the pieces' results and the driver's transfer and join times.
     """
-    from .pool import WorkerPool, connect, disconnect, import_ray
-    from .progress import ClusterProgress
-    from .scheduler import Scheduler, check_not_same, prepare_job
 
     import_ray(local=pool is None and not address)  # without Ray, say how to get it before anything is written
     results: dict[int, FileResult] = {}
@@ -122,7 +125,6 @@ class StoppedError(StreamdreamError):
 
 def run_command(config: Config, stop: threading.Event, *, workers: int | None, cluster: str | None) -> int:
     """`streamdream run --workers N | --cluster [ADDRESS]`: one file in, one file out."""
-    from ..app import audio_source_of
 
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
@@ -142,8 +144,6 @@ def run_command(config: Config, stop: threading.Event, *, workers: int | None, c
         raise SinkError(f"cannot write {files[0].uri}: directory {directory} does not exist (create it first)")
     observer, server = None, None
     if config.metrics.enabled:
-        from ..service.metrics import start_metrics
-
         observer, server = start_metrics(config.metrics, model=config.model.name)
     try:
         [result] = dream_files(config, [(uri, files[0])], stop, workers=workers, address=cluster_address(cluster),
@@ -158,8 +158,6 @@ def run_command(config: Config, stop: threading.Event, *, workers: int | None, c
 
 
 def _is_file_output(output: OutputConfig) -> bool:
-    from ..sinks.file import CONTAINERS, split_file_uri
-
     try:
         path, _ = split_file_uri(output.uri)
     except SinkError:

@@ -22,7 +22,7 @@ import av
 from ..config import OutputConfig
 from ..errors import SinkError
 from ..sinks.audio import AudioCarrier
-from ..sinks.file import FileSink
+from ..sinks.file import DEFAULT_FPS, TIME_BASE, FileSink
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def join_pieces(
     return packets
 
 
-def _increasing_dts(packet: av.Packet, time_base: Fraction, last: Fraction | None) -> int:
+def _increasing_dts(packet: av.Packet, time_base: Fraction, last: Fraction | None) -> int | None:
     """The packet's decode time, moved just past ``last`` (seconds) where it is not after it.
 
     Each piece's encoder starts its decode clock anew, and Matroska stores no decode times
@@ -122,7 +122,6 @@ def _increasing_dts(packet: av.Packet, time_base: Fraction, last: Fraction | Non
 
 def frame_duration(fps: Fraction | None) -> float:
     """What the file sink adds after the last frame for the audio's end: one frame, in its clock."""
-    from ..sinks.file import DEFAULT_FPS, TIME_BASE
 
     ticks = max(1, round(TIME_BASE.denominator / (fps or DEFAULT_FPS)))
     return ticks / TIME_BASE.denominator

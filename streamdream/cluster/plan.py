@@ -27,6 +27,7 @@ from typing import Any
 
 import av
 
+from ..coherence.scenecut import DEFAULT_THRESHOLD, SceneCutDetector
 from ..errors import SourceError
 from ..sources.timestamps import FILE_LOOKAHEAD, FrameTimer
 
@@ -115,7 +116,6 @@ class Segment:
 def scan_input(path: str | Path, scene_cut: float | None = None) -> InputScan:
     """Decode ``path`` once; raise SourceError naming the file when it cannot be read."""
     # imported here: the coherence package still loads TensorFlow, which the driver never needs before this
-    from ..coherence.scenecut import DEFAULT_THRESHOLD, SceneCutDetector
 
     try:
         container = av.open(str(path))

@@ -20,8 +20,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
+
 from ..config import Config
 from ..errors import ConfigError, ModelError
+from ..log import import_tensorflow, setup_logging
 from .worker import PieceResult, SegmentDreamer, SegmentTask
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,7 @@ def import_ray(local: bool = False):
         # Ray picks the address its servers bind from this switch, read once when it is imported
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
-        import ray
+        import ray  # noqa: PLC0415 - loads Ray (the cluster extra)
     except ImportError:
         raise ConfigError(f"--workers, --cluster and batch on workers run on Ray, which is not installed: {INSTALL_HINT}") from None
     return ray
@@ -67,13 +70,11 @@ def connect(address: str | None, object_store_mb: int | None = None) -> bool:
 
 def _limit_threads(threads: int) -> None:
     """A worker uses the CPUs Ray gave it, not every core of the machine (set before TensorFlow starts)."""
-    import cv2
 
     cv2.setNumThreads(threads)
-    from ..log import import_tensorflow
 
     import_tensorflow()
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 - loads TensorFlow
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -86,8 +87,6 @@ class DreamWorker:
     """The body of a Ray actor: one SegmentDreamer, built once, dreaming segment after segment."""
 
     def __init__(self, config: Config, threads: int, log_level: str = "WARNING") -> None:
-        from ..log import setup_logging
-
         setup_logging(log_level)
         _limit_threads(threads)
         self.dreamer = SegmentDreamer(config)
@@ -99,7 +98,7 @@ class DreamWorker:
         return os.getpid()
 
     def dream(self, task: SegmentTask, board: Any) -> PieceResult:
-        import ray
+        import ray  # noqa: PLC0415 - loads Ray (the cluster extra)
 
         key = (task.job, task.segment.index)
         board.started.remote(*key, self.dreamer.name)
@@ -207,10 +206,6 @@ class WorkerPool:
         log.info("%d dream workers ready in %.1f s (%.2g CPUs and %d threads each): %s",
                  count, time.monotonic() - started, per_worker, threads, ", ".join(names))  # fmt: skip
         return cls(actors, board, threads)
-
-    def pids(self) -> list[int]:
-        ray = import_ray()
-        return ray.get([a.pid.remote() for a in self.actors])
 
     def close(self) -> None:
         ray = import_ray()

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from tqdm import tqdm
+
 from ..runtime.observer import PipelineObserver
 from .worker import PieceResult
 
@@ -40,8 +42,6 @@ class ClusterProgress:
         self.started = time.monotonic()
         self.bar: Any = None
         if enabled:
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total_frames, initial=done_frames, unit="frame", desc=f"dreaming on {workers} workers",
                             file=sys.stderr, dynamic_ncols=True)  # fmt: skip
             self._postfix()

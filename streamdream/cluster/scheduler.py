@@ -29,6 +29,7 @@ from ..config import Config, OutputConfig
 from ..errors import SinkError, StreamdreamError
 from ..frames import SourceInfo
 from ..log import redact_url
+from ..sinks.file import split_file_uri
 from .join import frame_duration, join_pieces
 from .plan import SegmentPolicy, plan_segments, scan_input
 from .pool import WorkerPool, import_ray
@@ -75,7 +76,6 @@ class Job:
 
 def prepare_job(config: Config, input_path: str, output: OutputConfig, policy: SegmentPolicy, name: str | None = None) -> Job:
     """Plan (or reload the plan of) ``input_path`` -> ``output``; raise SourceError for a bad input."""
-    from ..sinks.file import split_file_uri
 
     output_path = Path(split_file_uri(output.uri)[0])
     folder = WorkFolder(output_path)

@@ -31,9 +31,12 @@ from pathlib import Path
 import av
 import numpy as np
 
+from ..app import build_engine
 from ..config import Config, OutputConfig
 from ..errors import SourceError, StreamdreamError
 from ..frames import Frame, SourceInfo, freeze
+from ..sinks import open_sink
+from ..sinks.file import split_file_uri
 from .plan import Segment
 
 log = logging.getLogger(__name__)
@@ -149,14 +152,12 @@ class SegmentDreamer:
     """One worker's dreamer: the model is loaded once, then segment after segment."""
 
     def __init__(self, config: Config, engine=None) -> None:
-        from ..app import build_engine
-
         self.config = config
         self.engine = engine or build_engine(config)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def _processor(self):
-        from ..coherence.processors import PROCESSORS
+        from ..coherence.processors import PROCESSORS  # noqa: PLC0415 - loads Keras and its backend
 
         mode = PROCESSORS[self.config.coherence.mode]  # flow unless asked otherwise, as for `run`
         return mode(self.engine, self.config.coherence, width=self.config.dream.width, adaptive=False)
@@ -168,9 +169,7 @@ class SegmentDreamer:
         cancelled: Callable[[], bool] | None = None,
     ) -> PieceResult:
         """Dream ``task``'s segment; ``report(n)`` after each output frame; stop if ``cancelled()``."""
-        from ..coherence.processors import compose
-        from ..sinks import open_sink
-        from ..sinks.file import split_file_uri
+        from ..coherence.processors import compose  # noqa: PLC0415 - loads Keras and its backend
 
         seg = task.segment
         main = self._processor()

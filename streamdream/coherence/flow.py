@@ -87,7 +87,7 @@ class FlowEstimator:
             raise ValueError(f"flow preset must be one of {', '.join(DIS_PRESETS)}, got {preset!r}")
         self.method = method
         self.preset = preset
-        self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset]) if method == "dis" else None
+        self._dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])  # type: ignore[attr-defined]  # in cv2, not in its stubs if method == "dis" else None
 
     def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """Flow from ``first`` to ``second`` (HxWx2 float32, pixels)."""

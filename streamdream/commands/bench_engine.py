@@ -20,11 +20,19 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import time
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from typing import Any
 
+import cv2
 import numpy as np
+
+from ..backend import device_name, prepare
+from ..config import Config, EngineConfig, ModelConfig
+from ..measure import look_figures
+from ..models.loader import load_dream_model
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +77,6 @@ def measures(cores: int, backends: list[str]) -> list[Setting]:
 
 def _test_picture(width: int, height: int) -> np.ndarray:
     """A smooth seeded picture with shadows and highlights (the look figures need both)."""
-    import cv2
 
     rng = np.random.default_rng(0)
     coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.float32)
@@ -82,14 +89,9 @@ def _test_picture(width: int, height: int) -> np.ndarray:
 def _worker(conn: Any, setting: Setting, model_name: str, sizes: list[tuple[int, int]], seeds: tuple[int, ...]) -> None:
     """One setting in its own process: prepares the backend, then answers measurements."""
     try:
-        from ..backend import device_name, prepare
-        from ..config import Config, EngineConfig, ModelConfig
-
         engine_config = EngineConfig(**setting.engine)
         backend = prepare(engine_config)
-        from ..dream.engine import DreamEngine
-        from ..measure import look_figures
-        from ..models.loader import load_dream_model
+        from ..dream.engine import DreamEngine  # noqa: PLC0415 - loads the backend that prepare() chose
 
         model = load_dream_model(ModelConfig(name=model_name), engine_config.precision, engine_config.fold_batchnorm)
         dream = Config().dream.model_copy(update={"tile_size": setting.tile_size or Config().dream.tile_size})
@@ -152,15 +154,12 @@ class _Running:
 
 
 def installed_backends() -> list[str]:
-    from importlib.util import find_spec
-
     return [b for b in ("tensorflow", "jax", "torch") if find_spec(b) is not None]
 
 
 def bench_engine(model: str, sizes: list[tuple[int, int]], steps: int, repeats: int = 5,
                  only: list[str] | None = None) -> dict[str, Any]:
     """Rows of ms/step per setting and size, each with the baseline's ms/step of the same rounds."""
-    import os
 
     ctx = multiprocessing.get_context("spawn")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

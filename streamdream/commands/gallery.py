@@ -58,7 +58,7 @@ def contact_sheet(
     progress=None,
 ) -> np.ndarray:
     """A uint8 RGB sheet: a row per model (its presets left to right), the original first."""
-    from ..dream.engine import resize  # loads the Keras backend: after the preflight
+    from ..dream.engine import resize  # noqa: PLC0415 - loads the Keras backend: after the preflight
 
     height = round(picture.shape[0] * width / picture.shape[1])
     small = resize(picture.astype(np.float32), width, height)

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+
 from ..config import Config, OutputConfig
 from ..errors import ConfigError, ModelError, SinkError, SourceError
-from ..preflight import Problems, check_dream, check_model, check_output, check_picture, did_you_mean, probe_video_file
+from ..models.registry import REGISTRY
+from ..preflight import (
+    Problems,
+    check_dream,
+    check_model,
+    check_output,
+    check_picture,
+    did_you_mean,
+    probe_video_file,
+)
 from ..safe_write import check_target
 
 VIDEO_HINT = "; for a video: streamdream run --input {path}"
 
 
 def check_still_output(path: str, overwrite: bool, inputs: tuple[str, ...]) -> None:
-    import cv2
-
     if not cv2.haveImageWriter(path):
         suffix = Path(path).suffix or "(none)"
         raise SinkError(f"cannot write {path}: unknown image type {suffix!r}; use .png, .jpg, .webp, .bmp or .tif")
@@ -57,7 +66,6 @@ def check_gallery_job(
     A model whose weights are not here is left off the sheet, not an error; a preset named
     with ``--presets`` must exist in every model named, as the sheet asks each for it.
     """
-    from ..models.registry import REGISTRY
 
     problems = Problems()
     if not 32 <= width <= 4096:

@@ -7,13 +7,13 @@ import logging
 import threading
 
 from ..app import run_pipeline
-from ..cluster.command import run_command
 from ..arguments import config_from_args
+from ..cluster.command import run_command
 from ..errors import SinkError
 from ..log import redact_url
 from ..pipeline.runner import PipelineResult
 from ..preflight import check_config
-from ..service.metrics import start_metrics
+from ..service.http import start_metrics
 
 log = logging.getLogger("streamdream")
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..config import Config, parse_config
 from ..runtime.workers import POLL, Worker, Workers
+from ..service.daemon import Service
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def _free_port() -> int:
 def resident_bytes() -> int:
     """This process's resident set size (psutil if installed, else /proc/self/status)."""
     try:
-        import psutil
+        import psutil  # noqa: PLC0415 - optional: memory figures where psutil is installed
 
         return int(psutil.Process().memory_info().rss)
     except ImportError:
@@ -139,12 +140,10 @@ def soak(
 def _soak(
     minutes: float, stop: threading.Event | None, config: Config | None, warmup: float | None, sample_every: float, recordings: str
 ) -> dict[str, Any]:
-    from ..service.daemon import Service
-
     if minutes <= 0:
         raise ValueError(f"--soak must be > 0 minutes, got {minutes:g}")
     workers = Workers(stop)
-    receiver = None
+    receiver: FlappingReceiver | None = None
     if config is None:
         port = _free_port() if shutil.which("ffmpeg") else None
         config = soak_config(recordings, port)

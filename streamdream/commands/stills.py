@@ -40,7 +40,7 @@ def total_steps(config, width: int, height: int) -> int:
 
     ``config``: the engine's own (``engine.config``), whose octaves and steps the preset filled in.
     """
-    from ..dream.engine import octave_sizes
+    from ..dream.engine import octave_sizes  # noqa: PLC0415 - loads Keras and its backend
 
     dream_width, dream_height = dream_size(width, height, config.width)
     return config.steps * len(octave_sizes(dream_width, dream_height, config.octaves, config.octave_scale))

@@ -35,7 +35,7 @@ def dream_zoom(
 
     Each frame is dreamed at ``config.dream.width`` (the picture's width if unset).
     """
-    from ..dream.engine import zoom_frame  # loads the Keras backend: after the preflight
+    from ..dream.engine import zoom_frame  # noqa: PLC0415 - loads Keras and its backend: after the preflight
 
     picture = read_image(image_path)
     height, width = picture.shape[:2]

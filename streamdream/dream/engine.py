@@ -218,19 +218,19 @@ class DreamEngine:
 
 def make_step(objective: Objective, conditioning: Conditioning, engine: EngineConfig, seed: int | None):
     """The gradient loop for the backend Keras runs on in this process."""
-    import keras
+    import keras  # noqa: PLC0415 - loads Keras and its backend
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        from .step_tf import TFStep
+        from .step_tf import TFStep  # noqa: PLC0415 - loads Keras and its backend
 
         return TFStep(objective, conditioning, engine, seed)
     if backend == "jax":
-        from .step_jax import JaxStep
+        from .step_jax import JaxStep  # noqa: PLC0415 - loads JAX (the jax extra)
 
         return JaxStep(objective, conditioning, engine, seed)
     if backend == "torch":
-        from .step_torch import TorchStep
+        from .step_torch import TorchStep  # noqa: PLC0415 - loads PyTorch (the torch extra)
 
         return TorchStep(objective, conditioning, engine, seed)
     raise ValueError(f"Keras runs on {backend!r}; streamdream dreams on tensorflow, jax or torch")

@@ -32,7 +32,6 @@ import tensorflow as tf
 
 from .conditioning import COLOR_CORRELATION_SQRT, Conditioning, color_preconditioner
 
-
 # --- 1. transformation robustness -------------------------------------------------------------
 
 

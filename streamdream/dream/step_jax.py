@@ -16,7 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..config import EngineConfig
-from .conditioning import Conditioning, condition, random_transforms, tile_bounds, transformed_gradient
+from .conditioning import (
+    Conditioning,
+    condition,
+    random_transforms,
+    tile_bounds,
+    transformed_gradient,
+)
 from .objective import Objective
 
 

@@ -14,7 +14,13 @@ import numpy as np
 import torch
 
 from ..config import EngineConfig
-from .conditioning import Conditioning, condition, random_transforms, tile_bounds, transformed_gradient
+from .conditioning import (
+    Conditioning,
+    condition,
+    random_transforms,
+    tile_bounds,
+    transformed_gradient,
+)
 from .objective import Objective
 
 

@@ -14,6 +14,7 @@ object classes out of a picture.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from dataclasses import dataclass
@@ -175,7 +176,6 @@ def _torch_to_keras(variant: LiteVariant, sd: dict[str, np.ndarray]) -> dict[str
 
 def source_path(variant: LiteVariant) -> Path:
     """The shipped ``.pth``, or WeightsUnavailableError saying which package to install."""
-    import importlib
 
     try:
         module = importlib.import_module(variant.module)

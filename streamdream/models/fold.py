@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def _foldable(model: Any) -> dict[str, Any]:
     """BatchNormalization name -> the convolution it folds into."""
-    import keras
+    import keras  # noqa: PLC0415 - loads Keras and its backend
 
     convs = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
     consumers: Counter[str] = Counter()
@@ -52,7 +52,7 @@ def _foldable(model: Any) -> dict[str, Any]:
 
 def _folded_weights(conv: Any, bn: Any) -> list[np.ndarray]:
     """The convolution's kernel and bias with ``bn`` folded in."""
-    import keras
+    import keras  # noqa: PLC0415 - loads Keras and its backend
 
     weights = {w.path.rsplit("/", 1)[-1]: np.asarray(keras.ops.convert_to_numpy(w), np.float64) for w in bn.weights}
     mean, variance = weights["moving_mean"], weights["moving_variance"]
@@ -70,9 +70,8 @@ def _folded_weights(conv: Any, bn: Any) -> list[np.ndarray]:
 
 def fold_batchnorm(model: Any) -> Any:
     """``model`` with every foldable batch normalisation folded; ``model`` itself if none is."""
-    import keras
-
-    from keras.src.models.functional import Functional
+    import keras  # noqa: PLC0415 - loads Keras and its backend
+    from keras.src.models.functional import Functional  # noqa: PLC0415 - loads Keras and its backend
 
     if not isinstance(model, Functional):  # a subclassed model has no graph to rewrite
         return model

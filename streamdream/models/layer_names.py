@@ -12,6 +12,8 @@ import functools
 import json
 from pathlib import Path
 
+from .registry import REGISTRY
+
 TABLE_PATH = Path(__file__).with_name("layer_names.json")
 
 
@@ -30,16 +32,15 @@ def suggest(name: str, names: frozenset[str], count: int = 3) -> list[str]:
 
 def build_layer_names(model: str) -> list[str]:
     """The names, from the network itself (imports Keras; builds without downloading weights)."""
-    import keras
+    import keras  # noqa: PLC0415 - loads Keras and its backend
 
-    from .registry import REGISTRY
 
     # Keras names unnamed layers from a per-process counter (activation, activation_1, ...):
     # start it afresh, so the names are those a command that builds only this model sees
     keras.backend.clear_session()
     entry = REGISTRY[model]
     if entry.weights_file is None:  # the EfficientNet-Lites: our own builder
-        from .efficientnet_lite import VARIANTS, _build
+        from .efficientnet_lite import VARIANTS, _build  # noqa: PLC0415 - loads Keras and its backend
 
         # built as load_efficientnet_lite builds it, without its weights: the headless
         # network plus ``classes``, the classifier applied at every position

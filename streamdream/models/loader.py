@@ -12,6 +12,7 @@ from typing import Any
 from ..config import LayerSpec, ModelConfig
 from ..errors import ModelError
 from ..log import import_tensorflow
+from .fold import fold_batchnorm as fold
 from .registry import REGISTRY, Look, get_entry
 
 log = logging.getLogger(__name__)
@@ -31,18 +32,18 @@ class DreamModel:
 def make_preprocess(mode: str) -> Callable[[Any], Any]:
     """A differentiable 0-255 RGB -> network input mapping (keras' own ImageNet conventions)."""
     if mode == "lite":
-        from .efficientnet_lite import preprocess
+        from .efficientnet_lite import preprocess  # noqa: PLC0415 - loads Keras and its backend
 
         return preprocess
     if mode == "raw":
         return lambda x: x
-    from keras.applications import imagenet_utils
+    from keras.applications import imagenet_utils  # noqa: PLC0415 - loads Keras and its backend
 
     return lambda x: imagenet_utils.preprocess_input(x, mode=mode)
 
 
 def _custom_model(path: Path) -> Any:
-    import keras
+    import keras  # noqa: PLC0415 - loads Keras and its backend
 
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
@@ -71,7 +72,7 @@ def load_dream_model(config: ModelConfig, precision: str = "float32", fold_batch
     ``fold_batchnorm`` folds batch normalisations into their convolutions (``models/fold.py``)."""
     if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         import_tensorflow()  # quietly, before keras pulls it in
-    import keras
+    import keras  # noqa: PLC0415 - loads Keras and its backend
 
     if config.name in REGISTRY:
         entry = get_entry(config.name)
@@ -85,8 +86,6 @@ def load_dream_model(config: ModelConfig, precision: str = "float32", fold_batch
     else:
         get_entry(config.name)  # raises the error listing the choices
     if fold_batchnorm:
-        from .fold import fold_batchnorm as fold
-
         base = fold(base)
     if precision == "bfloat16":
         for layer in base.layers:  # a built or loaded network alike; the weights stay float32

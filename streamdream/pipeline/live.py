@@ -25,7 +25,6 @@ detail age as ``stage_time("dream_age", s)``.
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -48,7 +47,6 @@ log = logging.getLogger(__name__)
 
 REFRESH_STAGE = "dream_refresh"
 AGE_STAGE = "dream_age"
-RATE_WINDOW = 16  # refreshes the refresh rate is measured over
 # The shown warp is redone from the dreamed frame for every output frame, never
 # accumulated, and must fit in a frame interval beside the dreamer: the fastest DIS.
 DISPLAY_FLOW = ("dis", "ultrafast")
@@ -78,8 +76,8 @@ class LiveDream:
     """One look's live dream: its slot, its dream step and its published state."""
 
     def __init__(self, processor: DreamProcessor, observer: PipelineObserver | None = None) -> None:
-        from ..coherence.processors import compose  # with the processor, TensorFlow is loaded anyway
-        from ..dream.engine import resize
+        from ..coherence.processors import compose  # noqa: PLC0415 - loads Keras and its backend (loaded already with the processor)
+        from ..dream.engine import resize  # noqa: PLC0415 - loads Keras and its backend
 
         self._compose, self._resize = compose, resize
         self.processor = processor
@@ -91,7 +89,6 @@ class LiveDream:
         self.state: DreamState | None = None  # written by the refreshing side only
         self.refreshes = 0  # refreshing side only
         self._dreamed_shot: int | None = None  # refreshing side only
-        self._finished: collections.deque[float] = collections.deque(maxlen=RATE_WINDOW)
 
     def _superseded(self, queue: str, reason: str) -> None:
         self.observer.frame_dropped("dream", "superseded")
@@ -141,7 +138,6 @@ class LiveDream:
         if not shown:
             self.state = None
             self.refreshes = 0
-            self._finished.clear()
 
     def _dream(self, job: DreamJob, adapt: bool) -> None:
         frame = job.frame
@@ -154,20 +150,10 @@ class LiveDream:
         gray = freeze(to_gray(small))
         self.state = DreamState(dreamed.detail, gray, frame.index, job.shot, frame.captured_at, finished, dreamed.steps)
         self.refreshes += 1
-        self._finished.append(finished)
         self.observer.stage_time(REFRESH_STAGE, finished - started)
         self.observer.dream_steps(dreamed.steps)
         if adapt:  # live sources: adaptive quality targets the refresh rate
             self.processor.observe_time(finished - started, dreamed, frame.width)
-
-    @property
-    def refresh_rate(self) -> float:
-        """Dream refreshes per second over the last few refreshes (0 until there are two)."""
-        times = list(self._finished)
-        if len(times) < 2 or times[-1] <= times[0]:
-            return 0.0
-        return (len(times) - 1) / (times[-1] - times[0])
-
 
 class LiveDreamWorker(Worker):
     """Refreshes the dream of every look that is showing, freshest frame first."""

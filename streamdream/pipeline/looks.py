@@ -25,8 +25,8 @@ import numpy as np
 
 from ..config import Config
 from ..frames import Frame, IdleFrame, freeze
-from .live import LiveDream
 from ..runtime.observer import PipelineObserver
+from .live import LiveDream
 
 if TYPE_CHECKING:  # the processors come with TensorFlow; this module is imported before it loads
     from ..coherence.processors import DreamProcessor
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 def make_processor(config: Config, engine: Any, observer: PipelineObserver | None = None) -> DreamProcessor:
     """The frame processor for ``config.coherence.mode`` (independent, blend or flow)."""
-    from ..coherence.processors import PROCESSORS
+    from ..coherence.processors import PROCESSORS  # noqa: PLC0415 - loads Keras and its backend
 
     cls = PROCESSORS[config.coherence.mode]
     return cls(engine, config.coherence, width=config.dream.width, observer=observer)
@@ -49,11 +49,6 @@ class Look:
     engine: Any  # DreamEngine
     processor: Any  # DreamProcessor, or anything with process(frame) -> Frame
     live: LiveDream | None = None  # set for live sources: the dream runs beside the frames
-
-    @property
-    def dreams_live(self) -> bool:
-        return self.live is not None
-
 
 def build_look(
     preset: str,

@@ -25,12 +25,12 @@ from pathlib import Path
 from ..config import OutputConfig, ReconnectConfig
 from ..errors import SinkError
 from ..frames import EndOfStream, Frame, SourceInfo
-from ..sinks.base import Sink
-from ..sinks.rotation import Recordings, is_disk_full
-from ..sinks.uri import ParsedOutput
 from ..runtime.observer import PipelineObserver
 from ..runtime.queues import FrameQueue, QueueClosed, QueuePolicy
 from ..runtime.workers import POLL, Backoff, Consumer, StopToken, Workers
+from ..sinks.base import Sink
+from ..sinks.rotation import Recordings, is_disk_full
+from ..sinks.uri import ParsedOutput
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,12 @@ from collections.abc import Callable, Sequence
 
 from ..config import OutputConfig, ReconnectConfig
 from ..frames import Frame, SourceInfo
+from ..runtime.observer import PipelineObserver
+from ..runtime.workers import StopToken, Workers
+from ..sinks import open_sink
 from ..sinks.base import Sink
 from ..sinks.uri import ParsedOutput, parse_output_uri
-from ..runtime.observer import PipelineObserver
 from .output_worker import Opener, OutputState, OutputWorker
-from ..runtime.workers import StopToken, Workers
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,6 @@ FIRST_OPEN_TIMEOUT = 60.0  # `run` waits this long for every output's first open
 
 def default_opener(audio_source: str | None) -> Opener:
     def open_output(config: OutputConfig, workers: Workers) -> Sink:
-        from ..sinks import open_sink
-
         return open_sink(config, audio_source=audio_source, workers=workers)
 
     return open_output

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import StreamdreamError
 from ..frames import EndOfStream, Frame, SourceInfo
-from .live import LiveDreamWorker
 from ..runtime.observer import ObserverGroup, PipelineObserver
-from .outputs import OutputSet, OutputState
 from ..runtime.queues import FrameQueue, QueueClosed, QueuePolicy
 from ..runtime.workers import JOIN_TIMEOUT, POLL, Consumer, Worker, Workers
+from .live import LiveDreamWorker
+from .outputs import OutputSet, OutputState
 
 if TYPE_CHECKING:  # the protocols only; importing the packages would load every sink and source
     from ..sinks.base import Sink

@@ -27,17 +27,21 @@ from typing import Any
 
 from .. import __version__
 from ..app import Assembly, assemble
+from ..audio import AudioReact
 from ..config import Config, SourceConfig, load_config
 from ..errors import ControlError
 from ..log import redact_url
-from ..runtime.observer import ObserverGroup
 from ..pipeline.runner import Pipeline
+from ..runtime.observer import ObserverGroup
 from ..runtime.workers import JOIN_TIMEOUT, POLL, Backoff, Workers
+from ..sources import open_source, parse_uri
+from ..web.binding import check_control_binding
 from .director import Director, LookBuilder, describe_failure
 from .health import HealthMonitor
-from .http import ServiceServer, check_control_binding
+from .http import ServiceServer
 from .idle import IdleAnimator
 from .metrics import PrometheusObserver
+from .osc import OscServer
 from .recent import RecentErrors
 from .reconnect import ReconnectingSource
 from .reload import ConfigWatcher, ReloadRequests, plan_reload
@@ -65,7 +69,6 @@ def serve(config_path: str, stop: threading.Event) -> int:
 
 def _retries_at_start(config: SourceConfig) -> bool:
     """Network streams and cameras may come later; a file that does not open now never will."""
-    from ..sources import parse_uri
 
     return parse_uri(config.uri).kind in ("network", "webcam")
 
@@ -109,12 +112,8 @@ class Service:
         try:
             self.server.start()  # on the process's HTTP event-loop thread (web/server.py)
             if config.osc.port is not None:
-                from .osc import OscServer
-
                 self.osc = OscServer(config.osc, self, self.metrics.registry)  # binds now: a taken port fails the start
             if config.audio_react is not None:
-                from ..audio import AudioReact
-
                 self.audio = AudioReact(config.audio_react, live=True, observer=self.observer)
             self.source = ReconnectingSource(
                 self._source_factory(config.source), display=redact_url(config.source.uri), reconnect=config.reconnect,
@@ -152,8 +151,6 @@ class Service:
         return 0
 
     def _source_factory(self, config: SourceConfig):
-        from ..sources import open_source
-
         audio = self.audio.tap if self.audio is not None else None
         return lambda: open_source(config, workers=self.workers, audio=audio)
 
@@ -299,7 +296,7 @@ class Service:
         return self._last_output()
 
     def _running_director(self) -> Director:
-        if self.pipeline is None:
+        if self.pipeline is None or self.director is None:
             raise ControlError("still starting (loading the model); try again in a moment")
         return self.director
 

@@ -27,15 +27,17 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config, DreamConfig, ModelConfig
+from ..backend import prepare
+from ..config import Config, ModelConfig
 from ..errors import ControlError, ModelError, StreamdreamError
-from .tweaks import Tweaks, apply_tweaks, check_tweak
 from ..frames import Frame, SourceInfo, freeze
+from ..models.loader import load_dream_model
 from ..pipeline.looks import Look, LookSwitch, build_look
 from ..runtime.observer import PipelineObserver
 from ..runtime.queues import FrameQueue, QueuePolicy
 from ..runtime.workers import POLL, Worker, Workers
 from .playlist import DEFAULT_PRESET, Playlist, apply_preset, next_in, preset_names
+from .tweaks import Tweaks, apply_tweaks, check_tweak
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +69,11 @@ class LookBuilder:
         self._steps: OrderedDict[tuple[Any, ...], Any] = OrderedDict()  # compiled steps, by step_key
 
     def model(self, config: ModelConfig) -> Any:
-        from ..models.loader import load_dream_model
-
         return _cached(self._models, config, lambda: load_dream_model(config), MODEL_CACHE)
 
     def engine(self, config: Config) -> Any:
-        from ..backend import prepare
-
         prepare(config.engine)  # the first build picks the backend; a reload asking for another is refused
-        from ..dream.engine import DreamEngine
+        from ..dream.engine import DreamEngine  # noqa: PLC0415 - loads Keras and its backend
 
         def build() -> Any:
             # a new strength (an OSC fader, the API) reuses the step traced for the old one
@@ -88,7 +86,7 @@ class LookBuilder:
 
     @staticmethod
     def _step_key(config: Config) -> tuple[Any, ...]:
-        from ..dream.engine import step_key
+        from ..dream.engine import step_key  # noqa: PLC0415 - loads Keras and its backend
 
         return (config.model, step_key(config.dream), config.engine)
 

@@ -40,66 +40,31 @@ import asyncio
 import hmac
 import json
 import logging
-import os
 import weakref
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter
 
-from ..config import ControlConfig, MetricsConfig
-from ..errors import ConfigError, ControlError
+from ..config import ControlConfig, HealthConfig, MetricsConfig
+from ..errors import ControlError
 from ..redact import redact_data, redact_url
-from ..web import Limits, WebServer, cross_origin, is_loopback, text_response
+from ..runtime.observer import ObserverGroup, PipelineObserver
+from ..web import Limits, WebServer, cross_origin, text_response
+from ..web.binding import check_control_binding
 from ..web.jsonbody import BodyError, parse_object
 from ..web.session import COOKIE, Sessions
 from ..web.throttle import TokenThrottle
 from .control import Controller, perform
 from .health import HealthMonitor
-from .page import SnapshotCache, page_response
 from .metrics import PrometheusObserver
+from .page import SnapshotCache, page_response
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "STREAMDREAM_CONTROL_TOKEN"
 MAX_BODY = 16 * 1024
 REFUSAL_REASONS = ("no_token", "wrong_token", "throttled", "cross_origin", "content_type")
 SNAPSHOT = "/api/snapshot.jpg"
-
-
-def resolve_token(config: ControlConfig) -> str | None:
-    """The control token: ``control.token``, else the environment, else None."""
-    if config.token is not None:
-        return config.token.get_secret_value()
-    env = os.environ.get(TOKEN_ENV, "").strip()
-    if env and not 8 <= len(env) <= 512:
-        raise ControlError(f"{TOKEN_ENV}: must be 8-512 characters (value not shown)")
-    return env or None
-
-
-def check_control_binding(host: str, control: ControlConfig) -> str | None:
-    """The token to require, or ControlError if the API would be open to the network."""
-    token = resolve_token(control)
-    if control.enabled and token is None and not is_loopback(host):
-        raise ControlError(
-            f"the control API would listen on {host} (not loopback) without a token: set control.token "
-            f"(or {TOKEN_ENV}) to a secret of 8+ characters, set control.enabled: false, "
-            "or bind metrics.host: 127.0.0.1"
-        )
-    return token
-
-
-def parse_listen_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """``'HOST:PORT'``, ``':PORT'``, ``'PORT'`` or ``'[::1]:PORT'`` -> (host, port); ConfigError naming the value."""
-    host, _, port_text = text.strip().rpartition(":")
-    host = host.strip("[]") or default_host
-    try:
-        port = int(port_text)
-        if not 0 <= port <= 65535:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"--metrics: give HOST:PORT or PORT with a port 0..65535, e.g. 127.0.0.1:9108, got {text!r}") from None
-    return host, port
 
 
 def _json(status: int, data: Any, **headers: str) -> web.Response:
@@ -327,6 +292,17 @@ class ServiceServer:
         return response
 
 
-__all__ = [
-    "ServiceServer", "Controller", "resolve_token", "is_loopback", "check_control_binding", "parse_listen_address", "TOKEN_ENV",
-]  # fmt: skip
+def start_metrics(config: MetricsConfig, model: str = "") -> tuple[PipelineObserver, ServiceServer]:
+    """For `streamdream run --metrics`: serve /metrics and /healthz; returns (observer, server).
+
+    The observer feeds both; the caller passes it to the pipeline and calls
+    ``server.shutdown()`` at the end.
+    """
+    metrics = PrometheusObserver(model=model)
+    health = HealthMonitor(HealthConfig())
+    server = ServiceServer(config, metrics=metrics, health=health)
+    server.start()
+    return ObserverGroup(metrics, health), server
+
+
+__all__ = ["Controller", "ServiceServer", "start_metrics"]

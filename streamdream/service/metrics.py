@@ -11,13 +11,18 @@ server's scheme://host:port; see ``sinks/uri.py``): never a credential or a stre
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 
 from .. import __version__
-from ..config import MetricsConfig
 from ..log import redact_url
-from ..runtime.observer import ObserverGroup, PipelineObserver
-from .health import HealthMonitor
+from ..runtime.observer import PipelineObserver
 
 STAGES = ("capture", "idle", "dream", "write")
 WATCHDOG_ACTIONS = ("reopen_source", "rebuild_pipeline")
@@ -148,19 +153,3 @@ class PrometheusObserver(PipelineObserver):
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
         return generate_latest(self.registry)
-
-
-def start_metrics(config: MetricsConfig, model: str = ""):  # -> tuple[PipelineObserver, ServiceServer]
-    """For `streamdream run --metrics`: serve /metrics and /healthz; returns (observer, server).
-
-    The observer feeds both; the caller passes it to the pipeline and calls
-    ``server.shutdown()`` at the end.
-    """
-    from ..config import HealthConfig
-    from .http import ServiceServer
-
-    metrics = PrometheusObserver(model=model)
-    health = HealthMonitor(HealthConfig())
-    server = ServiceServer(config, metrics=metrics, health=health)
-    server.start()
-    return ObserverGroup(metrics, health), server

@@ -26,6 +26,7 @@ from ..config import OutputConfig
 from ..errors import SinkError
 from .base import Sink
 from .file import FileSink
+from .ndi import NdiSink
 from .null import NullSink
 from .preview import PreviewSink
 from .publish import PublishSink
@@ -65,8 +66,6 @@ def open_sink(config: OutputConfig, audio_source: str | None = None, workers: Wo
     if parsed.kind == "preview":
         return PreviewSink.from_uri(config.uri.strip())
     if parsed.kind == "ndi":
-        from .ndi import NdiSink  # cyndilib loads only in open()
-
         return NdiSink(parsed.rest)
     if parsed.kind == "publish":
         return PublishSink(config, workers=workers)

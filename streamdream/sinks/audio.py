@@ -94,7 +94,8 @@ class AudioCarrier:
         out.format = "fltp" if not formats or "fltp" in formats else formats[0]
         out.time_base = Fraction(1, rate)
         out.codec_context.open()  # frame_size is known only once open
-        self._resampler = av.AudioResampler(format=out.format.name, layout=layout, rate=rate)
+        # PyAV's stubs type a stream's format as str; it is an AudioFormat
+        self._resampler = av.AudioResampler(format=out.format.name, layout=layout, rate=rate)  # type: ignore[attr-defined]
         self._fifo = av.AudioFifo()
         self._out = out
         log.info("audio: re-encoding %s to %s (%d Hz, %s)", self.codec, codec_name, rate, layout)

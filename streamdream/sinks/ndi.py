@@ -52,9 +52,9 @@ class NdiSink:
 
     def open(self, info: SourceInfo) -> None:
         try:
-            from cyndilib.sender import Sender
-            from cyndilib.video_frame import VideoSendFrame
-            from cyndilib.wrapper.ndi_structs import FourCC
+            from cyndilib.sender import Sender  # noqa: PLC0415 - the ndi extra, loaded when an NDI output opens
+            from cyndilib.video_frame import VideoSendFrame  # noqa: PLC0415 - the ndi extra, loaded when an NDI output opens
+            from cyndilib.wrapper.ndi_structs import FourCC  # noqa: PLC0415 - the ndi extra, loaded when an NDI output opens
         except ImportError as exc:  # the package, or the runtime it loads, is missing
             raise SinkError(f"NDI output {self.name}: cyndilib cannot be loaded ({exc}). To use NDI: {INSTALL}") from exc
         frame = VideoSendFrame()

@@ -63,7 +63,7 @@ class VirtualCamSink:
 
     def open(self, info: SourceInfo) -> None:
         try:
-            import pyvirtualcam
+            import pyvirtualcam  # noqa: PLC0415 - the virtualcam extra, loaded when the output opens
         except ImportError as exc:
             raise SinkError(f"virtual camera: pyvirtualcam is not installed. To use it: {backend_help()}") from exc
         fps = float(Fraction(info.fps)) if info.fps else DEFAULT_FPS

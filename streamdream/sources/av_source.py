@@ -377,7 +377,7 @@ class AvSource(OpenedInfo):
         in a stream costs a frame, not the whole input.
         """
         sound = container.streams.audio[0] if self._audio is not None and container.streams.audio else None
-        packets = container.demux(stream, sound) if sound is not None else container.demux(stream)
+        packets: Iterator[av.Packet] = container.demux(stream, sound) if sound is not None else container.demux(stream)
         skipped = 0
         while True:
             try:

@@ -19,7 +19,8 @@ class Source(Protocol):
     called from another thread and must interrupt a blocked read promptly.
     """
 
-    info: SourceInfo
+    @property
+    def info(self) -> SourceInfo: ...
 
     def open(self) -> SourceInfo: ...
 
