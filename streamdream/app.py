@@ -37,14 +37,12 @@ from .pipeline.outputs import OutputSet
 from .pipeline.runner import Pipeline, PipelineResult
 from .runtime.observer import PipelineObserver
 from .runtime.workers import Workers
-from .sources import open_source
-from .sources.uri import parse_uri
+from .sources import ParsedUri, open_source, parse_uri
 
 log = logging.getLogger(__name__)
 
 
 def build_engine(config: Config):  # -> DreamEngine; imported lazily: TensorFlow is slow to import
-
     prepare(config.engine)  # before the backend is imported (a no-op when the CLI already did)
     from .dream.engine import DreamEngine  # noqa: PLC0415 - loads Keras and its backend
 
@@ -66,10 +64,8 @@ def progress_factory(enabled: bool, max_frames: int | None = None):
     return make
 
 
-def audio_source_of(uri: str) -> str | None:
+def audio_source_of(parsed: ParsedUri) -> str | None:
     """The real path whose audio a file output carries: only plain file inputs have one."""
-
-    parsed = parse_uri(uri)
     return parsed.target if parsed.kind == "file" and Path(parsed.target).is_file() else None
 
 
@@ -127,12 +123,14 @@ def assemble(
 
     workers = stop if isinstance(stop, Workers) else Workers(stop)
     observer = observer or PipelineObserver()
-    audio = None if daemon else audio_source_of(config.source.uri)
+    parsed = parse_uri(config.source.uri)  # once: every part below takes the parsed input
+    audio = None if daemon else audio_source_of(parsed)
     # 1. a bad output URI is reported now, not after the input opened and the model loaded
     OutputSet(config.outputs, audio_source=audio)
     # 2. the input: a missing file or a dead server fails before TensorFlow loads
-    react = _audio_react(config, observer) if not daemon else None
-    source = source or open_source(config.source, workers=workers, audio=react.tap if react is not None and react.live else None)
+    react = _audio_react(config, parsed, observer) if not daemon else None
+    source = source or open_source(config.source, workers=workers, audio=react.tap if react is not None and react.live else None,
+                                   parsed=parsed)  # fmt: skip
     info = source.open()
     # 3. the first look (the model loads here)
     try:
@@ -150,17 +148,16 @@ def assemble(
         react = None
     if react is not None:
         if not react.live:
-            react.start_file(parse_uri(config.source.uri).target, workers)
+            react.start_file(parsed.target, workers)
         looks.modulation = react.strength
     return Assembly(config, source, info, looks, observer, workers, daemon, audio, react)
 
 
-def _audio_react(config: Config, observer: PipelineObserver):  # -> AudioReact | None
+def _audio_react(config: Config, parsed: ParsedUri, observer: PipelineObserver) -> AudioReact | None:
     """Audio-reactive dreaming for ``run``: a file's track analysed ahead, a stream's heard by its reader."""
     if config.audio_react is None:
         return None
-
-    return AudioReact(config.audio_react, live=parse_uri(config.source.uri).kind != "file", observer=observer)
+    return AudioReact(config.audio_react, live=parsed.kind != "file", observer=observer)
 
 
 def run_pipeline(config: Config, stop: threading.Event, observer: PipelineObserver | None = None, engine=None) -> PipelineResult:

@@ -24,6 +24,29 @@ def check_picture_size(width: int, height: int, display: str, max_pixels: int, e
         )
 
 
+def check_picture(
+    path: str | Path | None, what: str, error: type[StreamdreamError] = ConfigError, hint: str = "",
+    max_pixels: int = MAX_PIXELS_8K,
+) -> None:  # fmt: skip
+    """A still image OpenCV can read, within ``max_pixels``: from its header, nothing decoded."""
+    if path is None:
+        return
+
+    path = str(path)
+    if not os.path.exists(path):
+        raise error(f"{what}: image file not found: {path}")
+    if not os.path.isfile(path):
+        raise error(f"{what}: not a file: {path}")
+    if not os.access(path, os.R_OK):
+        raise error(f"{what}: cannot read image {path}: permission denied")
+    if not cv2.haveImageReader(path):
+        raise error(f"{what}: cannot read image {path}: not an image OpenCV can decode (PNG, JPEG, BMP, TIFF, WebP, ...){hint}")
+    with open(path, "rb") as file:
+        size = picture_size(file.read(1 << 20))
+    if size is not None:
+        check_picture_size(*size, f"{what}: {path}", max_pixels, error)
+
+
 def read_rgb8(
     path: str | Path, display: str | None = None, error: type[StreamdreamError] = ConfigError,
     max_pixels: int = MAX_PIXELS_8K,

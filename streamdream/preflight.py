@@ -12,51 +12,30 @@ Nothing here connects to a server or opens a device; files are probed, not decod
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import json
-import os
-import socket
-import sys
-import time
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
-import av
-import cv2
-
-from .config import MAX_PIXELS_8K, Config, LayerSpec, OutputConfig
+from .config import Config, LayerSpec, OutputConfig
 from .errors import (
     ConfigError,
     ModelError,
     SinkError,
-    SourceError,
     StreamdreamError,
     WeightsUnavailableError,
 )
-from .imageheader import picture_size
-from .images import check_picture_size
+from .images import check_picture
 from .log import redact_url
 from .models.layer_names import layer_names
 from .models.registry import REGISTRY
-from .safe_write import check_target
-from .sinks import FileSink, PreviewSink, VirtualCamSink, WindowSink, open_sink
-from .sinks.preview import parse_preview_uri
-from .sinks.virtualcam import backend_help
-from .sinks.window import HEADLESS_HELP, display_problem, opencv_has_gui
-from .sources import av_open_args, parse_uri
-from .sources.demo import demo_settings
-from .sources.image import split_image_target
-from .web.binding import check_control_binding
+from .sinks import CheckContext, check_sink, exclusive_key, parse_output_uri
+from .sources import check_source, input_paths
+from .web.binding import check_control_binding, check_listen
 
 Command = Literal["run", "serve"]
 
-# what `run --input photo.jpg` should have been
-STILL_HELP = (
-    "to dream a picture: streamdream image {path} -o dream.png; for a zoom video: "
-    "streamdream zoom {path} -o zoom.mp4 --frames 100; for a clip of the still: --input 'image:{path}?seconds=10'"
-)
 
 
 class Problems:
@@ -155,187 +134,20 @@ def check_models(config: Config, problems: Problems) -> None:
         )  # fmt: skip
 
 
-def check_picture(
-    path: str | Path | None, what: str, error: type[StreamdreamError] = ConfigError, hint: str = "",
-    max_pixels: int = MAX_PIXELS_8K,
-) -> None:  # fmt: skip
-    """A still image OpenCV can read, within ``max_pixels``: from its header, nothing decoded."""
-    if path is None:
-        return
+# --- input ----------------------------------------------------------------------------------
 
 
-    path = str(path)
-    if not os.path.exists(path):
-        raise error(f"{what}: image file not found: {path}")
-    if not os.path.isfile(path):
-        raise error(f"{what}: not a file: {path}")
-    if not os.access(path, os.R_OK):
-        raise error(f"{what}: cannot read image {path}: permission denied")
-    if not cv2.haveImageReader(path):
-        raise error(f"{what}: cannot read image {path}: not an image OpenCV can decode (PNG, JPEG, BMP, TIFF, WebP, ...){hint}")
-    with open(path, "rb") as file:
-        size = picture_size(file.read(1 << 20))
-    if size is not None:
-        check_picture_size(*size, f"{what}: {path}", max_pixels, error)
-
-
-# --- input ------------------------------------------------------------------------------------
-
-
-def probe_video_file(path: str, display: str, max_pixels: int = MAX_PIXELS_8K) -> None:
-    """A file FFmpeg reads as video, not a still image, within ``max_pixels``: opened and closed, nothing decoded."""
-
-    if not os.path.exists(path):
-        raise SourceError(f"input file not found: {display}")
-    if os.path.isdir(path):
-        raise SourceError(f"input is a directory, not a video file: {display}")
-    if not os.access(path, os.R_OK):
-        raise SourceError(f"cannot read {display}: permission denied")
-    if os.path.getsize(path) == 0:
-        raise SourceError(f"cannot read input file {display}: the file is empty")
-    try:
-        with av.open(path, timeout=5.0) as container:
-            still = container.format.name == "image2" or container.format.name.endswith("_pipe")
-            kinds = sorted({s.type for s in container.streams})
-            video = container.streams.video[0].codec_context if container.streams.video else None
-            size = (video.width, video.height) if video is not None else (0, 0)
-    except (av.FFmpegError, OSError) as exc:
-        said = getattr(exc, "strerror", None) or type(exc).__name__
-        raise SourceError(f"cannot read input file {display}: FFmpeg says: {said} (not a video file FFmpeg can read, or damaged)") from None
-    if still:
-        raise SourceError(f"input {display} is a still image, not a video; {STILL_HELP.format(path=display)}")
-    if "video" not in kinds:
-        raise SourceError(f"{display} has no video stream (streams found: {', '.join(kinds) or 'none'})")
-
-    check_picture_size(*size, f"{display}: the video", max_pixels, SourceError)
-
-
-def check_source(config: Config, command: Command) -> None:
-    source = config.source
-    parsed = parse_uri(source.uri)  # SourceError for an unknown scheme
-    if parsed.kind == "file":
-        probe_video_file(parsed.target, parsed.display, source.max_pixels)
-    elif parsed.kind == "image":
-        path, seconds, _ = split_image_target(parsed.target)
-        check_picture(path, "input", SourceError, max_pixels=source.max_pixels)
-        if seconds is None:
-            raise SourceError(
-                f"input {parsed.display} is one picture, which would make a 1-frame video; give its length, "
-                f"e.g. --input 'image:{path}?seconds=10' (fps=25 by default), or use `streamdream image` or `zoom`"
-            )
-    elif parsed.kind == "demo":
-        demo_settings(parsed.params, source.width, source.height, source.fps)
-    elif parsed.kind == "webcam" and command == "run" and sys.platform.startswith("linux"):
-        device = av_open_args(parsed, source).file
-        if not os.path.exists(device):  # `serve` waits for a camera to come; `run` does not
-            raise SourceError(
-                f"webcam {device} not found: no such device; check that a camera is connected "
-                "and that the user may read it (group 'video')"
-            )
-    elif parsed.kind == "lavfi":
-        _probe_lavfi(parsed.target, parsed.display)
-
-
-def _probe_lavfi(graph: str, display: str) -> None:
-    try:
-        av.open(graph, format="lavfi", timeout=5.0).close()
-    except (av.FFmpegError, OSError) as exc:
-        said = getattr(exc, "strerror", None) or type(exc).__name__
-        raise SourceError(f"input {display}: FFmpeg cannot build this filter graph: {said}") from None
-
-
-def input_paths(uri: str) -> tuple[str, ...]:
-    """The local files an input reads (what no output may be)."""
-
-    try:
-        parsed = parse_uri(uri)
-    except SourceError:
-        return ()
-    if parsed.kind == "file":
-        return (parsed.target,)
-    if parsed.kind == "image":
-        return (split_image_target(parsed.target)[0],)
-    return ()
+def check_input(config: Config, command: Command) -> None:
+    """The input's own check (each kind declares it: ``sources/``)."""
+    check_source(config.source, command)
 
 
 # --- outputs ----------------------------------------------------------------------------------
 
 
-def file_path(uri: str) -> str:
-    """'file:out.mp4?fragmented=1' -> 'out.mp4'."""
-    uri = uri[5:] if uri.startswith("file:") else uri
-    return uri.split("?", 1)[0]
-
-
-def check_listen(host: str, port: int, what: str, error: type[StreamdreamError]) -> None:
-    """The address can be bound now (port 0 always can)."""
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers themselves do
-            probe.bind((host, port))
-    except OSError as exc:
-        raise error(f"{what}: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-
-
 def check_output(output: OutputConfig, command: Command, inputs: tuple[str, ...], ports: bool = True) -> None:
-    sink = open_sink(output)  # parses the URI: unknown scheme or file type, bad option or codec
-    shown = redact_url(output.uri)
-    if isinstance(sink, FileSink):
-        path = Path(file_path(output.uri))
-        if command == "serve":  # the daemon fills in strftime fields and creates the folder
-            path = Path(time.strftime(str(path)))
-            if not path.parent.is_dir():
-                _check_creatable(path.parent, shown)
-                return
-        check_target(path, overwrite=output.overwrite, inputs=inputs, display=shown)
-    elif isinstance(sink, WindowSink):
-        problems = [p for p in (None if opencv_has_gui() else HEADLESS_HELP, display_problem()) if p]
-        if problems:
-            raise SinkError(f"output {shown}: cannot open a window: " + "; and ".join(problems))
-    elif isinstance(sink, VirtualCamSink):
-        _check_virtualcam(sink.device, shown)
-    elif isinstance(sink, PreviewSink):
-        if ports:
-            host, port = parse_preview_uri(output.uri)
-            check_listen(host, port, f"output {shown}", SinkError)
-
-
-def _check_creatable(folder: Path, shown: str) -> None:
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise SinkError(f"cannot write {shown}: folder {folder} cannot be created ({existing} is not a writable folder)")
-
-
-def _check_virtualcam(device: str | None, shown: str) -> None:
-    if importlib.util.find_spec("pyvirtualcam") is None:
-        raise SinkError(f"output {shown}: pyvirtualcam is not installed. To use it: {backend_help()}")
-    if sys.platform.startswith("linux"):
-        loopbacks = Path("/sys/devices/virtual/video4linux")
-        if device is not None and not os.path.exists(device):
-            raise SinkError(f"output {shown}: no device {device}. To make one: {backend_help()}")
-        if device is None and not (loopbacks.is_dir() and any(loopbacks.iterdir())):
-            raise SinkError(f"output {shown}: no v4l2loopback device is loaded. To make one: {backend_help()}")
-
-
-def _output_key(uri: str) -> str | None:
-    """What two outputs must not share: a file, the window, a preview port."""
-    kind = uri.split(":", 1)[0].lower()
-    if kind == "window":
-        return "window"
-    if kind == "preview":
-        try:
-            host, port = parse_preview_uri(uri)
-        except SinkError:
-            return None
-        return f"preview port {port}" if port else None
-    if "://" in uri or kind in ("null", "virtualcam"):
-        return None
-    return os.path.realpath(file_path(uri))
+    """One output's preflight: its kind's own check (``sinks/``)."""
+    check_sink(output, CheckContext(command=command, inputs=inputs, ports=ports))
 
 
 def check_outputs(config: Config, command: Command, problems: Problems, ports: bool = True) -> None:
@@ -343,7 +155,10 @@ def check_outputs(config: Config, command: Command, problems: Problems, ports: b
     seen: dict[str, str] = {}
     for output in config.outputs:
         problems.check(check_output, output, command, inputs, ports)
-        key = _output_key(output.uri)
+        try:
+            key = exclusive_key(parse_output_uri(output.uri))
+        except SinkError:
+            continue  # reported by its check just above
         if key is not None and key in seen:
             problems.errors.append(SinkError(f"outputs: {redact_url(output.uri)} is given twice (also as {redact_url(seen[key])})"))
         elif key is not None:
@@ -361,7 +176,7 @@ def check_config(config: Config, command: Command = "run", *, ports: bool = True
     """
     problems = Problems()
     check_dream(config, problems)
-    problems.check(check_source, config, command)
+    problems.check(check_input, config, command)
     check_outputs(config, command, problems, ports)
     if config.metrics.enabled or command == "serve":
         if ports:

@@ -20,6 +20,7 @@ from ..errors import ConfigError, SinkError, SourceError, StreamdreamError
 from ..log import redact_url
 from ..service.http import start_metrics
 from ..sinks.file import CONTAINERS, split_file_uri
+from ..sources import parse_uri
 from .plan import SegmentPolicy
 from .pool import WorkerPool, connect, disconnect, import_ray
 from .progress import ClusterProgress
@@ -131,7 +132,7 @@ def run_command(config: Config, stop: threading.Event, *, workers: int | None, c
     if config.pipeline.max_frames is not None:
         raise ConfigError("--max-frames is for single-process runs; --workers and --cluster dream the whole file")
     uri = config.source.uri
-    if audio_source_of(uri) is None:
+    if audio_source_of(parse_uri(uri)) is None:
         if "://" in uri or uri.startswith(("demo", "webcam", "lavfi:", "image:", "/dev/video")):
             raise ConfigError(f"--workers and --cluster dream video files; input {redact_url(uri)} is not one")
         raise SourceError(f"input file not found: {redact_url(uri)}")

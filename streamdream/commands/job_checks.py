@@ -13,17 +13,11 @@ import cv2
 
 from ..config import Config, OutputConfig
 from ..errors import ConfigError, ModelError, SinkError, SourceError
+from ..images import check_picture
 from ..models.registry import REGISTRY
-from ..preflight import (
-    Problems,
-    check_dream,
-    check_model,
-    check_output,
-    check_picture,
-    did_you_mean,
-    probe_video_file,
-)
+from ..preflight import Problems, check_dream, check_model, check_output, did_you_mean
 from ..safe_write import check_target
+from ..sources.file import probe_video_file
 
 VIDEO_HINT = "; for a video: streamdream run --input {path}"
 

@@ -1,13 +1,30 @@
-"""The gradient's conditioning in ``keras.ops``: the same five stages as ``gradient.py``
-(which says why each is there), for the backends other than TensorFlow.
+"""The conditioned gradient: what one dream step adds to the picture, in ``keras.ops`` for every backend.
 
-TensorFlow keeps its own ``gradient.py``: its random transform is the
-``ImageProjectiveTransformV3`` kernel, drawn on the device inside the graph. Here the
+The raw gradient of a strided network is a pixel-level dot grid: its energy sits at periods
+of 2-4 px, aligned with the network's stride. DeepDream's patterns worth seeing live at
+8-64 px. Each step therefore
+
+1. looks at the picture through a random small transformation, a sub-pixel shift plus a
+   small scale and rotation, and maps the gradient back (transformation robustness, Olah et
+   al. 2017, "Feature Visualization"): the stride grid lands somewhere else every step, so it
+   averages out instead of building up;
+2. smooths the gradient with a small binomial filter (``gradient_blur``);
+3. evens out its energy over a Laplacian pyramid (``laplacian_levels``; the original DeepDream
+   notebook's ``lap_normalize``), which lifts the broad shapes the raw gradient underweights;
+4. moves it into a decorrelated colour space and back (``decorrelate``; lucid's
+   ``color_correlation_svd_sqrt``), so colour follows natural pictures' statistics instead of
+   rainbow noise;
+5. scales it to unit standard deviation, so ``step_size`` means levels of 255 per step.
+
+Stages 2-5 are written once, here. Stage 1 has two forms: here, for JAX and PyTorch, the
 transform's random numbers are drawn on the host with numpy (one ``(steps, 2, 8)`` array
 per call, so ``reseed`` repeats them exactly) and applied with
-``keras.ops.image.affine_transform``, which follows the same convention (output pixel ->
-input pixel, bilinear, mirrored or zero-filled edges). Resizes are ``keras.ops.image.resize``
-without antialiasing, as TensorFlow's ``tf.image.resize``.
+``keras.ops.image.affine_transform`` (output pixel -> input pixel, bilinear, mirrored or
+zero-filled edges); TensorFlow's step draws them inside its graph and warps on the host
+with OpenCV (``gradient.py``). Resizes are bilinear without antialiasing; TensorFlow's graph
+leaves the frame size open, so it passes its own ``resize`` (``tf.image.resize`` takes a
+size that is a tensor, ``keras.ops.image.resize`` does not).
+``benchmarks/look.py`` measures each measure alone and together; the defaults are what won.
 """
 
 from __future__ import annotations
@@ -80,6 +97,8 @@ def transformed_gradient(image: Any, transforms: Any, gradient_of: Callable[[Any
 
 
 def binomial_blur(image: Any, passes: int) -> Any:
+    """``passes`` rounds of the separable [1, 2, 1] / 4 filter (sigma ~0.7 px per pass, edges
+    repeated). Written with slices: a convolution this small is far slower on CPU."""
     for _ in range(passes):
         p = ops.concatenate([image[:1], image, image[-1:]], 0)
         image = (p[:-2] + 2.0 * p[1:-1] + p[2:]) * 0.25
@@ -88,7 +107,11 @@ def binomial_blur(image: Any, passes: int) -> Any:
     return image
 
 
-def _resize(image: Any, height: int, width: int) -> Any:
+Resize = Callable[[Any, Any, Any], Any]  # (HxWx3 image, height, width) -> resized, bilinear
+
+
+def keras_resize(image: Any, height: int, width: int) -> Any:
+    """Bilinear, no antialiasing: ``tf.image.resize``'s default, on every backend (static sizes)."""
     return ops.image.resize(image, (height, width), interpolation="bilinear", antialias=False,
                             data_format="channels_last")
 
@@ -97,29 +120,39 @@ def _unit_rms(x: Any) -> Any:
     return x * ops.rsqrt(ops.mean(ops.square(x)) + 1e-20)
 
 
-def laplacian_normalize(image: Any, levels: int, fine_gain: float = 1.0) -> Any:
-    """As ``gradient.laplacian_normalize``; shapes are static here (JAX and torch know them)."""
+def laplacian_normalize(image: Any, levels: int, fine_gain: float = 1.0, resize: Resize = keras_resize) -> Any:
+    """Every band of a ``levels``-level Laplacian pyramid scaled to unit RMS, merged again.
+
+    The finest band (periods of 2-4 px) is weighted by ``fine_gain``: below 1 it smooths the
+    gradient like a blur, at a fraction of a convolution's cost on CPU. Bilinear at exactly
+    half size samples between pixels: a 2x2 box average, and cheap.
+    """
     low, bands = image, []
     for _ in range(levels):
-        height, width = low.shape[0], low.shape[1]
-        small = _resize(low, (height + 1) // 2, (width + 1) // 2)
-        bands.append(low - _resize(small, height, width))
+        height, width = ops.shape(low)[0], ops.shape(low)[1]
+        small = resize(low, (height + 1) // 2, (width + 1) // 2)
+        bands.append(low - resize(small, height, width))
         low = small
     out = _unit_rms(low)
     for i in range(levels - 1, -1, -1):
         gain = fine_gain if i == 0 else 1.0
-        out = _resize(out, bands[i].shape[0], bands[i].shape[1]) + gain * _unit_rms(bands[i])
+        out = resize(out, ops.shape(bands[i])[0], ops.shape(bands[i])[1]) + gain * _unit_rms(bands[i])
     return out
 
 
-def condition(gradient: Any, cond: Conditioning) -> Any:
+def decorrelate_colors(gradient: Any, amount: float = 1.0) -> Any:
+    """The gradient of a picture parametrised in lucid's decorrelated colour space, in RGB."""
+    return ops.tensordot(gradient, ops.convert_to_tensor(color_preconditioner(amount).T), axes=1)
+
+
+def condition(gradient: Any, cond: Conditioning, resize: Resize = keras_resize) -> Any:
     """Stages 2-5 on a raw gradient."""
     if cond.blur > 0:
         gradient = binomial_blur(gradient, cond.blur)
     if cond.laplacian_levels > 0:
-        gradient = laplacian_normalize(gradient, cond.laplacian_levels, cond.fine_gain)
+        gradient = laplacian_normalize(gradient, cond.laplacian_levels, cond.fine_gain, resize)
     if cond.decorrelate > 0:
-        gradient = ops.tensordot(gradient, ops.convert_to_tensor(color_preconditioner(cond.decorrelate).T), axes=1)
+        gradient = decorrelate_colors(gradient, cond.decorrelate)
     return gradient / (ops.std(gradient) + 1e-8)
 
 
@@ -134,9 +167,13 @@ def tile_bounds(height: int, width: int, tile: int) -> list[tuple[int, int, int,
 __all__ = [
     "COLOR_CORRELATION_SQRT",
     "Conditioning",
+    "Resize",
     "apply_transform",
+    "binomial_blur",
     "color_preconditioner",
     "condition",
+    "decorrelate_colors",
+    "keras_resize",
     "laplacian_normalize",
     "random_transforms",
     "tile_bounds",

@@ -20,6 +20,7 @@ from ..models.loader import DreamModel
 from ..models.registry import Look
 from .conditioning import Conditioning
 from .objective import Objective
+from .step import Step
 from .tone import ToneKeeper
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ class DreamEngine:
         return self.step.objective_value(np.asarray(image, np.float32))
 
 
-def make_step(objective: Objective, conditioning: Conditioning, engine: EngineConfig, seed: int | None):
+def make_step(objective: Objective, conditioning: Conditioning, engine: EngineConfig, seed: int | None) -> Step:
     """The gradient loop for the backend Keras runs on in this process."""
     import keras  # noqa: PLC0415 - loads Keras and its backend
 

@@ -15,7 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from ..config import EngineConfig
-from .gradient import Conditioning, condition, transformed_gradient
+from .conditioning import Conditioning, condition
+from .gradient import tf_resize, transformed_gradient
 from .objective import Objective
 
 
@@ -89,7 +90,7 @@ class TFStep:
         gradient_of = functools.partial(gradient_of, tile=tile) if gradient_of else self._gradient
         for _ in tf.range(steps):
             grad = transformed_gradient(image, gradient_of, self._rng, jitter, self.conditioning)
-            image = tf.clip_by_value(image + step_size * condition(grad, self.conditioning), 0.0, 255.0)
+            image = tf.clip_by_value(image + step_size * condition(grad, self.conditioning, tf_resize), 0.0, 255.0)
         return image
 
     # --- numpy in, numpy out -----------------------------------------------------------------

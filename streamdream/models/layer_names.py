@@ -34,7 +34,6 @@ def build_layer_names(model: str) -> list[str]:
     """The names, from the network itself (imports Keras; builds without downloading weights)."""
     import keras  # noqa: PLC0415 - loads Keras and its backend
 
-
     # Keras names unnamed layers from a per-process counter (activation, activation_1, ...):
     # start it afresh, so the names are those a command that builds only this model sees
     keras.backend.clear_session()

@@ -25,9 +25,8 @@ from ..config import OutputConfig, ReconnectConfig
 from ..frames import Frame, SourceInfo
 from ..runtime.observer import PipelineObserver
 from ..runtime.workers import StopToken, Workers
-from ..sinks import open_sink
+from ..sinks import ParsedOutput, open_sink, parse_output_uri
 from ..sinks.base import Sink
-from ..sinks.uri import ParsedOutput, parse_output_uri
 from .output_worker import Opener, OutputState, OutputWorker
 
 log = logging.getLogger(__name__)

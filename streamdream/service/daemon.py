@@ -34,7 +34,7 @@ from ..log import redact_url
 from ..pipeline.runner import Pipeline
 from ..runtime.observer import ObserverGroup
 from ..runtime.workers import JOIN_TIMEOUT, POLL, Backoff, Workers
-from ..sources import open_source, parse_uri
+from ..sources import comes_back, open_source
 from ..web.binding import check_control_binding
 from .director import Director, LookBuilder, describe_failure
 from .health import HealthMonitor
@@ -69,8 +69,7 @@ def serve(config_path: str, stop: threading.Event) -> int:
 
 def _retries_at_start(config: SourceConfig) -> bool:
     """Network streams and cameras may come later; a file that does not open now never will."""
-
-    return parse_uri(config.uri).kind in ("network", "webcam")
+    return comes_back(config.uri)
 
 
 class Service:

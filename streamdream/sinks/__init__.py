@@ -1,4 +1,4 @@
-"""Outputs: files, a window, a virtual camera, RTSP/RTMP publishing, a browser preview, null.
+"""Outputs: each kind of output is one module declaring a ``SinkKind``; ``SINK_KINDS`` is the registry.
 
 ``open_sink(config, audio_source)`` builds the right ``Sink`` from ``config.uri``; the
 pipeline then calls ``open(info)``, ``write(frame)`` per frame and ``close()``:
@@ -16,57 +16,82 @@ pipeline then calls ``open(info)``, ``write(frame)`` per frame and ``close()``:
 =========================================  ================================================
 
 Building a sink only parses its URI; devices, files and connections open in ``open(info)``.
+A new kind of output is one module and one line in ``SINK_KINDS``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..config import OutputConfig
 from ..errors import SinkError
+from ..log import redact_url
+from ..runtime.workers import Workers
+from . import file, ndi, null, preview, publish, virtualcam, window
 from .base import Sink
 from .file import FileSink
+from .kind import CheckContext, OpenContext, SinkKind
 from .ndi import NdiSink
 from .null import NullSink
 from .preview import PreviewSink
 from .publish import PublishSink
-from .uri import parse_output_uri
+from .uri import ParsedOutput
 from .virtualcam import VirtualCamSink
 from .window import WindowSink
 
-if TYPE_CHECKING:
-    from ..runtime.workers import Workers
+# tried in this order; a file path matches anything the others did not take, so it comes last
+SINK_KINDS: tuple[SinkKind, ...] = (null.KIND, window.KIND, virtualcam.KIND, preview.KIND, ndi.KIND, publish.KIND, file.KIND)
+KINDS = {kind.name: kind for kind in SINK_KINDS}
 
 __all__ = [
+    "KINDS",
+    "SINK_KINDS",
+    "CheckContext",
     "FileSink",
+    "NdiSink",
     "NullSink",
+    "OpenContext",
+    "ParsedOutput",
     "PreviewSink",
     "PublishSink",
     "Sink",
+    "SinkKind",
     "VirtualCamSink",
     "WindowSink",
+    "check_sink",
+    "exclusive_key",
     "open_sink",
     "parse_output_uri",
 ]
 
 
-def open_sink(config: OutputConfig, audio_source: str | None = None, workers: Workers | None = None) -> Sink:
-    """The sink for ``config.uri`` (kinds: ``uri.parse_output_uri``); ``audio_source`` is the real
-    (unredacted) input whose audio file outputs carry, or None; ``workers`` starts the threads a
-    sink needs (a publish watchdog). Raises SinkError for a URI it cannot use."""
-    parsed = parse_output_uri(config.uri)
-    if parsed.kind == "null":
-        return NullSink()
-    if parsed.kind == "window":
-        if parsed.rest not in ("", "fullscreen"):
-            raise SinkError(f"output {parsed.display!r}: use 'window' or 'window:fullscreen', got window:{parsed.rest}")
-        return WindowSink(fullscreen=parsed.rest == "fullscreen")
-    if parsed.kind == "virtualcam":
-        return VirtualCamSink(device=parsed.rest or None)
-    if parsed.kind == "preview":
-        return PreviewSink.from_uri(config.uri.strip())
-    if parsed.kind == "ndi":
-        return NdiSink(parsed.rest)
-    if parsed.kind == "publish":
-        return PublishSink(config, workers=workers)
-    return FileSink(config, audio_source=audio_source)
+def parse_output_uri(uri: str) -> ParsedOutput:
+    """Which kind of output ``uri`` names; SinkError for a scheme no sink speaks."""
+    uri = uri.strip()
+    display = redact_url(uri)
+    for kind in SINK_KINDS:
+        parsed = kind.parse(uri, display)
+        if parsed is not None:
+            return parsed
+    raise SinkError(f"output {display}: no kind of output takes it")  # pragma: no cover - file takes any path
+
+
+def open_sink(config: OutputConfig, audio_source: str | None = None, workers: Workers | None = None,
+              parsed: ParsedOutput | None = None) -> Sink:  # fmt: skip
+    """The sink for ``config.uri`` (built, not opened); ``audio_source`` is the real (unredacted)
+    input whose audio file outputs carry, or None; ``workers`` starts the threads a sink needs
+    (a publish watchdog). Raises SinkError for a URI it cannot use."""
+    parsed = parsed or parse_output_uri(config.uri)
+    return KINDS[parsed.kind].open(parsed, config, OpenContext(audio_source=audio_source, workers=workers))
+
+
+def check_sink(config: OutputConfig, context: CheckContext, parsed: ParsedOutput | None = None) -> ParsedOutput:
+    """The preflight of one output: built (a bad option or codec is refused), then its kind's own check."""
+    parsed = parsed or parse_output_uri(config.uri)
+    kind = KINDS[parsed.kind]
+    kind.open(parsed, config, OpenContext())
+    kind.check(parsed, config, context)
+    return parsed
+
+
+def exclusive_key(parsed: ParsedOutput) -> str | None:
+    """What two outputs may not share (a file, the window, a preview port), or None."""
+    return KINDS[parsed.kind].exclusive(parsed)

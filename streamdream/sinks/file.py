@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import time
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -48,7 +50,9 @@ from ..frames import Frame, SourceInfo
 from ..log import redact_url
 from ..safe_write import TempTarget, check_not_input, check_target
 from .audio import AudioCarrier
-from .uri import file_path_and_query
+from .base import Sink
+from .kind import CheckContext, OpenContext, SinkKind
+from .uri import ParsedOutput, file_path_and_query
 
 log = logging.getLogger(__name__)
 
@@ -444,3 +448,43 @@ class FileSink:
                 self._audio.close()
                 self._audio = None
 
+
+def parse(uri: str, display: str) -> ParsedOutput | None:
+    """Any path no other kind claimed; SinkError for a URL scheme no output speaks."""
+    scheme = uri.partition(":")[0]
+    if "://" in uri and scheme.lower() != "file":
+        raise SinkError(
+            f"output {display}: unsupported scheme {scheme!r}; "
+            "use a file path, window, virtualcam, rtsp://, rtmp://, preview, ndi:NAME or null"
+        )
+    return ParsedOutput("file", uri, display, live=False, label=os.path.basename(file_path_and_query(uri)[0]))
+
+
+def open_file(parsed: ParsedOutput, config: OutputConfig, context: OpenContext) -> Sink:
+    return FileSink(config, audio_source=context.audio_source)
+
+
+def _check_creatable(folder: Path, shown: str) -> None:
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise SinkError(f"cannot write {shown}: folder {folder} cannot be created ({existing} is not a writable folder)")
+
+
+def check_file(parsed: ParsedOutput, config: OutputConfig, context: CheckContext) -> None:
+    """The target may be written: not an input, not an existing file without overwrite, a folder that exists."""
+    path = Path(file_path_and_query(config.uri)[0])
+    if context.command == "serve":  # the daemon fills in strftime fields and creates the folder
+        path = Path(time.strftime(str(path)))
+        if not path.parent.is_dir():
+            _check_creatable(path.parent, parsed.display)
+            return
+    check_target(path, overwrite=config.overwrite, inputs=context.inputs, display=parsed.display)
+
+
+KIND = SinkKind(
+    name="file", forms="out.mp4, .mov, .mkv, .webm, .ts (file: prefix optional; ?fragmented=1, ?preset=, ?gop=)",
+    parse=parse, open=open_file, check=check_file,
+    exclusive=lambda parsed: os.path.realpath(file_path_and_query(parsed.rest)[0]),
+)  # fmt: skip

@@ -21,8 +21,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..config import OutputConfig
 from ..errors import SinkError
 from ..frames import Frame, SourceInfo
+from .base import Sink
+from .kind import OpenContext, SinkKind, prefixed
+from .uri import ParsedOutput
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +95,13 @@ class NdiSink:
                 sender.close()
             except Exception as exc:  # closing must not mask the pipeline's own error
                 log.debug("NDI output %s: closing: %s", self.name, exc)
+
+
+def open_ndi(parsed: ParsedOutput, config: OutputConfig, context: OpenContext) -> Sink:
+    return NdiSink(parsed.rest)
+
+
+KIND = SinkKind(name="ndi", forms="ndi:NAME", parse=prefixed("ndi", live=True), open=open_ndi)
 
 
 __all__ = ["INSTALL", "NdiSink", "ndi_name"]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from ..config import OutputConfig
 from ..frames import Frame, SourceInfo
+from .base import Sink
+from .kind import OpenContext, SinkKind, prefixed
+from .uri import ParsedOutput
 
 log = logging.getLogger(__name__)
 
@@ -30,3 +34,10 @@ class NullSink:
         if not self.closed:
             self.closed = True
             log.debug("null output discarded %d frames", self.frames_written)
+
+
+def open_null(parsed: ParsedOutput, config: OutputConfig, context: OpenContext) -> Sink:
+    return NullSink()
+
+
+KIND = SinkKind(name="null", forms="null", parse=prefixed("null", live=False), open=open_null)

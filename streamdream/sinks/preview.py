@@ -22,9 +22,14 @@ import cv2
 import numpy as np
 from aiohttp import web
 
+from ..config import OutputConfig
 from ..errors import SinkError, StreamdreamError
 from ..frames import Frame, SourceInfo
 from ..web import Limits, WebServer, text_response
+from ..web.binding import check_listen
+from .base import Sink
+from .kind import CheckContext, OpenContext, SinkKind, prefixed
+from .uri import ParsedOutput
 
 log = logging.getLogger(__name__)
 
@@ -260,3 +265,28 @@ class PreviewSink:
         finally:
             broadcast.clients -= 1
         return response
+
+
+def open_preview(parsed: ParsedOutput, config: OutputConfig, context: OpenContext) -> Sink:
+    return PreviewSink.from_uri(config.uri.strip())
+
+
+def check_preview(parsed: ParsedOutput, config: OutputConfig, context: CheckContext) -> None:
+    if context.ports:
+        host, port = parse_preview_uri(config.uri)
+        check_listen(host, port, f"output {parsed.display}", SinkError)
+
+
+def preview_port(parsed: ParsedOutput) -> str | None:
+    """Two previews may not share a port (0 picks a free one)."""
+    try:
+        port = parse_preview_uri("preview:" + parsed.rest)[1]
+    except SinkError:
+        return None
+    return f"preview port {port}" if port else None
+
+
+KIND = SinkKind(
+    name="preview", forms="preview, preview:[HOST:]PORT", parse=prefixed("preview", live=True, label=lambda rest, shown: shown),
+    open=open_preview, check=check_preview, exclusive=preview_port,
+)  # fmt: skip

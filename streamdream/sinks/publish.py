@@ -37,7 +37,10 @@ from ..errors import SinkError
 from ..frames import Frame, SourceInfo
 from ..log import redact_url
 from ..runtime.workers import POLL, Worker, Workers
+from .base import Sink
 from .file import DEFAULT_FPS, EncoderSettings, PtsClock, VideoEncoder
+from .kind import OpenContext, SinkKind
+from .uri import ParsedOutput
 
 log = logging.getLogger(__name__)
 
@@ -245,3 +248,21 @@ class PublishSink:
             reason = f"connection refused: is the server running and listening on port {self.port}? ({reason})"
         return SinkError(f"{what} {self.safe_uri}: {reason}")
 
+
+PUBLISH_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps")
+
+
+def parse(uri: str, display: str) -> ParsedOutput | None:
+    scheme, _, rest = uri.partition(":")
+    if scheme.lower() not in PUBLISH_SCHEMES or not rest.startswith("//"):
+        return None
+    parts = urlsplit(uri)
+    port = f":{parts.port}" if parts.port else ""
+    return ParsedOutput("publish", uri, display, live=True, label=f"{parts.scheme.lower()}://{parts.hostname}{port}")
+
+
+def open_publish(parsed: ParsedOutput, config: OutputConfig, context: OpenContext) -> Sink:
+    return PublishSink(config, workers=context.workers)
+
+
+KIND = SinkKind(name="publish", forms="rtsp://HOST[:PORT]/PATH, rtmp://HOST[:PORT]/APP/KEY", parse=parse, open=open_publish)

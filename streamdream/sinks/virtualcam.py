@@ -8,16 +8,23 @@ The pipeline paces frames; this sink does not sleep.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 import sys
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from ..config import OutputConfig
 from ..errors import SinkError
 from ..frames import Frame, SourceInfo
+from .base import Sink
+from .kind import CheckContext, OpenContext, SinkKind, prefixed
+from .uri import ParsedOutput
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +97,26 @@ class VirtualCamSink:
                 camera.close()
             except Exception as exc:  # closing must not mask the pipeline's own error
                 log.debug("virtual camera: closing: %s", exc)
+
+
+def open_virtualcam(parsed: ParsedOutput, config: OutputConfig, context: OpenContext) -> Sink:
+    return VirtualCamSink(device=parsed.rest or None)
+
+
+def check_virtualcam(parsed: ParsedOutput, config: OutputConfig, context: CheckContext) -> None:
+    """pyvirtualcam is installed and, on Linux, a v4l2loopback device exists."""
+    device, shown = parsed.rest or None, parsed.display
+    if importlib.util.find_spec("pyvirtualcam") is None:
+        raise SinkError(f"output {shown}: pyvirtualcam is not installed. To use it: {backend_help()}")
+    if sys.platform.startswith("linux"):
+        loopbacks = Path("/sys/devices/virtual/video4linux")
+        if device is not None and not os.path.exists(device):
+            raise SinkError(f"output {shown}: no device {device}. To make one: {backend_help()}")
+        if device is None and not (loopbacks.is_dir() and any(loopbacks.iterdir())):
+            raise SinkError(f"output {shown}: no v4l2loopback device is loaded. To make one: {backend_help()}")
+
+
+KIND = SinkKind(
+    name="virtualcam", forms="virtualcam, virtualcam:DEVICE", parse=prefixed("virtualcam", live=True),
+    open=open_virtualcam, check=check_virtualcam,
+)  # fmt: skip

@@ -20,8 +20,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..config import OutputConfig
 from ..errors import SinkError
 from ..frames import Frame, SourceInfo
+from .base import Sink
+from .kind import CheckContext, OpenContext, SinkKind, prefixed
+from .uri import ParsedOutput
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +131,22 @@ class WindowSink:
         if "not implemented" in text.lower():
             return HEADLESS_HELP
         return text.strip().splitlines()[-1] if text.strip() else repr(exc)
+
+
+def open_window(parsed: ParsedOutput, config: OutputConfig, context: OpenContext) -> Sink:
+    if parsed.rest not in ("", "fullscreen"):
+        raise SinkError(f"output {parsed.display!r}: use 'window' or 'window:fullscreen', got window:{parsed.rest}")
+    return WindowSink(fullscreen=parsed.rest == "fullscreen")
+
+
+def check_window(parsed: ParsedOutput, config: OutputConfig, context: CheckContext) -> None:
+    """OpenCV was built with a GUI and there is a display to show it on."""
+    problems = [p for p in (None if opencv_has_gui() else HEADLESS_HELP, display_problem()) if p]
+    if problems:
+        raise SinkError(f"output {parsed.display}: cannot open a window: " + "; and ".join(problems))
+
+
+KIND = SinkKind(
+    name="window", forms="window, window:fullscreen", parse=prefixed("window", live=True), open=open_window,
+    check=check_window, exclusive=lambda parsed: "window",
+)  # fmt: skip

@@ -1,112 +1,91 @@
-"""Inputs: one ``--input URI`` picks the source (see ``uri.py`` for the accepted forms)."""
+"""Inputs: one ``--input URI`` picks the source; each kind of input is one module declaring a ``SourceKind``.
+
+``SOURCE_KINDS`` is the registry, in the order the URI forms are tried: a new kind of
+input is one module and one line here. ``parse_uri`` parses a URI once; ``check_source``
+(the preflight) and ``open_source`` take the parsed value.
+"""
 
 from __future__ import annotations
 
-import sys
-
-import av
-
 from ..config import SourceConfig
+from ..errors import SourceError
 from ..log import redact_url
 from ..runtime.workers import Workers
-from .av_source import AvSource
+from . import demo, file, image, lavfi, network, webcam
+from .av_source import AudioTap, AvSource
 from .base import Source
-from .demo import DemoSource, demo_settings
-from .image import ImageSource, split_image_target
-from .uri import (
-    ALWAYS_LIVE_SCHEMES,
-    AvOpenArgs,
-    ParsedUri,
-    file_open_args,
-    is_realtime_graph,
-    lavfi_open_args,
-    network_open_args,
-    parse_uri,
-    webcam_open_args,
-)
+from .demo import DemoSource
+from .image import ImageSource
+from .kind import OpenContext, SourceKind
+from .uri import ParsedUri
+
+# tried in this order; a plain path (file) matches anything, so it comes last
+SOURCE_KINDS: tuple[SourceKind, ...] = (demo.KIND, lavfi.KIND, image.KIND, webcam.KIND, network.KIND, file.KIND)
+KINDS = {kind.name: kind for kind in SOURCE_KINDS}
 
 __all__ = [
+    "KINDS",
+    "SOURCE_KINDS",
     "AvSource",
     "DemoSource",
     "ImageSource",
+    "OpenContext",
     "ParsedUri",
     "Source",
+    "SourceKind",
+    "check_source",
     "describe_uri",
+    "input_paths",
     "open_source",
     "parse_uri",
 ]
 
 
-def _libavformat_major() -> int:
-    return av.library_versions["libavformat"][0]
+def parse_uri(uri: str) -> ParsedUri:
+    """Which kind of input ``uri`` names, and its parts. SourceError for a URI no kind takes."""
+    uri = uri.strip()
+    if not uri:
+        raise SourceError("input is empty: give a file path, webcam, an rtsp:// URL, demo or image:PATH")
+    display = redact_url(uri)
+    for kind in SOURCE_KINDS:
+        parsed = kind.parse(uri, display)
+        if parsed is not None:
+            return parsed
+    raise SourceError(f"input {display}: no kind of input takes it")  # pragma: no cover - file takes any path
 
 
-def av_open_args(parsed: ParsedUri, config: SourceConfig, platform: str = sys.platform) -> AvOpenArgs:
-    """The ``av.open`` arguments for a file, webcam, network or lavfi input."""
-    timeouts = (config.open_timeout, config.read_timeout)
-    if parsed.kind == "webcam":
-        return webcam_open_args(
-            parsed.target,
-            platform=platform,
-            width=config.width,
-            height=config.height,
-            fps=config.fps,
-            input_format=config.input_format,
-            timeout=timeouts,
-        )
-    if parsed.kind == "network":
-        return network_open_args(
-            parsed.target,
-            transport=config.transport,
-            open_timeout=config.open_timeout,
-            read_timeout=config.read_timeout,
-            libavformat_major=_libavformat_major(),
-        )
-    if parsed.kind == "lavfi":
-        return lavfi_open_args(parsed.target, live=_flag(parsed.params.get("live", "0")))
-    return file_open_args(parsed.target)
+def check_source(config: SourceConfig, command: str, parsed: ParsedUri | None = None) -> None:
+    """What the preflight can know of the input without the model (SourceError naming the problem)."""
+    parsed = parsed or parse_uri(config.uri)
+    KINDS[parsed.kind].check(parsed, config, command)
 
 
-def _flag(text: str) -> bool:
-    return text.lower() in ("1", "true", "yes")
-
-
-def open_source(config: SourceConfig, platform: str = sys.platform, workers: Workers | None = None, audio=None) -> Source:
+def open_source(config: SourceConfig, workers: Workers | None = None, audio: AudioTap | None = None,
+                parsed: ParsedUri | None = None) -> Source:  # fmt: skip
     """Build the source ``config.uri`` names, closed; the caller calls ``open()``.
 
     ``workers`` starts the source's reader threads (see ``runtime/workers.py``); ``audio``
     (an ``AudioTap``) hears the input's audio track, for audio-reactive dreaming."""
-    parsed = parse_uri(config.uri)
-    if parsed.kind == "demo":
-        return DemoSource(demo_settings(parsed.params, config.width, config.height, config.fps), parsed.display)
-    if parsed.kind == "image":
-        path, seconds, fps = split_image_target(parsed.target)
-        return ImageSource(path, redact_url(path), seconds=seconds, fps=fps, max_pixels=config.max_pixels)
-    args = av_open_args(parsed, config, platform)
-    if parsed.kind == "webcam":
-        return AvSource(args, kind="webcam", display=args.file, live=True, max_pixels=config.max_pixels, workers=workers,
-                        audio=audio)
-    if parsed.kind == "network":
-        live = True if parsed.scheme in ALWAYS_LIVE_SCHEMES else None  # http(s): decided on open
-        return AvSource(args, kind="network", display=parsed.display, live=live, max_pixels=config.max_pixels, workers=workers,
-                        audio=audio)
-    if parsed.kind == "lavfi":
-        # a generated input like demo; lavfi cannot seek, so no loop
-        return AvSource(args, kind="demo", display=parsed.display, live=is_realtime_graph(args.file),
-                        max_pixels=config.max_pixels, workers=workers, audio=audio)
-    return AvSource(args, kind="file", display=parsed.display, live=False, loop=config.loop, max_pixels=config.max_pixels,
-                    workers=workers, audio=audio)
+    parsed = parsed or parse_uri(config.uri)
+    return KINDS[parsed.kind].open(parsed, config, OpenContext(workers=workers, audio=audio))
+
+
+def input_paths(uri: str) -> tuple[str, ...]:
+    """The local files an input reads (what no output may be)."""
+    try:
+        parsed = parse_uri(uri)
+    except SourceError:
+        return ()
+    return KINDS[parsed.kind].local_paths(parsed)
+
+
+def comes_back(uri: str) -> bool:
+    """A lost input of this kind may return (a camera, a stream): the daemon waits and reconnects."""
+    return KINDS[parse_uri(uri).kind].comes_back
 
 
 def describe_uri(uri: str) -> str:
     """A one-line, credential-free description of an input, e.g. for ``--help`` or logs."""
     parsed = parse_uri(uri)
-    names = {
-        "file": "video file",
-        "webcam": "camera",
-        "network": f"{parsed.scheme} stream",
-        "demo": "built-in demo scene",
-        "lavfi": "FFmpeg filter graph",
-        "image": "still image",
-    }
-    return f"{names[parsed.kind]} {parsed.display}"
+    what = f"{parsed.scheme} stream" if parsed.kind == "network" else KINDS[parsed.kind].what
+    return f"{what} {parsed.display}"

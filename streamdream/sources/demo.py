@@ -22,9 +22,12 @@ from fractions import Fraction
 import cv2
 import numpy as np
 
+from ..config import SourceConfig
 from ..errors import SourceError
 from ..frames import Frame, SourceInfo, freeze
-from .base import OpenedInfo
+from .base import OpenedInfo, Source
+from .kind import OpenContext, SourceKind
+from .uri import ParsedUri, query_params
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_FPS, DEFAULT_FRAMES = 640, 480, 30.0, 90
 
@@ -195,3 +198,24 @@ class DemoSource(OpenedInfo):
 
     def close(self) -> None:
         self._closed.set()
+
+
+def parse(uri: str, display: str) -> ParsedUri | None:
+    lower = uri.lower()
+    if lower == "demo" or lower.startswith("demo?"):
+        return ParsedUri("demo", "demo", display, query_params(uri[5:]))
+    return None
+
+
+def check(parsed: ParsedUri, config: SourceConfig, command: str) -> None:
+    demo_settings(parsed.params, config.width, config.height, config.fps)
+
+
+def open_demo(parsed: ParsedUri, config: SourceConfig, context: OpenContext) -> Source:
+    return DemoSource(demo_settings(parsed.params, config.width, config.height, config.fps), parsed.display)
+
+
+KIND = SourceKind(
+    name="demo", forms="demo, demo?width=320&height=240&fps=30&frames=300&live=1&seed=7", what="built-in demo scene",
+    parse=parse, open=open_demo, check=check,
+)  # fmt: skip

@@ -12,10 +12,14 @@ from urllib.parse import parse_qsl
 
 import numpy as np
 
+from ..config import SourceConfig
 from ..errors import SourceError
 from ..frames import Frame, SourceInfo, freeze
-from ..images import MAX_PIXELS_8K, read_rgb8
-from .base import OpenedInfo
+from ..images import MAX_PIXELS_8K, check_picture, read_rgb8
+from ..log import redact_url
+from .base import OpenedInfo, Source
+from .kind import OpenContext, SourceKind
+from .uri import ParsedUri
 
 DEFAULT_FPS = 25
 CLIP_OPTIONS = ("seconds", "fps")
@@ -82,3 +86,28 @@ class ImageSource(OpenedInfo):
 
     def close(self) -> None:
         pass
+
+
+def parse(uri: str, display: str) -> ParsedUri | None:
+    return ParsedUri("image", uri[6:], display) if uri.lower().startswith("image:") else None
+
+
+def check(parsed: ParsedUri, config: SourceConfig, command: str) -> None:
+    path, seconds, _ = split_image_target(parsed.target)
+    check_picture(path, "input", SourceError, max_pixels=config.max_pixels)
+    if seconds is None:
+        raise SourceError(
+            f"input {parsed.display} is one picture, which would make a 1-frame video; give its length, "
+            f"e.g. --input 'image:{path}?seconds=10' (fps=25 by default), or use `streamdream image` or `zoom`"
+        )
+
+
+def open_image(parsed: ParsedUri, config: SourceConfig, context: OpenContext) -> Source:
+    path, seconds, fps = split_image_target(parsed.target)
+    return ImageSource(path, redact_url(path), seconds=seconds, fps=fps, max_pixels=config.max_pixels)
+
+
+KIND = SourceKind(
+    name="image", forms="image:PHOTO?seconds=S[&fps=F]", what="still image", parse=parse, open=open_image, check=check,
+    local_paths=lambda parsed: (split_image_target(parsed.target)[0],),
+)  # fmt: skip

@@ -1,7 +1,9 @@
-"""Input URIs: what kind of source a URI names, and how PyAV must open it.
+"""Input URIs: the parsed form every kind shares, and how PyAV must open each kind.
 
 Pure functions only (no I/O, no PyAV import), so every platform's mapping can be
 tested on any machine. The platform and FFmpeg version are parameters for that reason.
+Which kind a URI names is each kind's own ``parse`` (``sources/__init__.py`` tries them in
+order):
 
 Accepted forms::
 
@@ -20,10 +22,9 @@ import re
 import sys
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl
 
 from ..errors import SourceError
-from ..log import redact_url
 
 Kind = Literal["file", "webcam", "network", "demo", "lavfi", "image"]
 
@@ -32,7 +33,6 @@ NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https", "rtmp", "rtmps", 
 # (a progressive file or a VOD playlist has a duration, a live stream has none).
 ALWAYS_LIVE_SCHEMES = NETWORK_SCHEMES - {"http", "https"}
 
-_WEBCAM_PATH = re.compile(r"^/dev/(video\d+|v4l/.+)$")
 _REALTIME_FILTER = re.compile(r"(^|[,;\]\s])realtime(=|,|;|\[|$)")
 
 
@@ -63,43 +63,9 @@ class AvOpenArgs:
     timeout: tuple[float, float] | None = None
 
 
-def _query(text: str) -> dict[str, str]:
+def query_params(text: str) -> dict[str, str]:
+    """``a=1&b=2`` -> {"a": "1", "b": "2"} (blank values kept)."""
     return dict(parse_qsl(text, keep_blank_values=True))
-
-
-def parse_uri(uri: str) -> ParsedUri:
-    """Classify an ``--input`` value. Raises SourceError for an unknown scheme."""
-    uri = uri.strip()
-    display = redact_url(uri)
-    if not uri:
-        raise SourceError("input is empty: give a file path, webcam, an rtsp:// URL, demo or image:PATH")
-    lower = uri.lower()
-
-    if lower == "demo" or lower.startswith("demo?"):
-        return ParsedUri("demo", "demo", display, _query(uri[5:]))
-    if lower.startswith("lavfi:"):
-        graph, _, query = uri[6:].partition("?")
-        if not graph:
-            raise SourceError("lavfi input needs a filter graph, e.g. lavfi:testsrc2=size=320x240:rate=30")
-        return ParsedUri("lavfi", graph, display, _query(query))
-    if lower.startswith("image:"):
-        return ParsedUri("image", uri[6:], display)
-    if lower == "webcam" or lower.startswith("webcam:"):
-        return ParsedUri("webcam", uri[7:], display)
-    if _WEBCAM_PATH.match(uri):
-        return ParsedUri("webcam", uri, display)
-    if lower.startswith("file://"):
-        path = unquote(urlsplit(uri).path)
-        return ParsedUri("file", path, redact_url(path))
-
-    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", uri)
-    if match:
-        scheme = match.group(1).lower()
-        if scheme not in NETWORK_SCHEMES:
-            known = ", ".join(sorted(s + "://" for s in NETWORK_SCHEMES))
-            raise SourceError(f"unsupported input scheme {scheme}:// in {display}; use a file path or one of {known}")
-        return ParsedUri("network", uri, display)
-    return ParsedUri("file", uri, display)
 
 
 def is_realtime_graph(graph: str) -> bool:

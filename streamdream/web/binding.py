@@ -7,9 +7,10 @@ control API that would be open to the network without a token never listens.
 from __future__ import annotations
 
 import os
+import socket
 
 from ..config import ControlConfig
-from ..errors import ConfigError, ControlError
+from ..errors import ConfigError, ControlError, StreamdreamError
 from .origin import is_loopback
 
 TOKEN_ENV = "STREAMDREAM_CONTROL_TOKEN"
@@ -50,4 +51,17 @@ def parse_listen_address(text: str, default_host: str = "127.0.0.1") -> tuple[st
     return host, port
 
 
-__all__ = ["TOKEN_ENV", "check_control_binding", "parse_listen_address", "resolve_token"]
+def check_listen(host: str, port: int, what: str, error: type[StreamdreamError]) -> None:
+    """The address can be bound now (port 0 always can)."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers themselves do
+            probe.bind((host, port))
+    except OSError as exc:
+        raise error(f"{what}: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+__all__ = ["TOKEN_ENV", "check_control_binding", "check_listen", "parse_listen_address", "resolve_token"]
