@@ -35,7 +35,7 @@ from ..pipeline.looks import Look, LookSwitch, build_look
 from ..runtime.observer import PipelineObserver
 from ..runtime.queues import FrameQueue, QueuePolicy
 from ..runtime.workers import POLL, Worker, Workers
-from .playlist import DEFAULT_PRESET, Playlist, apply_preset, next_in, preset_names
+from .playlist import DEFAULT_PRESET, Playlist, apply_preset, next_in, preset_names, previous_in
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,11 @@ class LookBuilder:
 def warm_frame(info: SourceInfo) -> Frame:
     """A grey frame at the source's size: the first look is checked at the real size."""
     return Frame(freeze(np.full((info.height, info.width, 3), 128, np.uint8)), index=-1, pts=None)
+
+
+def _crossfade(config: Config, tweaks: Tweaks) -> float:
+    """Seconds a switch blends: the control API's crossfade, else ``playlist.crossfade``."""
+    return dict(tweaks).get("crossfade", config.playlist.crossfade)
 
 
 def _cached(cache: OrderedDict, key: Any, build: Callable[[], Any], size: int) -> Any:
@@ -207,13 +212,19 @@ class Director(Worker):
             raise ControlError("no presets defined: add playlist.presets to the config")
         return self.set_preset(next_in(state.order, state.preset))
 
+    def previous_preset(self) -> dict[str, Any]:
+        state = self.state_now
+        if not state.config.playlist.presets:
+            raise ControlError("no presets defined: add playlist.presets to the config")
+        return self.set_preset(previous_in(state.order, state.preset))
+
     def set_preset(self, name: str) -> dict[str, Any]:
         config = self.state_now.config
         names = preset_names(config.playlist)
         if name not in names:
             raise ControlError(f"unknown preset {name[:64]!r}; choose one of {', '.join(names)}")
         self._submit(preset=name, reason="control")
-        return {"preset": name, "status": "switching", "crossfade": config.playlist.crossfade}
+        return {"preset": name, "status": "switching", "crossfade": _crossfade(config, self.state_now.tweaks)}
 
     def set_strength(self, value: float) -> dict[str, Any]:
         if not 0.0 < value <= MAX_STRENGTH:
@@ -226,6 +237,9 @@ class Director(Worker):
 
     def set_carry(self, value: float) -> dict[str, Any]:
         return self._tweak("carry", value)
+
+    def set_crossfade(self, value: float) -> dict[str, Any]:
+        return self._tweak("crossfade", value)
 
     def set_layer_weight(self, layer: str, value: float) -> dict[str, Any]:
         return self._tweak(f"layer:{layer}", value)
@@ -278,7 +292,7 @@ class Director(Worker):
             "coherence": effective.coherence.mode,
             "playlist": {
                 "interval": config.playlist.interval,
-                "crossfade": config.playlist.crossfade,
+                "crossfade": _crossfade(config, state.tweaks),
                 "next_switch_in": next_in_s,
                 "schedule": [{"at": e.at, "preset": e.preset} for e in config.playlist.schedule],
             },
@@ -346,10 +360,10 @@ class Director(Worker):
                 look = self._build(preset, effective, switch.last_input or warm_frame(self._info))
                 if self.stop.is_set():  # shutting down: this look will never be shown
                     return None
-                switch.switch_to(look, config.playlist.crossfade)
+                switch.switch_to(look, _crossfade(config, tuple(tweaks.items())))
                 self._on_switch(look)
             log.info("preset %s (strength %g, model %s): %s", preset, strength, effective.model.name,
-                     "crossfading" if config.playlist.crossfade > 0 else "switched")  # fmt: skip
+                     "crossfading" if _crossfade(config, tuple(tweaks.items())) > 0 else "switched")  # fmt: skip
         if config.playlist != state.config.playlist:
             self._playlist = Playlist(config.playlist)
         if preset != state.preset:
