@@ -231,6 +231,10 @@ def build_parser() -> Parser:
     )  # fmt: skip
 
     sub.add_parser("models", help="list models, their weights and whether they are available here", **common)
+
+    p = sub.add_parser("midi-ports", help="list MIDI input ports (for the config's midi.port)", **common)
+    p.add_argument("--config", metavar="FILE", help="mark the port this config's midi.port opens, with its midi.backend (default: none)")
+    p.add_argument("--backend", metavar="MODULE", help="mido backend, e.g. mido.backends.rtmidi/UNIX_JACK (default: the config's, else $MIDO_BACKEND, else rtmidi)")
     return parser
 
 

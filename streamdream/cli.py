@@ -18,7 +18,8 @@ from typing import Any
 
 from . import preflight, preflight_commands
 from .arguments import build_parser, config_from_args
-from .config import Config, OutputConfig, load_config, with_overrides
+from .commands.midi_ports import list_ports
+from .config import Config, MidiConfig, OutputConfig, load_config, with_overrides
 from .errors import SinkError, StreamdreamError
 from .log import redact_url, setup_logging
 
@@ -214,6 +215,15 @@ def cmd_models(args: argparse.Namespace, stop: threading.Event) -> int:
     return 0
 
 
+def cmd_midi_ports(args: argparse.Namespace, stop: threading.Event) -> int:
+    midi = load_config(args.config).midi if args.config else MidiConfig()
+    if args.backend:
+        midi = midi.model_copy(update={"backend": args.backend})
+    for line in list_ports(midi):
+        print(line)
+    return 0
+
+
 COMMANDS = {
     "image": cmd_image,
     "zoom": cmd_zoom,
@@ -225,6 +235,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "validate-config": cmd_validate_config,
     "models": cmd_models,
+    "midi-ports": cmd_midi_ports,
 }
 
 

@@ -304,3 +304,101 @@ def test_midi_config_errors_name_the_key_and_value():
     for data, words in cases:
         with pytest.raises(ConfigError, match=words):
             parse_config(data)
+
+
+# --- the tiny model: a port missing at start, learn mode in the page ------------------------------------
+
+
+def tiny_config(tiny_model_path, port: str, **midi):
+    from tests.test_service_daemon import fast
+
+    return fast(tiny_model_path, source=SOURCE, playlist=PRESETS, control={"token": TOKEN},
+                reconnect={"initial": 0.2, "max": 1.0}, midi={"port": port, "backend": BACKEND, **midi})
+
+
+def test_a_controller_missing_at_start_does_not_stop_serve_and_is_opened_when_plugged(tiny_model_path, tmp_path):
+    name = "streamdream-test late"
+    config = write(tmp_path / "late.yaml", tiny_config(tiny_model_path, "late", controls=[{"cc": 7, "verb": "strength"}]))
+    running = Running(config)
+    try:
+        midi = running.state()["midi"]
+        assert not midi["up"] and "no MIDI input port matching 'late'" in midi["down_reason"]
+        before = running.metrics()["streamdream_frames_total,stage=write"]
+        wait_for(lambda: running.metrics()["streamdream_frames_total,stage=write"] > before + 3, 30, "frames without MIDI")
+        late = Controller(name)  # found by a part of its name
+        try:
+            settle(running, lambda s: s["midi"]["up"] and s["midi"]["name"] == name, "the port opened once plugged", 30)
+            wait_for(late.listened, 10, "the daemon listening")
+            late.cc(7, 127)
+            settle(running, lambda s: s["strength"] == 3.0, "strength from the late controller", 30)
+        finally:
+            late.close()
+    finally:
+        running.close()
+
+
+def test_midi_ports_command_lists_ports_and_marks_the_configs(tmp_path, capsys):
+    from streamdream.cli import main
+    from streamdream.errors import SourceError
+
+    plugged = [Controller("streamdream-test alpha"), Controller("streamdream-test beta")]
+    try:
+        config = write(tmp_path / "ports.yaml", {"midi": {"port": "BETA", "backend": BACKEND}})
+        assert main(["midi-ports", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        assert "  streamdream-test alpha" in out and "* streamdream-test beta" in out and "opens" in out
+    finally:
+        for controller in plugged:
+            controller.close()
+    if BACKEND is not None:  # no sequencer: rtmidi has no ports to list, and says why
+        from streamdream.commands.midi_ports import list_ports
+        from streamdream.config import MidiConfig
+
+        with pytest.raises(SourceError, match="sequencer"):
+            list_ports(MidiConfig())
+
+
+def test_learn_mode_binds_a_knob_from_the_page_and_keeps_it_after_a_restart(tiny_model_path, tmp_path):
+    from tests.fixtures.preview_browser import HeadlessChromium, find_chromium
+    from tests.test_control_page import Page, needs_chromium
+
+    if needs_chromium.args[0]:
+        pytest.skip("needs chromium")
+    pads = Controller("streamdream-test pads")
+    config = write(tmp_path / "learn.yaml", tiny_config(tiny_model_path, "pads"))
+    running = Running(config)
+    browser = HeadlessChromium(find_chromium() or "chromium", tmp_path / "profile", url=running.url + "/", width=1100, height=900)
+    page = Page(browser)
+    try:
+        page.wait("getComputedStyle(document.getElementById('login')).display === 'flex'", "the login form")
+        page.click("#token")
+        browser.call("Input.insertText", text=TOKEN)
+        page.click("#login-form button")
+        page.wait("document.getElementById('midi-port').textContent.includes('up')", "the MIDI port shown up")
+        # learn: the Learn button, then a click on the strength slider, then a knob
+        page.click("#midi-learn")
+        page.wait("document.body.classList.contains('learning')", "learn mode")
+        page.click("#strength", fraction=0.9)
+        settle(running, lambda s: s["midi"]["learning"] == "strength", "the daemon waiting for a knob for strength", 30)
+        assert running.state()["strength"] == 1.0  # the click chose the slider; it did not move the strength
+        pads.cc(21, 100)
+        page.wait("document.getElementById('midi-bindings').textContent.includes('CC 21 -> strength (learned)')",
+                  "the learned binding on the page")
+        page.wait("!document.body.classList.contains('learning')", "learn mode over")
+        assert (tmp_path / "learn.yaml.midi.json").exists()
+        pads.cc(21, 127)
+        settle(running, lambda s: s["strength"] == 3.0, "strength from the learned knob", 30)
+        page.wait("document.getElementById('strength-value').textContent === '3.00'", "the slider following the knob")
+    finally:
+        browser.close()
+        running.close()
+    running = Running(config)  # a restart: the binding is read back from beside the config
+    try:
+        settle(running, lambda s: s["midi"]["up"], "MIDI up after the restart", 30)
+        wait_for(pads.listened, 10, "the daemon listening")
+        assert {"cc": 21, "verb": "strength", "learned": True, "text": "CC 21 -> strength"} in running.state()["midi"]["bindings"]
+        pads.cc(21, 0)
+        settle(running, lambda s: s["strength"] == 0.1, "the learned knob after the restart", 30)
+    finally:
+        running.close()
+        pads.close()

@@ -56,7 +56,7 @@ def input_names(backend: str | None = None) -> list[str]:
     try:
         return list(_backend(backend).get_input_names())
     except Exception as exc:  # rtmidi raises its own SystemError without an ALSA sequencer
-        raise OSError(f"cannot list MIDI ports ({_backend(backend).name}): {' '.join(str(exc).split())}") from None
+        raise OSError(f"cannot list MIDI ports ({_backend(backend).name}): {' '.join(str(exc).split()).rstrip('.')}") from None
 
 
 def match_port(wanted: str, names: list[str]) -> str | None:
