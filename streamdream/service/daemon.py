@@ -330,6 +330,10 @@ class Service:
     def next_preset(self) -> dict[str, Any]:
         return self._running_director().next_preset()
 
+    def prepare_next(self, after: str | None = None) -> None:
+        """Build the next preset's look ahead of its switch (the MIDI clock's next bar)."""
+        self._running_director().prepare_next(after)
+
     def previous_preset(self) -> dict[str, Any]:
         return self._running_director().previous_preset()
 

@@ -265,6 +265,7 @@ class MidiInput(Worker):
             return
         if kind == "start":
             clock.start()
+            self._prepare_next(None)
         elif kind == "stop":
             clock.stop()
         elif kind == "continue":
@@ -292,6 +293,17 @@ class MidiInput(Worker):
                  "clock_at": at, "requested_at": time.monotonic()}  # fmt: skip
         self.switches = (self.switches + [entry])[-16:]
         log.info("MIDI clock: bar %d, switching to preset %s", bar, answer.get("preset"))
+        self._prepare_next(answer.get("preset"))
+
+    def _prepare_next(self, after: str | None) -> None:
+        """Have the preset after ``after`` built before its bar comes, so the switch is on the downbeat."""
+        prepare = getattr(self.controller, "prepare_next", None)
+        if self._switch_beats is None or prepare is None:
+            return
+        try:
+            prepare(after)
+        except ControlError as exc:  # still starting, or too many changes waiting: built at the switch then
+            log.debug("MIDI clock: preparing the next preset: %s", exc)
 
     def count(self, result: str, what: str = "") -> None:
         self.messages.labels(result=result).inc()
