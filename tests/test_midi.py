@@ -161,6 +161,20 @@ def test_unmapped_and_refused_messages_are_counted_not_fatal(lite, knobs):
     assert lite.service.midi.alive
 
 
+def test_http_has_the_verbs_midi_added_previous_and_crossfade(lite):
+    from tests.fixtures.servers import http_request
+
+    start = lite.state()["preset"]
+    cycle = lite.state()["cycle"]
+    status, body = http_request(lite.url + "/api/preset/previous", token=TOKEN, method="POST", body={})
+    assert status == 200, body
+    settle(lite, lambda s: s["preset"] == cycle[cycle.index(start) - 1], "the previous preset over HTTP")
+    status, body = http_request(lite.url + "/api/crossfade", token=TOKEN, method="POST", body={"value": 75})
+    assert status == 400 and "crossfade: must be <= 60" in body and "got 75" in body
+    status, body = http_request(lite.url + "/api/midi/learn", token=TOKEN, method="POST", body={"control": "blend"})
+    assert status == 400 and "learn: give a control to bind" in body and "'blend'" in body
+
+
 # --- a controller unplugged and plugged again ------------------------------------------------------
 
 
