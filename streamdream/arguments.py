@@ -227,7 +227,7 @@ def build_parser() -> Parser:
     p.add_argument(
         "--for", dest="for_command", choices=["run", "serve"],
         help="check for `run --config` or `serve --config` (default: serve if the file has "
-        "playlist, control, health, reconnect or idle sections, else run)",
+        "playlist, control, health, reconnect, idle or midi sections, else run)",
     )  # fmt: skip
 
     sub.add_parser("models", help="list models, their weights and whether they are available here", **common)

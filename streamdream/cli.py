@@ -25,7 +25,7 @@ from .log import redact_url, setup_logging
 
 log = logging.getLogger("streamdream")
 
-SERVE_SECTIONS = ("playlist", "control", "health", "reconnect", "idle")
+SERVE_SECTIONS = ("playlist", "control", "health", "reconnect", "idle", "midi")
 
 
 def stop_summary(result: Any, outputs: str) -> str:

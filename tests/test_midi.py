@@ -15,12 +15,12 @@ import pytest
 
 mido = pytest.importorskip("mido")
 
-from streamdream.config import MidiBinding, parse_config  # noqa: E402
-from streamdream.errors import ConfigError  # noqa: E402
-from streamdream.service.midi_clock import PPQN, MidiClock, Pulse  # noqa: E402
-from streamdream.service.midi_map import Bindings, learned_path, load_learned, save_learned, scaled  # noqa: E402
-from tests.fixtures.midi import BACKEND, MIDI_PATH, Controller  # noqa: E402
-from tests.test_service_daemon import TOKEN, Running, wait_for, write  # noqa: E402
+from streamdream.config import MidiBinding, parse_config
+from streamdream.errors import ConfigError
+from streamdream.service.midi_clock import PPQN, MidiClock, Pulse
+from streamdream.service.midi_map import Bindings, learned_path, load_learned, save_learned, scaled
+from tests.fixtures.midi import BACKEND, MIDI_PATH, Controller
+from tests.test_service_daemon import TOKEN, Running, wait_for, write
 
 PORT = "streamdream-test knobs"
 SOURCE = {"uri": "demo?live=1&width=96&height=64&fps=10"}
@@ -148,7 +148,7 @@ def test_a_cc_button_fires_next_once_per_press(lite, knobs):
 
 
 def test_a_fader_burst_coalesces_and_its_last_value_wins(lite, knobs):
-    for value in list(range(0, 128)) + list(range(127, 40, -1)):
+    for value in list(range(128)) + list(range(127, 40, -1)):
         knobs.cc(1, value)
     settle(lite, lambda s: s["strength"] == scaled(MidiBinding(cc=1, verb="strength"), 41), "the fader's last value")
 
@@ -416,3 +416,12 @@ def test_learn_mode_binds_a_knob_from_the_page_and_keeps_it_after_a_restart(tiny
     finally:
         running.close()
         pads.close()
+
+
+def test_serve_preflight_names_a_missing_midi_backend():
+    from streamdream.preflight import check_config
+
+    config = parse_config({"outputs": ["null"], "midi": {"port": "x", "backend": "nosuch.backend"}})
+    with pytest.raises(ConfigError, match="midi.backend: no module 'nosuch.backend'"):
+        check_config(config, "serve", ports=False)
+    check_config(parse_config({"outputs": ["null"], "midi": {"port": "x", "backend": BACKEND}}), "serve", ports=False)

@@ -316,6 +316,9 @@ class Service:
         """Learn mode: bind the next MIDI control change or note to ``control`` (None: stop learning)."""
         if self.midi is None:
             raise ControlError("MIDI is off: set midi.port in the config (`streamdream midi-ports` lists the ports)")
+        names = self._running_director().state()["presets"]
+        if control == "preset" and preset not in names:
+            raise ControlError(f"learn preset: unknown preset {str(preset)[:64]!r}; choose one of {', '.join(names)}")
         return self.midi.learn(control, layer, preset)
 
     def picture(self):

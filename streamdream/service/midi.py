@@ -33,8 +33,9 @@ from typing import Any
 
 import mido
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import ValidationError
 
-from ..config import MIDI_VERBS, MidiBinding, MidiConfig, ReconnectConfig
+from ..config import MIDI_VERBS, MidiBinding, MidiConfig, ReconnectConfig, _describe
 from ..errors import ControlError
 from ..runtime.queues import FrameQueue, QueuePolicy
 from ..runtime.workers import POLL, Backoff, Worker
@@ -75,7 +76,7 @@ class MidiInput(Worker):
 
     def __init__(
         self, config: MidiConfig, controller: Controller, registry: CollectorRegistry, *,
-        config_path: Path, reconnect: ReconnectConfig = ReconnectConfig(),
+        config_path: Path, reconnect: ReconnectConfig,
     ) -> None:  # fmt: skip
         super().__init__("midi")
         assert config.port is not None
@@ -127,9 +128,9 @@ class MidiInput(Worker):
         if verb not in MIDI_VERBS:
             raise ControlError(f"learn: give a control to bind, one of {', '.join(MIDI_VERBS)}, got {str(verb)[:40]!r}")
         try:
-            target = MidiBinding(cc=0, verb=verb, layer=layer, preset=preset)
-        except ValueError as exc:
-            raise ControlError(f"learn {verb}: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}") from None
+            target = MidiBinding.model_validate({"cc": 0, "verb": verb, "layer": layer, "preset": preset})
+        except ValidationError as exc:
+            raise ControlError(f"learn {verb}: {_describe(dict(exc.errors()[0]))}") from None
         with self._learn_lock:
             self._learning = target
         return {"learning": _target(target)}

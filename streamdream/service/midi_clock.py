@@ -115,4 +115,4 @@ class Pulse:
         return self.low + (self.high - self.low) * math.exp(-since / self.decay)
 
 
-__all__ = ["ClockState", "GAP", "MidiClock", "PPQN", "Pulse", "Tick"]
+__all__ = ["GAP", "PPQN", "ClockState", "MidiClock", "Pulse", "Tick"]

@@ -93,7 +93,7 @@ def load_learned(path: Path) -> tuple[MidiBinding, ...]:
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
-        raise ConfigError(f"{path}: learned binding {where}: {_describe(error)}; delete the file to start again") from None
+        raise ConfigError(f"{path}: learned binding {where}: {_describe(dict(error))}; delete the file to start again") from None
 
 
 def save_learned(path: Path, bindings: tuple[MidiBinding, ...]) -> None:
@@ -130,4 +130,4 @@ class Bindings:
         ]
 
 
-__all__ = ["Bindings", "PRESSES", "RANGES", "describe", "key_of", "learned_path", "load_learned", "save_learned", "scaled"]
+__all__ = ["PRESSES", "RANGES", "Bindings", "describe", "key_of", "learned_path", "load_learned", "save_learned", "scaled"]
