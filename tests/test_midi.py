@@ -425,3 +425,42 @@ def test_serve_preflight_names_a_missing_midi_backend():
     with pytest.raises(ConfigError, match="midi.backend: no module 'nosuch.backend'"):
         check_config(config, "serve", ports=False)
     check_config(parse_config({"outputs": ["null"], "midi": {"port": "x", "backend": BACKEND}}), "serve", ports=False)
+
+
+def test_serve_with_a_controller_that_is_not_there_runs_and_stops_cleanly(tiny_model_path, tmp_path):
+    """`streamdream serve` as a user runs it, with the real backend (rtmidi): here no sequencer or
+    no such port, so MIDI is down, said in /api/state and the metric, and the daemon serves on."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.fixtures.servers import free_port, http_request
+    from tests.test_service_daemon import fast, samples
+
+    port = free_port()
+    data = fast(tiny_model_path, source=SOURCE, metrics={"port": port}, midi={"port": "no-such-controller-xyz"})
+    config = write(tmp_path / "serve.yaml", data)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "STREAMDREAM_CONTROL_TOKEN": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "streamdream.cli", "serve", "--config", str(config)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    url = f"http://127.0.0.1:{port}"
+
+    def state():
+        try:
+            status, body = http_request(url + "/api/state")
+        except OSError:
+            return {}
+        return json.loads(body) if status == 200 else {}
+
+    try:
+        midi = wait_for(lambda: (state().get("frames") or {}).get("out", 0) > 3 and state()["midi"], 120, "frames out with MIDI on")
+        assert not midi["up"] and midi["down_reason"]
+        assert samples(http_request(url + "/metrics")[1])["streamdream_midi_up"] == 0.0
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "MIDI: " in out and "Traceback" not in out, out
