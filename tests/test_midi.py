@@ -275,6 +275,10 @@ def test_clock_measures_tempo_and_counts_bars_from_start():
         assert [n for n, t in enumerate(ticks) if t.beat is not None] == [PPQN * b for b in range(9)]
     clock.tick(200.0)  # a clock after a long gap starts a new measurement
     assert clock.state.tempo is None
+    clock.stop()
+    clock.locate(16)  # song position: bar 2 (16 sixteenths)
+    clock.resume()
+    assert clock.tick(201.0).bar == 1 and clock.state.as_dict()["bar"] == 2
 
 
 def test_pulse_rises_on_the_beat_and_decays():

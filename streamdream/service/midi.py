@@ -49,7 +49,7 @@ QUEUE = 4096  # messages waiting at most (a clock sends 24 per beat); more are d
 CHECK = 1.0  # seconds between looks at whether the open port is still there
 LOG_QUIET = 10.0  # seconds: one log line per burst of dropped messages
 RESULTS = ("applied", "invalid", "unmapped", "dropped", "learned")
-TRANSPORT = ("clock", "start", "stop", "continue")
+TRANSPORT = ("clock", "start", "stop", "continue", "songpos")
 
 
 def input_names(backend: str | None = None) -> list[str]:
@@ -204,7 +204,7 @@ class MidiInput(Worker):
         for message, at in events:
             kind = message.type
             if kind in TRANSPORT:
-                self._transport(kind, at)
+                self._transport(message, at)
                 continue
             channel = self.config.channel
             if channel is not None and getattr(message, "channel", channel - 1) != channel - 1:
@@ -260,8 +260,8 @@ class MidiInput(Worker):
         self.count("learned")
         return True
 
-    def _transport(self, kind: str, at: float) -> None:
-        clock = self.clock
+    def _transport(self, message: Any, at: float) -> None:
+        clock, kind = self.clock, message.type
         if clock is None:
             return
         if kind == "start":
@@ -271,6 +271,8 @@ class MidiInput(Worker):
             clock.stop()
         elif kind == "continue":
             clock.resume()
+        elif kind == "songpos":
+            clock.locate(message.pos)
         else:
             tick = clock.tick(at)
             if tick.beat is not None and self._switch_beats and tick.beat > 0 and tick.beat % self._switch_beats == 0:

@@ -5,7 +5,8 @@
 measured over the last ``WINDOW`` clock intervals (the span from the first to the last
 over their count, so one late message moves it little); a gap over ``GAP`` seconds (the
 clock stopped) starts the measurement again. ``start`` puts the position at the first
-beat of bar 1; ``stop`` freezes it; ``continue`` goes on from there. Clock messages keep
+beat of bar 1; ``stop`` freezes it; ``continue`` goes on from there (or from where a song
+position pointer, ``songpos``, put it: a DAW's locator). Clock messages keep
 the tempo current while stopped (most devices send them all the time), but only a
 running transport counts beats.
 
@@ -95,6 +96,11 @@ class MidiClock:
 
     def stop(self) -> None:
         self.state = ClockState(self.state.tempo, False, self.state.ticks, self.state.beat_at, self.beats_per_bar)
+
+    def locate(self, sixteenths: int) -> None:
+        """``songpos``: the position in 16th notes (6 clocks each), taken up by the next ``continue``."""
+        state = self.state
+        self.state = ClockState(state.tempo, state.running, sixteenths * PPQN // 4, state.beat_at, self.beats_per_bar)
 
     def resume(self) -> None:
         """``continue``: on from the position where it stopped."""
