@@ -228,10 +228,14 @@ def build_parser() -> Parser:
     p.add_argument(
         "--for", dest="for_command", choices=["run", "serve"],
         help="check for `run --config` or `serve --config` (default: serve if the file has "
-        "playlist, control, health, reconnect or idle sections, else run)",
+        "playlist, control, health, reconnect, idle or midi sections, else run)",
     )  # fmt: skip
 
     sub.add_parser("models", help="list models, their weights and whether they are available here", **common)
+
+    p = sub.add_parser("midi-ports", help="list MIDI input ports (for the config's midi.port)", **common)
+    p.add_argument("--config", metavar="FILE", help="mark the port this config's midi.port opens, with its midi.backend (default: none)")
+    p.add_argument("--backend", metavar="MODULE", help="mido backend, e.g. mido.backends.rtmidi/UNIX_JACK (default: the config's, else $MIDO_BACKEND, else rtmidi)")
     return parser
 
 

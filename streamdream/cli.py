@@ -35,6 +35,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "validate-config": "validate_config",
     "models": "models",
+    "midi-ports": "midi_ports",
 }
 
 

@@ -431,6 +431,71 @@ class AudioReactConfig(Section):
         return self
 
 
+MIDI_VERBS = ("strength", "step_size", "carry", "layer", "crossfade", "preset", "next", "previous")
+
+
+class MidiBinding(Section):
+    """One control change or note mapped to a control verb (the verbs of the HTTP API and OSC)."""
+
+    cc: int | None = Field(None, ge=0, le=127, description="Control change number (a knob or fader).")
+    note: int | None = Field(None, ge=0, le=127, description="Note number (a pad or key); its velocity is the value.")
+    verb: Literal["strength", "step_size", "carry", "layer", "crossfade", "preset", "next", "previous"] = Field(
+        description="What it drives: strength, step_size, carry, layer, crossfade (scaled from 0-127); "
+        "preset, next, previous (on a press: a note, or a control change crossing 64).")
+    layer: str | None = Field(None, min_length=1, max_length=200, description="verb layer: the layer whose weight it sets.")
+    preset: str | None = Field(None, min_length=1, max_length=64, description="verb preset: the preset it switches to.")
+    min: float | None = Field(None, ge=-100.0, le=100.0, description="Value at 0 (None: the verb's, see README \"MIDI\").")
+    max: float | None = Field(None, ge=-100.0, le=100.0, description="Value at 127 (None: the verb's).")
+
+    @model_validator(mode="after")
+    def _complete(self) -> MidiBinding:
+        if (self.cc is None) == (self.note is None):
+            raise ValueError("give either cc or note (0-127)")
+        if self.verb == "layer" and not self.layer:
+            raise ValueError("verb layer needs layer: NAME")
+        if self.verb == "preset" and not self.preset:
+            raise ValueError("verb preset needs preset: NAME")
+        return self
+
+
+class MidiConfig(Section):
+    """MIDI input (mido with python-rtmidi): a controller's knobs and pads, and its clock. Off unless ``port`` is set."""
+
+    port: str | None = Field(None, min_length=1, max_length=200, description="Input port: its name or a part of it "
+                             "(`streamdream midi-ports` lists them); None: MIDI off.")
+    backend: str | None = Field(None, min_length=1, max_length=200, description="mido backend module, e.g. "
+                                "mido.backends.rtmidi/UNIX_JACK (None: $MIDO_BACKEND, else rtmidi).")
+    channel: int | None = Field(None, ge=1, le=16, description="Only this channel, 1-16 (None: every channel).")
+    controls: tuple[MidiBinding, ...] = Field((), max_length=512, description="The mapping: [{cc: 1, verb: strength}, "
+                                              "{note: 36, verb: preset, preset: calm}, ...].")
+    learned: Path | None = Field(None, description="File the control page's learn mode saves bindings to "
+                                 "(None: beside the config, CONFIG.midi.json); its bindings win over `controls`.")
+    clock: bool = Field(False, description="Follow MIDI clock (24 per beat) and start/stop/continue: tempo, beats, bars.")
+    beats_per_bar: int = Field(4, ge=1, le=32, description="Clock: beats in a bar.")
+    switch_every: float | None = Field(None, ge=0.25, le=4096.0, description="Clock: next preset every this many "
+                                       "`switch_unit`s while the transport runs, instead of playlist.interval (None: off).")
+    switch_unit: Literal["bars", "beats"] = Field("bars", description="Clock: the unit of switch_every.")
+    pulse: tuple[float, float] | None = Field(None, description="Clock: dream strength factor between beats and on "
+                                              "the beat, e.g. [1.0, 1.6] (None: no pulse).")
+    pulse_decay: float = Field(0.15, ge=0.01, le=4.0, description="Clock: seconds a beat's pulse takes to fall (63 %).")
+
+    @field_validator("pulse")
+    @classmethod
+    def _factors(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not all(0.0 <= v <= 10.0 for v in value):
+            raise ValueError(f"pulse: both factors must be within 0..10, got {list(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _clock_needed(self) -> MidiConfig:
+        if not self.clock and (self.switch_every is not None or self.pulse is not None):
+            raise ValueError("switch_every and pulse follow the MIDI clock: set clock: true")
+        beats = None if self.switch_every is None else self.switch_every * (self.beats_per_bar if self.switch_unit == "bars" else 1)
+        if beats is not None and beats != int(beats):
+            raise ValueError(f"switch_every: must come to whole beats ({self.beats_per_bar} a bar), got {self.switch_every:g} {self.switch_unit}")
+        return self
+
+
 class Config(Section):
     source: SourceConfig = SourceConfig()
     outputs: tuple[OutputConfig, ...] = (OutputConfig(uri="dream.mp4"),)
@@ -447,6 +512,7 @@ class Config(Section):
     playlist: PlaylistConfig = PlaylistConfig()
     osc: OscConfig = OscConfig()
     audio_react: AudioReactConfig | None = None
+    midi: MidiConfig = MidiConfig()
 
     @field_validator("source", mode="before")
     @classmethod
@@ -466,6 +532,12 @@ class Config(Section):
     def _at_least_one_output(self) -> Config:
         if not self.outputs:
             raise ValueError("outputs: give at least one output (a file path, window, null, ...)")
+        if self.midi.switch_every is not None and self.playlist.interval is not None:
+            raise ValueError("midi.switch_every and playlist.interval both switch presets: keep one")
+        for i, binding in enumerate(self.midi.controls):
+            if binding.preset is not None and binding.preset not in self.playlist.presets:
+                known = ", ".join(self.playlist.presets) or "none"
+                raise ValueError(f"midi.controls[{i}].preset: unknown preset {binding.preset!r} (defined: {known})")
         return self
 
 

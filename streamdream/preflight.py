@@ -12,7 +12,9 @@ Nothing here connects to a server or opens a device; files are probed, not decod
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
+import os
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -183,7 +185,28 @@ def check_config(config: Config, command: Command = "run", *, ports: bool = True
             problems.check(check_listen, config.metrics.host, config.metrics.port, "metrics", ConfigError)
         if command == "serve":
             problems.check(check_control_binding, config.metrics.host, config.control)
+            problems.check(check_midi, config)
     problems.raise_first()
+
+
+def check_midi(config: Config) -> None:
+    """``midi.port`` needs mido and its backend installed (the port itself may come later: retried)."""
+    if config.midi.port is None:
+        return
+    backend = (config.midi.backend or os.environ.get("MIDO_BACKEND") or "mido.backends.rtmidi").split("/")[0]
+    needed = ["mido"] + (["rtmidi"] if backend == "mido.backends.rtmidi" else [])
+    for module in needed:
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"midi.port is set, but {module} is not installed: pip install 'streamdream[midi]'")
+    if backend != "mido.backends.rtmidi" and _find_module(backend) is None:
+        raise ConfigError(f"midi.backend: no module {backend!r} (e.g. mido.backends.rtmidi/UNIX_JACK)")
+
+
+def _find_module(name: str) -> object:
+    try:
+        return importlib.util.find_spec(name)
+    except ModuleNotFoundError:  # its parent package is missing
+        return None
 
 
 def check_dream(config: Config, problems: Problems) -> None:

@@ -141,3 +141,14 @@ def test_a_fader_is_taken_up_whole_while_looks_build_and_its_last_value_wins(tmp
         assert built[-1] == values[-1] and len(built) < 40  # coalesced: not one build per message
     finally:
         running.close()
+
+
+def test_osc_previous_preset_and_crossfade(osc_daemon):
+    running, client = osc_daemon
+    client.send_message("/streamdream/crossfade", 2.5)
+    wait_for(lambda: running.state()["playlist"]["crossfade"] == 2.5, 30, "crossfade 2.5 s from OSC")
+    client.send_message("/streamdream/preset/previous", [])  # calm is first: previous wraps to wild
+    wait_for(lambda: running.state()["preset"] == "wild", 30, "the previous preset")
+    client.send_message("/streamdream/crossfade", 61.0)  # over playlist.crossfade's bound
+    wait_for(lambda: osc_count(running, "invalid") == 1, 10, "the refused crossfade counted")
+    assert running.state()["playlist"]["crossfade"] == 2.5

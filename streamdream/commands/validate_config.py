@@ -9,7 +9,7 @@ from ..config import load_config
 from ..log import redact_url
 from ..preflight import check_config
 
-SERVE_SECTIONS = ("playlist", "control", "health", "reconnect", "idle")
+SERVE_SECTIONS = ("playlist", "control", "health", "reconnect", "idle", "midi")
 
 
 def command(args: argparse.Namespace, stop: threading.Event) -> int:

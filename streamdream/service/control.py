@@ -12,10 +12,14 @@ verb            HTTP                    OSC
 ``strength``    ``POST /api/strength``  ``/streamdream/strength <float>``
 ``preset``      ``POST /api/preset``    ``/streamdream/preset <string>``
 ``next``        ``POST /api/preset/next``  ``/streamdream/preset/next``
+``previous``    ``POST /api/preset/previous``  ``/streamdream/preset/previous``
 ``step_size``   ``POST /api/step_size``    ``/streamdream/step_size <float>``
 ``carry``       ``POST /api/carry``        ``/streamdream/carry <float>``
+``crossfade``   ``POST /api/crossfade``    ``/streamdream/crossfade <float>``
 ``layer``       ``POST /api/layer/NAME/weight``  ``/streamdream/layer/NAME/weight <float>``
 ==============  ======================  =============================================
+
+MIDI (``midi.py``) maps control changes and notes onto the same verbs.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class Controller(Protocol):
 
     def next_preset(self) -> dict[str, Any]: ...
 
+    def previous_preset(self) -> dict[str, Any]: ...
+
     def set_preset(self, name: str) -> dict[str, Any]: ...
 
     def set_strength(self, value: float) -> dict[str, Any]: ...
@@ -43,6 +49,8 @@ class Controller(Protocol):
     def set_step_size(self, value: float) -> dict[str, Any]: ...
 
     def set_carry(self, value: float) -> dict[str, Any]: ...
+
+    def set_crossfade(self, value: float) -> dict[str, Any]: ...
 
     def set_layer_weight(self, layer: str, value: float) -> dict[str, Any]: ...
 
@@ -80,8 +88,10 @@ VERBS: dict[str, Verb] = {
         Verb("strength", "number", lambda c, x: c.set_strength(x)),
         Verb("preset", "name", lambda c, x: c.set_preset(x)),
         Verb("next", "nothing", lambda c, x: c.next_preset()),
+        Verb("previous", "nothing", lambda c, x: c.previous_preset()),
         Verb("step_size", "number", lambda c, x: c.set_step_size(x)),
         Verb("carry", "number", lambda c, x: c.set_carry(x)),
+        Verb("crossfade", "number", lambda c, x: c.set_crossfade(x)),
         Verb("layer", "number", lambda c, x, layer: c.set_layer_weight(layer, x)),
     )
 }

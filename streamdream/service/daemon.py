@@ -29,7 +29,7 @@ from .. import __version__
 from ..app import Assembly, assemble
 from ..audio import AudioReact
 from ..config import Config, SourceConfig, load_config
-from ..errors import ControlError
+from ..errors import ConfigError, ControlError
 from ..log import redact_url
 from ..pipeline.runner import Pipeline
 from ..runtime.observer import ObserverGroup
@@ -93,6 +93,7 @@ class Service:
         self.pipeline: Pipeline | None = None
         self.osc = None  # OscServer, when osc.port is set
         self.audio = None  # AudioReact, when audio_react is set
+        self.midi = None  # MidiInput, when midi.port is set
         self.recent = RecentErrors()
         self._started_at = time.monotonic()
         self._reopened_at = 0.0
@@ -112,6 +113,8 @@ class Service:
             self.server.start()  # on the process's HTTP event-loop thread (web/server.py)
             if config.osc.port is not None:
                 self.osc = OscServer(config.osc, self, self.metrics.registry)  # binds now: a taken port fails the start
+            if config.midi.port is not None:
+                self.midi = _midi_input(config, self)  # a port that is not there now is retried, never fatal
             if config.audio_react is not None:
                 self.audio = AudioReact(config.audio_react, live=True, observer=self.observer)
             self.source = ReconnectingSource(
@@ -125,11 +128,12 @@ class Service:
                 config, self.workers, daemon=True, observer=self.observer, first_look=self.director.first_look, source=self.source
             )
             self.director.start(self.assembly.looks, self.workers)
-            if self.audio is not None:
-                self.assembly.looks.modulation = self.audio.strength
+            self.assembly.looks.modulation = self._modulation()
             self._start_pipeline()
             if self.osc is not None:
                 self.workers.start(self.osc)
+            if self.midi is not None:
+                self.workers.start(self.midi)
             log.info(
                 "streamdream %s serving %s -> %s; preset %s",
                 __version__, self.source.display, ", ".join(redact_url(o.uri) for o in config.outputs),
@@ -145,6 +149,8 @@ class Service:
             self.server.shutdown()
             if self.osc is not None and not self.osc.alive:
                 self.osc.end()  # never started: close its socket here
+            if self.midi is not None and not self.midi.alive:
+                self.midi.end()
             self.workers.join(JOIN_TIMEOUT)
             package_log.removeHandler(self.recent)
         return 0
@@ -158,6 +164,16 @@ class Service:
         self.pipeline = self.assembly.pipeline()
         self.pipeline.start()
         self._started_at = time.monotonic()
+
+    def _modulation(self):
+        """The dream's strength factor per frame: the audio-reactive one times the MIDI clock's pulse."""
+        audio = self.audio.strength if self.audio is not None else None
+        pulse = self.midi.pulse if self.midi is not None else None
+        if pulse is None:
+            return audio
+        if audio is None:
+            return lambda frame: pulse.factor()
+        return lambda frame: audio(frame) * pulse.factor()
 
     def _last_output(self):
         assembly = self.assembly
@@ -288,7 +304,18 @@ class Service:
         })  # fmt: skip
         if self.audio is not None:
             state["audio_react"] = self.audio.state()
+        if self.midi is not None:
+            state["midi"] = self.midi.state()
         return state
+
+    def midi_learn(self, control: Any, layer: Any = None, preset: Any = None) -> dict[str, Any]:
+        """Learn mode: bind the next MIDI control change or note to ``control`` (None: stop learning)."""
+        if self.midi is None:
+            raise ControlError("MIDI is off: set midi.port in the config (`streamdream midi-ports` lists the ports)")
+        names = self._running_director().state()["presets"]
+        if control == "preset" and preset not in names:
+            raise ControlError(f"learn preset: unknown preset {str(preset)[:64]!r}; choose one of {', '.join(names)}")
+        return self.midi.learn(control, layer, preset)
 
     def picture(self):
         """The latest output picture (read-only), for the control page; None before the first."""
@@ -302,6 +329,13 @@ class Service:
     def next_preset(self) -> dict[str, Any]:
         return self._running_director().next_preset()
 
+    def prepare_next(self, after: str | None = None) -> None:
+        """Build the next preset's look ahead of its switch (the MIDI clock's next bar)."""
+        self._running_director().prepare_next(after)
+
+    def previous_preset(self) -> dict[str, Any]:
+        return self._running_director().previous_preset()
+
     def set_preset(self, name: str) -> dict[str, Any]:
         return self._running_director().set_preset(name)
 
@@ -314,8 +348,19 @@ class Service:
     def set_carry(self, value: float) -> dict[str, Any]:
         return self._running_director().set_carry(value)
 
+    def set_crossfade(self, value: float) -> dict[str, Any]:
+        return self._running_director().set_crossfade(value)
+
     def set_layer_weight(self, layer: str, value: float) -> dict[str, Any]:
         return self._running_director().set_layer_weight(layer, value)
+
+
+def _midi_input(config: Config, controller: Service):
+    try:
+        from .midi import MidiInput  # noqa: PLC0415 - mido is the midi extra: imported only when midi.port is set
+    except ImportError as exc:
+        raise ConfigError(f"midi.port is set, but MIDI needs {exc.name or 'mido'}: pip install 'streamdream[midi]'") from None
+    return MidiInput(config.midi, controller, controller.metrics.registry, config_path=controller.path, reconnect=config.reconnect)
 
 
 __all__ = ["serve", "request_reload", "Service"]

@@ -6,6 +6,8 @@ at the playlist itself between requests. It merges what is queued (only the late
 and strength count), builds the new look and warms it up at the real frame size on the
 latest input frame (the first gradient steps trace the graph: seconds on a CPU), and only
 then hands it to the ``LookSwitch``, which crossfades. The output never waits for a model.
+A look can also be built ahead (``prepare_next``: the MIDI clock's next preset, due on the
+next bar), so the switch itself only hands it over.
 
 Any exception while building a look (model, preset, layers, guide image, warm-up) is a
 rejected change: the reason is logged and published (``state()["last_error"]``, and a
@@ -36,7 +38,7 @@ from ..pipeline.looks import Look, LookSwitch, build_look
 from ..runtime.observer import PipelineObserver
 from ..runtime.queues import FrameQueue, QueuePolicy
 from ..runtime.workers import POLL, Worker, Workers
-from .playlist import DEFAULT_PRESET, Playlist, apply_preset, next_in, preset_names
+from .playlist import DEFAULT_PRESET, Playlist, apply_preset, next_in, preset_names, previous_in
 from .tweaks import Tweaks, apply_tweaks, check_tweak
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,11 @@ def warm_frame(info: SourceInfo) -> Frame:
     return Frame(freeze(np.full((info.height, info.width, 3), 128, np.uint8)), index=-1, pts=None)
 
 
+def _crossfade(config: Config, tweaks: Tweaks) -> float:
+    """Seconds a switch blends: the control API's crossfade, else ``playlist.crossfade``."""
+    return dict(tweaks).get("crossfade", config.playlist.crossfade)
+
+
 def _cached(cache: OrderedDict, key: Any, build: Callable[[], Any], size: int) -> Any:
     """LRU lookup; an evicted TensorFlow graph is freed now (its tf.function is held in a cycle)."""
     if key in cache:
@@ -127,6 +134,7 @@ class _Request:
     preset: str | None = None
     strength: float | None = None
     tweaks: Tweaks = ()  # ("step_size" | "carry" | "layer:NAME", value), ...
+    prepare: str | None = None  # a preset whose look to build ahead, not to switch to
     reason: str = ""
     future: Future | None = None
 
@@ -163,6 +171,7 @@ class Director(Worker):
         self._controls: dict[str, float] = {}
         self._controls_lock = threading.Lock()
         self.switch: LookSwitch | None = None
+        self._prepared: Look | None = None  # built ahead by prepare_next; this worker's alone
         self._info = SourceInfo(uri="", width=640, height=360, fps=None, live=True)  # until first_look
         self.state_now = self._publish(config, self._playlist.initial(), 1.0)
 
@@ -205,13 +214,25 @@ class Director(Worker):
             raise ControlError("no presets defined: add playlist.presets to the config")
         return self.set_preset(next_in(state.order, state.preset))
 
+    def prepare_next(self, after: str | None = None) -> None:
+        """Build the look of the preset after ``after`` (default: the current one) ahead of its switch."""
+        state = self.state_now
+        if state.config.playlist.presets:
+            self._submit(prepare=next_in(state.order, after or state.preset), reason="prepare")
+
+    def previous_preset(self) -> dict[str, Any]:
+        state = self.state_now
+        if not state.config.playlist.presets:
+            raise ControlError("no presets defined: add playlist.presets to the config")
+        return self.set_preset(previous_in(state.order, state.preset))
+
     def set_preset(self, name: str) -> dict[str, Any]:
         config = self.state_now.config
         names = preset_names(config.playlist)
         if name not in names:
             raise ControlError(f"unknown preset {name[:64]!r}; choose one of {', '.join(names)}")
         self._submit(preset=name, reason="control")
-        return {"preset": name, "status": "switching", "crossfade": config.playlist.crossfade}
+        return {"preset": name, "status": "switching", "crossfade": _crossfade(config, self.state_now.tweaks)}
 
     def set_strength(self, value: float) -> dict[str, Any]:
         if not 0.0 < value <= MAX_STRENGTH:
@@ -224,6 +245,9 @@ class Director(Worker):
 
     def set_carry(self, value: float) -> dict[str, Any]:
         return self._tweak("carry", value)
+
+    def set_crossfade(self, value: float) -> dict[str, Any]:
+        return self._tweak("crossfade", value)
 
     def set_layer_weight(self, layer: str, value: float) -> dict[str, Any]:
         return self._tweak(f"layer:{layer}", value)
@@ -276,7 +300,7 @@ class Director(Worker):
             "coherence": effective.coherence.mode,
             "playlist": {
                 "interval": config.playlist.interval,
-                "crossfade": config.playlist.crossfade,
+                "crossfade": _crossfade(config, state.tweaks),
                 "next_switch_in": next_in_s,
                 "schedule": [{"at": e.at, "preset": e.preset} for e in config.playlist.schedule],
             },
@@ -341,19 +365,54 @@ class Director(Worker):
                 switch.rename(look)
             else:
                 self.state_now = replace(state, building=True)
-                look = self._build(preset, effective, switch.last_input or warm_frame(self._info))
+                look = self._take_prepared(preset, effective) or self._build(preset, effective, switch.last_input or warm_frame(self._info))
                 if self.stop.is_set():  # shutting down: this look will never be shown
                     return None
-                switch.switch_to(look, config.playlist.crossfade)
+                switch.switch_to(look, _crossfade(config, tuple(tweaks.items())))
                 self._on_switch(look)
             log.info("preset %s (strength %g, model %s): %s", preset, strength, effective.model.name,
-                     "crossfading" if config.playlist.crossfade > 0 else "switched")  # fmt: skip
+                     "crossfading" if _crossfade(config, tuple(tweaks.items())) > 0 else "switched")  # fmt: skip
         if config.playlist != state.config.playlist:
             self._playlist = Playlist(config.playlist)
         if preset != state.preset:
             self._playlist.switched()
         self.state_now = self._publish(config, preset, strength, tuple(tweaks.items()))
+        ahead = next((r.prepare for r in reversed(batch) if r.prepare), None)
+        if ahead is not None and ahead in preset_names(config.playlist):
+            self._prepare(ahead, self._effective(config, ahead, strength, tuple(tweaks.items())))
         return look
+
+    def _prepare(self, preset: str, effective: Config) -> None:
+        """Build ``preset``'s look now and hold it for the switch; a failure only means it is built then."""
+        switch = self.switch
+        assert switch is not None
+        held, latest = self._prepared, switch.incoming or switch.current
+        if latest.config == effective or (held is not None and held.preset == preset and held.config == effective):
+            return
+        try:
+            look = self._build(preset, effective, switch.last_input or warm_frame(self._info))
+        except Exception as exc:
+            log.warning("building preset %s ahead failed (it is built again at its switch): %s", preset, describe_failure(exc))
+            return
+        self._drop_prepared()
+        self._prepared = look
+
+    def _take_prepared(self, preset: str, effective: Config) -> Look | None:
+        """The look built ahead, if it is this one; one that is not (a knob moved since) is dropped."""
+        held = self._prepared
+        if held is not None and held.preset == preset and held.config == effective:
+            self._prepared = None
+            return held
+        if held is not None and held.preset == preset:
+            self._drop_prepared()
+        return None
+
+    def _drop_prepared(self) -> None:
+        held, self._prepared = self._prepared, None
+        if held is not None:
+            close = getattr(held.processor, "close", None)
+            if close is not None:
+                close()
 
     def _publish(self, config: Config, preset: str, strength: float, tweaks: Tweaks = ()) -> DirectorState:
         to_next = self._playlist.seconds_to_next()

@@ -8,11 +8,15 @@
 ``GET  /api/snapshot.jpg``         the latest output picture
 ``POST /api/login``                ``{"token": "..."}``: a session cookie for the page
 ``POST /api/preset/next``          switch to the next preset of the playlist
+``POST /api/preset/previous``      switch to the previous preset of the playlist
 ``POST /api/preset``               ``{"name": "evening"}``: switch to that preset
 ``POST /api/strength``             ``{"value": 1.5}``: multiply the dream strength
 ``POST /api/step_size``            ``{"value": 2.0}``: the dream's base step size
 ``POST /api/carry``                ``{"value": 0.95}``: flow mode's carry
+``POST /api/crossfade``            ``{"value": 2.0}``: seconds the next switches blend
 ``POST /api/layer/NAME/weight``    ``{"value": 0.5}``: one layer's weight in the objective
+``POST /api/midi/learn``           ``{"control": "strength"}``: bind the next MIDI knob or pad
+                                   to it (``layer``/``preset`` too for those; null: stop)
 =================================  ======================================================
 
 The verbs and their argument checks are shared with OSC (``control.py``).
@@ -127,11 +131,14 @@ class ServiceServer:
             web.post("/api/login", self._login),
             web.post("/api/logout", self._logout),
             web.post("/api/preset/next", lambda r: verb(r, "next")),
+            web.post("/api/preset/previous", lambda r: verb(r, "previous")),
             web.post("/api/preset", lambda r: verb(r, "preset", "name")),
             web.post("/api/strength", lambda r: verb(r, "strength")),
             web.post("/api/step_size", lambda r: verb(r, "step_size")),
             web.post("/api/carry", lambda r: verb(r, "carry")),
+            web.post("/api/crossfade", lambda r: verb(r, "crossfade")),
             web.post("/api/layer/{layer}/weight", lambda r: verb(r, "layer")),
+            web.post("/api/midi/learn", self._midi_learn),
             web.route("*", "/{tail:.*}", self._not_found),
         ]
         self._web = WebServer(
@@ -179,8 +186,8 @@ class ServiceServer:
 
     async def _not_found(self, request: web.Request) -> web.Response:
         return _error(404, f"no such endpoint {request.method} {request.path}; try GET /, GET {self.config.path}, "
-                           "GET /healthz, GET /api/state or POST /api/preset/next, /api/preset, /api/strength, "
-                           "/api/step_size, /api/carry, /api/layer/NAME/weight")
+                           "GET /healthz, GET /api/state or POST /api/preset/next, /api/preset/previous, /api/preset, "
+                           "/api/strength, /api/step_size, /api/carry, /api/crossfade, /api/layer/NAME/weight")
 
     # --- the control API ----------------------------------------------------------------------
 
@@ -250,6 +257,15 @@ class ServiceServer:
     async def _verb(self, request: web.Request, verb: str, field: str = "value") -> web.Response:
         layer = request.match_info.get("layer")
         return await self._call(request, lambda body: perform(self.controller, verb, body.get(field), layer))
+
+    async def _midi_learn(self, request: web.Request) -> web.Response:
+        def learn(body: dict) -> dict[str, Any]:
+            learn_on = getattr(self.controller, "midi_learn", None)
+            if learn_on is None:
+                raise ControlError("this server has no MIDI input")
+            return learn_on(body.get("control"), body.get("layer"), body.get("preset"))
+
+        return await self._call(request, learn)
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         refusal = self._check(request)

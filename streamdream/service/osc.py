@@ -10,8 +10,10 @@ goes through the same verbs and argument checks as the HTTP API (``control.py``)
 ``/streamdream/strength <float>``            multiply the dream strength
 ``/streamdream/preset <string>``             switch to that preset
 ``/streamdream/preset/next``                 the playlist's next preset
+``/streamdream/preset/previous``             the playlist's previous preset
 ``/streamdream/step_size <float>``           the dream's base step size
 ``/streamdream/carry <float>``               flow mode's carry
+``/streamdream/crossfade <float>``           seconds the next switches blend
 ``/streamdream/layer/<name>/weight <float>``  one layer's weight
 ``/streamdream/query [<int port>]``          the state, answered to the sender (its address
                                              and source port, or the port given)
@@ -100,7 +102,8 @@ class OscServer(Worker):
         self._unlogged = 0
         dispatcher = Dispatcher(strict_timing=False)
         for verb, address in (("strength", "strength"), ("preset", "preset"), ("next", "preset/next"),
-                              ("step_size", "step_size"), ("carry", "carry"), ("layer", "layer/*/weight")):
+                              ("previous", "preset/previous"), ("step_size", "step_size"), ("carry", "carry"),
+                              ("crossfade", "crossfade"), ("layer", "layer/*/weight")):
             dispatcher.map(f"{PREFIX}/{address}", self._control, verb, needs_reply_address=True)
         dispatcher.map(f"{PREFIX}/query", self._query, needs_reply_address=True)
         dispatcher.set_default_handler(self._unknown, needs_reply_address=True)
@@ -150,7 +153,7 @@ class OscServer(Worker):
     def _control(self, client: tuple, address: str, fixed: list, *args: Any) -> None:
         verb = fixed[0]
         layer = address[len(PREFIX) + len("/layer/"):-len("/weight")] if verb == "layer" else None
-        takes = 0 if verb == "next" else 1
+        takes = 0 if verb in ("next", "previous") else 1
         try:
             if len(args) != takes:
                 raise ControlError(f"{address} takes {takes} argument{'s' if takes != 1 else ''}, got {len(args)}")

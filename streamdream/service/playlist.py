@@ -62,6 +62,13 @@ def next_in(order: tuple[str, ...], current: str) -> str:
     return order[(order.index(current) + 1) % len(order)]
 
 
+def previous_in(order: tuple[str, ...], current: str) -> str:
+    """The preset before ``current`` in ``order`` (the last one if ``current`` is not in it)."""
+    if current not in order:
+        return order[-1]
+    return order[(order.index(current) - 1) % len(order)]
+
+
 class Playlist:
     """Decides the preset at start and when the next one is due. Owned by one thread (the
     daemon's director worker); others read what it publishes."""

@@ -12,7 +12,7 @@ What is applied without a restart, and how:
 ``health``, ``reconnect``, ``idle``  take effect at once
 ``control``                          token and enabled take effect at once
 ``pipeline``, ``metrics``, ``osc``,  need a restart: logged, the running values stay
-``audio_react``
+``audio_react``, ``midi``
 ==================================  =====================================================
 
 A config that does not validate, or whose model cannot be built, is rejected as a whole
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 LOOK_SECTIONS = ("model", "dream", "coherence", "playlist")
 LIVE_SECTIONS = ("health", "reconnect", "idle", "control")
-RESTART_SECTIONS = ("pipeline", "metrics", "osc", "audio_react")
+RESTART_SECTIONS = ("pipeline", "metrics", "osc", "audio_react", "midi")
 
 
 class ReloadRequests:
