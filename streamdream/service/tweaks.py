@@ -1,4 +1,4 @@
-"""The control API's fine settings, laid over the config: step size, carry, layer weights.
+"""The control API's fine settings, laid over the config: step size, carry, layer weights, crossfade.
 
 A tweak is ``(key, value)``: ``step_size`` and ``carry`` replace the config's
 ``dream.step_size`` and ``coherence.carry`` *before* the preset and the strength are laid
@@ -6,7 +6,8 @@ over it (so the strength still multiplies the step size), and ``layer:NAME`` set
 weight of one layer of the look the preset makes (a layer the look does not have is left
 alone: a preset switch keeps the weights of the layers the new look shares). Bounds are
 the config's own (``DreamConfig``, ``CoherenceConfig``, ``LayerSpec``): a value the YAML
-would refuse is refused here with the same words.
+would refuse is refused here with the same words. ``crossfade`` changes no look: the
+director reads it for the next switch (``playlist.crossfade``'s bounds).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def check_tweak(effective: Config, key: str, value: float) -> None:
         _checked(effective.dream, "step_size", value, "step_size")
     elif key == "carry":
         _checked(effective.coherence, "carry", value, "carry")
+    elif key == "crossfade":
+        _checked(effective.playlist, "crossfade", value, "crossfade")
     elif key.startswith(LAYER):
         layer = key[len(LAYER):]
         names = [spec.name for spec in resolved_layers(effective.model)]
