@@ -516,10 +516,24 @@ class _WithShorthands(GenerateJsonSchema):
         return {"anyOf": branches}
 
 
+def _as_draft7(node: Any) -> Any:
+    """pydantic's 2020-12 keywords in their draft-07 spelling ($defs, prefixItems), for the YAML
+    language server, which validates by draft 7."""
+    if isinstance(node, list):
+        return [_as_draft7(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    renamed = {"$defs": "definitions", "prefixItems": "items"}
+    out = {renamed.get(key, key): _as_draft7(value) for key, value in node.items()}
+    if isinstance(out.get("$ref"), str):
+        out["$ref"] = out["$ref"].replace("#/$defs/", "#/definitions/")
+    return out
+
+
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a config file (draft 2020-12), for editors and the YAML language server."""
-    schema = Config.model_json_schema(schema_generator=_WithShorthands)
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "streamdream configuration"}
+    """The JSON Schema of a config file (draft 7), for editors and the YAML language server."""
+    schema = _as_draft7(Config.model_json_schema(schema_generator=_WithShorthands))
+    return {"$schema": "http://json-schema.org/draft-07/schema#", **schema, "title": "streamdream configuration"}
 
 
 # --- loading -------------------------------------------------------------------------------

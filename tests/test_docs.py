@@ -93,7 +93,9 @@ BAD = [
 
 
 def _schema_errors(data: dict[str, Any]) -> list[str]:
-    validator = jsonschema.Draft202012Validator(json.loads(schema_json()))
+    schema = json.loads(schema_json())
+    jsonschema.Draft7Validator.check_schema(schema)  # the YAML language server validates by draft 7
+    validator = jsonschema.Draft7Validator(schema)
     return [error.message for error in validator.iter_errors(data)]
 
 

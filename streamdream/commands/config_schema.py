@@ -35,6 +35,10 @@ _BOUNDS = (
 _INTRO = """\
 # Configuration reference
 
+[README](../README.md) · [command line](command-line.md) · [inputs and outputs](inputs-outputs.md) · \
+[config reference](config-reference.md) · [installations](installations.md) · [cluster](cluster.md) · \
+[models and the look](dreaming.md) · [speed and benchmarks](speed.md) · [architecture](architecture.md)
+
 Generated from the config models in `streamdream/config.py` by
 `streamdream config-schema --markdown`; do not edit by hand (`tests/test_docs.py` fails when
 this page or [config.schema.json](config.schema.json) is stale). Regenerate both with:
@@ -53,7 +57,7 @@ key out. `a[]` is a list of items, `a.NAME` a mapping whose keys you choose.
 
 ## In an editor
 
-`streamdream config-schema` prints the JSON Schema (draft 2020-12) of a config file, the same
+`streamdream config-schema` prints the JSON Schema (draft 7) of a config file, the same
 as [docs/config.schema.json](config.schema.json). Editors that use the
 [YAML language server](https://github.com/redhat-developer/yaml-language-server) (VS Code's
 YAML extension, Neovim, Helix, Emacs lsp-mode...) then complete keys, show each one's
@@ -81,7 +85,7 @@ def _cell(text: str) -> str:
 
 def _resolve(schema: Node, node: Node) -> Node:
     ref = node.get("$ref")
-    return schema["$defs"][ref.rsplit("/", 1)[1]] if ref else node
+    return schema["definitions"][ref.rsplit("/", 1)[1]] if ref else node
 
 
 def _branches(node: Node) -> list[Node]:
@@ -107,8 +111,8 @@ def _type(schema: Node, node: Node, branch: bool = False) -> str:
     kind = node.get("type")
     if kind == "string" and branch and "title" in node:  # a named shorthand (config.DURATION_TEXT...)
         return str(node["title"])
-    if kind == "array" and "prefixItems" in node:
-        return "[" + ", ".join(_type(schema, item) for item in node["prefixItems"]) + "]"
+    if kind == "array" and isinstance(node.get("items"), list):  # a tuple: [number, number]
+        return "[" + ", ".join(_type(schema, item) for item in node["items"]) + "]"
     if kind == "array":
         return f"list of {_type(schema, node.get('items', {}), branch=True)}"
     if kind == "object" and isinstance(node.get("additionalProperties"), dict):
@@ -120,7 +124,7 @@ def _bounds(node: Node) -> str:
     found: list[str] = []
     for branch in _branches(node):
         for key, words in _BOUNDS:
-            if key in branch and not (key.endswith("Items") and "prefixItems" in branch):  # [number, number] says it
+            if key in branch and not (key.endswith("Items") and isinstance(branch.get("items"), list)):  # [number, number] says it
                 found.append(words.format(json.dumps(branch[key])))
         if "pattern" in branch and not ("title" in branch and "anyOf" in node):
             found.append(f"matches `{branch['pattern']}`")
