@@ -373,7 +373,7 @@ class ScheduleEntry(Section):
 class PlaylistConfig(Section):
     """Presets, and when to switch between them (every `interval` seconds and/or by time of day)."""
 
-    presets: dict[str, PresetConfig] = Field(default_factory=dict, description="Named looks: 1-64 letters, digits, '_', '.' or '-' each.")
+    presets: dict[str, PresetConfig] = Field({}, description="Named looks: 1-64 letters, digits, '_', '.' or '-' each.")
     cycle: tuple[str, ...] | None = Field(None, description="Order for `next` and `interval` (None: all, as written).")
     interval: float | None = Field(None, ge=1.0, le=7 * 86400.0, description="Seconds per preset (None: no cycling).")
     crossfade: float = Field(3.0, ge=0.0, le=60.0, description="Seconds a switch blends old and new.")
