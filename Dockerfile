@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # streamdream as an installation daemon in a container: CPU by default (TensorFlow's CPU-only
 # wheel); `--build-arg GPU=1` installs TensorFlow with its CUDA libraries instead (run that one
-# with the NVIDIA container toolkit). README, "Docker", has the full commands; in short:
+# with the NVIDIA container toolkit). docs/installations.md, "Docker", has the full commands; in short:
 #   docker build -t streamdream .
 #   docker run -d --read-only -p 127.0.0.1:9108:9108 -p 127.0.0.1:8090:8090 \
 #     -v streamdream-data:/data --env-file streamdream.env streamdream   (STREAMDREAM_CONTROL_TOKEN=...)

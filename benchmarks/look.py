@@ -7,7 +7,7 @@ At default settings (``streamdream image`` with no options), per photo:
 * grain: share of the detail's luminance spectral energy at periods under 4 px (<= 5%);
 * strength: mean |dreamed - photo| in levels (>= 12);
 * blacks / whites: mean luminance change over the darkest / brightest 20% (|blacks| <= 4).
-The photos default to scikit-image's; ``--photos`` adds your own (the figures in the README
+The photos default to scikit-image's; ``--photos`` adds your own (the figures in docs/dreaming.md
 also used OpenCV's sample pictures, from Debian's ``opencv-doc`` package).
 
 Then: the grain of every registered architecture (random weights where the ImageNet ones

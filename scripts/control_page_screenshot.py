@@ -1,4 +1,4 @@
-"""The control page's screenshot in the README (docs/images/control-page.jpg), taken here.
+"""The control page's screenshot in the README and docs/installations.md (docs/images/control-page.jpg), taken here.
 
     .venv/bin/python scripts/control_page_screenshot.py
 

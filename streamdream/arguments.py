@@ -231,6 +231,9 @@ def build_parser() -> Parser:
         "playlist, control, health, reconnect, idle or midi sections, else run)",
     )  # fmt: skip
 
+    p = sub.add_parser("config-schema", help="print the config file's JSON Schema (for editors), or its reference", **common)
+    p.add_argument("--markdown", action="store_true", help="print the reference of every config field in Markdown (default: the JSON Schema)")
+
     sub.add_parser("models", help="list models, their weights and whether they are available here", **common)
 
     p = sub.add_parser("midi-ports", help="list MIDI input ports (for the config's midi.port)", **common)

@@ -34,6 +34,7 @@ COMMANDS = {
     "bench": "bench",
     "evaluate": "evaluate",
     "validate-config": "validate_config",
+    "config-schema": "config_schema",
     "models": "models",
     "midi-ports": "midi_ports",
 }

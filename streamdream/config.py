@@ -11,7 +11,7 @@ import difflib
 import ipaddress
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -23,7 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 from .config_file import check_yaml_budget, read_regular_file
 from .errors import ConfigError
@@ -35,15 +36,24 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The shorthands a field's "before" validator reads besides the field's own type, declared as its
+# ``json_schema_input_type``: json_schema() offers both forms to editors, so `rotate: 1h` or
+# `source: demo` is not flagged there.
+DURATION_TEXT = Annotated[str, Field(title="duration (90s, 30m, 1h, 7d)", pattern=r"^\s*\d+(\.\d+)?\s*[smhdSMHD]?\s*$")]  # 90s, 30m, 1h, 7d
+PERCENT_TEXT = Annotated[str, Field(title="percentage (10%)", pattern=r"^\s*\d+(\.\d+)?\s*%?\s*$")]  # 10%
+
+
 class LayerSpec(Section):
     """One layer objective: maximise ``weight`` x mean activation (of ``channels``, if given)."""
 
     name: str = Field(description="Layer name in the model (see `streamdream models`).")
-    weight: float = Field(1.0, ge=-100.0, le=100.0)
+    weight: float = Field(1.0, ge=-100.0, le=100.0, description="Weight of this layer's objective (negative: suppress it).")
     channels: tuple[int, ...] | None = Field(None, description="Only these channels, e.g. [12, 40].")
 
 
 class ModelConfig(Section):
+    """Which network dreams, and which of its layers (``streamdream models`` lists them)."""
+
     name: str = Field("efficientnet_lite0", description="Registry name or a path to a .keras/.h5 file.")
     weights: Path | None = Field(None, description="Local weights file instead of a download.")
     preset: str | None = Field(None, description="Named layer set: shallow, mid or deep.")
@@ -52,7 +62,8 @@ class ModelConfig(Section):
         None, description="Input scaling for your own model file: tf [-1,1], caffe, torch, raw 0-255."
     )
 
-    @field_validator("layers", mode="before")
+    # "mixed3,mixed5" or [mixed3, {name: mixed5, weight: 2}]
+    @field_validator("layers", mode="before", json_schema_input_type=str | list[str | LayerSpec])
     @classmethod
     def _names_to_specs(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -125,12 +136,16 @@ class EngineConfig(Section):
 
 
 class SourceConfig(Section):
+    """The input: a file, a camera, a network stream or a generated scene (``--input``)."""
+
     uri: str = Field("demo", description="file path, webcam[:N], /dev/videoN, rtsp://, http(s)://, demo, image:PATH")
-    width: int | None = Field(None, ge=16, le=8192)
-    height: int | None = Field(None, ge=16, le=8192)
-    fps: float | None = Field(None, gt=0.0, le=1000.0)
+    width: int | None = Field(None, ge=16, le=8192, description="Frame width asked of a camera; frames of a live "
+                              "source are scaled to it (None: the source's own).")
+    height: int | None = Field(None, ge=16, le=8192, description="Frame height, as width (None: the source's own).")
+    fps: float | None = Field(None, gt=0.0, le=1000.0, description="Frame rate asked of a camera or set on a live "
+                              "source (None: the source's own).")
     input_format: str | None = Field(None, description="Device pixel format, e.g. mjpeg, yuyv422.")
-    transport: Literal["tcp", "udp"] = "tcp"
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport (rtsp://, rtsps://).")
     open_timeout: float = Field(10.0, gt=0.0, le=600.0, description="Seconds to wait for a source to open.")
     read_timeout: float = Field(10.0, gt=0.0, le=600.0, description="Seconds without data before a read fails.")
     loop: bool = Field(False, description="Start a file again at its end.")
@@ -158,6 +173,8 @@ def parse_duration(value: Any) -> Any:
 
 
 class OutputConfig(Section):
+    """One output (``--output``, repeatable): a file, a window, a virtual camera, a publish, a preview, NDI."""
+
     uri: str = Field(description="file path (.mp4/.mkv/.webm/.ts), window, virtualcam, rtsp://, rtmp://, preview:HOST:PORT, null")
     crf: int | None = Field(None, ge=0, le=63, description="Constant quality (lower is better).")
     bitrate: str | None = Field(None, pattern=r"^\d+(\.\d+)?[kKmM]?$", description="e.g. 4M; overrides crf.")
@@ -175,18 +192,20 @@ class OutputConfig(Section):
         "than this share free, e.g. 10% (None: never for space)."
     )
 
-    @field_validator("rotate", "max_age", mode="before")
+    @field_validator("rotate", "max_age", mode="before", json_schema_input_type=DURATION_TEXT)
     @classmethod
     def _durations(cls, value: Any) -> Any:
         return parse_duration(value)
 
-    @field_validator("keep_free", mode="before")
+    @field_validator("keep_free", mode="before", json_schema_input_type=PERCENT_TEXT)
     @classmethod
     def _percent(cls, value: Any) -> Any:
         return value.strip().rstrip("%") if isinstance(value, str) else value
 
 
 class PipelineConfig(Section):
+    """The frames' path from the source to the outputs."""
+
     queue_size: int = Field(4, ge=1, le=256, description="Frames each queue holds.")
     max_frames: int | None = Field(None, ge=1, description="Stop after this many frames.")
     progress: bool = Field(True, description="Progress bar for files, status line for live sources.")
@@ -300,7 +319,7 @@ class IdleConfig(Section):
 class ControlConfig(Section):
     """The control API (/api/...) on the metrics server."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Serve the control API and the control page.")
     token: SecretStr | None = Field(
         None, description="Bearer token (8-512 characters); required when metrics.host is not loopback. "
         "The environment variable STREAMDREAM_CONTROL_TOKEN sets it too."
@@ -327,19 +346,21 @@ class PresetConfig(Section):
     preset: str | None = Field(None, description="Layer preset of the model: shallow, mid, deep.")
     layers: tuple[LayerSpec, ...] | None = Field(None, description="Explicit layers; override preset.")
     strength: float = Field(1.0, gt=0.0, le=10.0, description="Multiplies dream.strength.")
-    steps: int | None = Field(None, ge=0, le=1000)
-    octaves: int | None = Field(None, ge=1, le=12)
-    coherence: Literal["independent", "blend", "flow"] | None = None
+    steps: int | None = Field(None, ge=0, le=1000, description="Gradient steps per octave (None: dream.steps).")
+    octaves: int | None = Field(None, ge=1, le=12, description="Number of octaves (None: dream.octaves).")
+    coherence: Literal["independent", "blend", "flow"] | None = Field(None, description="Coherence mode (None: coherence.mode).")
 
-    @field_validator("layers", mode="before")
+    @field_validator("layers", mode="before", json_schema_input_type=str | list[str | LayerSpec])
     @classmethod
     def _names_to_specs(cls, value: Any) -> Any:
         return ModelConfig._names_to_specs(value)
 
 
 class ScheduleEntry(Section):
+    """From this time of day on, this preset."""
+
     at: str = Field(description="Local time of day, HH:MM (24 h).")
-    preset: str
+    preset: str = Field(description="A preset named in playlist.presets.")
 
     @field_validator("at")
     @classmethod
@@ -352,11 +373,11 @@ class ScheduleEntry(Section):
 class PlaylistConfig(Section):
     """Presets, and when to switch between them (every `interval` seconds and/or by time of day)."""
 
-    presets: dict[str, PresetConfig] = Field(default_factory=dict)
+    presets: dict[str, PresetConfig] = Field({}, description="Named looks: 1-64 letters, digits, '_', '.' or '-' each.")
     cycle: tuple[str, ...] | None = Field(None, description="Order for `next` and `interval` (None: all, as written).")
     interval: float | None = Field(None, ge=1.0, le=7 * 86400.0, description="Seconds per preset (None: no cycling).")
     crossfade: float = Field(3.0, ge=0.0, le=60.0, description="Seconds a switch blends old and new.")
-    schedule: tuple[ScheduleEntry, ...] = ()
+    schedule: tuple[ScheduleEntry, ...] = Field((), description="Switches by time of day, e.g. [{at: '22:00', preset: night}].")
     start: str | None = Field(None, description="Preset at start (None: the schedule's current one, else the first).")
 
     @model_validator(mode="after")
@@ -382,7 +403,7 @@ class PlaylistConfig(Section):
 
 
 class OscConfig(Section):
-    """OSC control over UDP (python-osc): off unless ``port`` is set. Addresses: README, "OSC"."""
+    """OSC control over UDP (python-osc): off unless ``port`` is set. Addresses: docs/installations.md, "OSC"."""
 
     host: str = Field("127.0.0.1", min_length=1, description="Address to bind; a non-loopback one needs `allow`.")
     port: int | None = Field(None, ge=0, le=65535, description="UDP port, e.g. 9000 (None: OSC off; 0: any free port).")
@@ -444,7 +465,7 @@ class MidiBinding(Section):
         "preset, next, previous (on a press: a note, or a control change crossing 64).")
     layer: str | None = Field(None, min_length=1, max_length=200, description="verb layer: the layer whose weight it sets.")
     preset: str | None = Field(None, min_length=1, max_length=64, description="verb preset: the preset it switches to.")
-    min: float | None = Field(None, ge=-100.0, le=100.0, description="Value at 0 (None: the verb's, see README \"MIDI\").")
+    min: float | None = Field(None, ge=-100.0, le=100.0, description="Value at 0 (None: the verb's, see docs/installations.md, MIDI).")
     max: float | None = Field(None, ge=-100.0, le=100.0, description="Value at 127 (None: the verb's).")
 
     @model_validator(mode="after")
@@ -497,29 +518,33 @@ class MidiConfig(Section):
 
 
 class Config(Section):
-    source: SourceConfig = SourceConfig()
-    outputs: tuple[OutputConfig, ...] = (OutputConfig(uri="dream.mp4"),)
-    model: ModelConfig = ModelConfig()
-    dream: DreamConfig = DreamConfig()
-    engine: EngineConfig = EngineConfig()
-    coherence: CoherenceConfig = CoherenceConfig()
-    pipeline: PipelineConfig = PipelineConfig()
-    metrics: MetricsConfig = MetricsConfig()
-    health: HealthConfig = HealthConfig()
-    reconnect: ReconnectConfig = ReconnectConfig()
-    idle: IdleConfig = IdleConfig()
-    control: ControlConfig = ControlConfig()
-    playlist: PlaylistConfig = PlaylistConfig()
-    osc: OscConfig = OscConfig()
-    audio_react: AudioReactConfig | None = None
-    midi: MidiConfig = MidiConfig()
+    """A whole configuration file: one key per section, each optional (built-in defaults)."""
 
-    @field_validator("source", mode="before")
+    source: SourceConfig = Field(SourceConfig(), description="The input; a URI alone is short for {uri: ...}.")
+    outputs: tuple[OutputConfig, ...] = Field(
+        (OutputConfig(uri="dream.mp4"),), description="The outputs, at least one; a URI alone is short for [{uri: ...}]."
+    )
+    model: ModelConfig = Field(ModelConfig(), description="The network and its layers.")
+    dream: DreamConfig = Field(DreamConfig(), description="How a picture is dreamed.")
+    engine: EngineConfig = Field(EngineConfig(), description="How the dream step runs: backend and speed switches.")
+    coherence: CoherenceConfig = Field(CoherenceConfig(), description="How consecutive frames' dreams relate.")
+    pipeline: PipelineConfig = Field(PipelineConfig(), description="Queues, frame limit, progress.")
+    metrics: MetricsConfig = Field(MetricsConfig(), description="The HTTP server: /metrics, /healthz, /api, the control page.")
+    health: HealthConfig = Field(HealthConfig(), description="serve: when /healthz turns 503 and the watchdog acts.")
+    reconnect: ReconnectConfig = Field(ReconnectConfig(), description="Backoff for a lost source or output.")
+    idle: IdleConfig = Field(IdleConfig(), description="serve: what the outputs show while the source is down.")
+    control: ControlConfig = Field(ControlConfig(), description="The control API and its token.")
+    playlist: PlaylistConfig = Field(PlaylistConfig(), description="serve: presets and when to switch between them.")
+    osc: OscConfig = Field(OscConfig(), description="OSC control over UDP (off unless osc.port is set).")
+    audio_react: AudioReactConfig | None = Field(None, description="The dream's strength follows the soundtrack (None: off).")
+    midi: MidiConfig = Field(MidiConfig(), description="MIDI controllers and clock (off unless midi.port is set).")
+
+    @field_validator("source", mode="before", json_schema_input_type=str)
     @classmethod
     def _uri_as_source(cls, value: Any) -> Any:
         return {"uri": value} if isinstance(value, str) else value
 
-    @field_validator("outputs", mode="before")
+    @field_validator("outputs", mode="before", json_schema_input_type=str | OutputConfig | list[str | OutputConfig])
     @classmethod
     def _uris_as_outputs(cls, value: Any) -> Any:
         if isinstance(value, (str, dict)):
@@ -539,6 +564,48 @@ class Config(Section):
                 known = ", ".join(self.playlist.presets) or "none"
                 raise ValueError(f"midi.controls[{i}].preset: unknown preset {binding.preset!r} (defined: {known})")
         return self
+
+
+# --- the JSON Schema --------------------------------------------------------------------------
+
+
+class _WithShorthands(GenerateJsonSchema):
+    """A field's own schema, or its validator's shorthand (``json_schema_input_type``), not only the latter."""
+
+    def function_before_schema(self, schema: core_schema.BeforeValidatorFunctionSchema) -> JsonSchemaValue:
+        own = self.generate_inner(schema["schema"])
+        shorthand = schema.get("json_schema_input_schema")
+        if self.mode != "validation" or shorthand is None:
+            return own
+        extra = self.generate_inner(shorthand)
+        if not extra:  # Any: no shorthand declared
+            return own
+        branches: list[JsonSchemaValue] = []
+        for part in (extra, own):
+            for branch in part["anyOf"] if set(part) == {"anyOf"} else [part]:
+                if branch not in branches:
+                    branches.append(branch)
+        return {"anyOf": branches}
+
+
+def _as_draft7(node: Any) -> Any:
+    """pydantic's 2020-12 keywords in their draft-07 spelling ($defs, prefixItems), for the YAML
+    language server, which validates by draft 7."""
+    if isinstance(node, list):
+        return [_as_draft7(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    renamed = {"$defs": "definitions", "prefixItems": "items"}
+    out = {renamed.get(key, key): _as_draft7(value) for key, value in node.items()}
+    if isinstance(out.get("$ref"), str):
+        out["$ref"] = out["$ref"].replace("#/$defs/", "#/definitions/")
+    return out
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a config file (draft 7), for editors and the YAML language server."""
+    schema = _as_draft7(Config.model_json_schema(schema_generator=_WithShorthands))
+    return {"$schema": "http://json-schema.org/draft-07/schema#", **schema, "title": "streamdream configuration"}
 
 
 # --- loading -------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ The CLI prints ``str(error)`` and exits with ``error.exit_code``; no traceback.
 
 from __future__ import annotations
 
-# The one exit-code table, for every command (the README and `streamdream --help` print it).
+# The one exit-code table, for every command (docs/command-line.md and `streamdream --help` print it).
 EXIT_CODES: dict[int, str] = {
     0: "done",
     1: "runtime failure",

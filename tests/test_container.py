@@ -1,4 +1,4 @@
-"""The container image, built with podman and run as the README's Docker section says.
+"""The container image, built with podman and run as docs/installations.md's Docker section says.
 
 The image is built from the Dockerfile on a local Debian base (scripts/make-base-image.sh: no
 container registry is reachable here; STREAMDREAM_CONTAINER_BASE=python:3.11-slim-bookworm
@@ -152,7 +152,7 @@ def _podman_run_options(image: str) -> list[str] | None:
 def _data_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("data")
     if os.geteuid() == 0:
-        os.chown(data, UID, UID)  # as the README says for a host folder
+        os.chown(data, UID, UID)  # as docs/installations.md says for a host folder
     else:
         data.chmod(0o777)
     return data
@@ -165,7 +165,7 @@ class PodmanContainer:
 
     def __init__(self, image: str, options: list[str], data: Path, token: str) -> None:
         self.name = f"streamdream-test-{secrets.token_hex(4)}"
-        env_file = data.parent / f"{self.name}.env"  # as the README: the token stays out of `ps`
+        env_file = data.parent / f"{self.name}.env"  # as docs/installations.md: the token stays out of `ps`
         env_file.write_text(f"STREAMDREAM_CONTROL_TOKEN={token}\n")
         env_file.chmod(0o600)
         _run(

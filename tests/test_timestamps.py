@@ -1,7 +1,7 @@
 """Timestamps from sources whose own are wrong: old DivX AVIs with packed B-frames, variable frame rate.
 
 The reference is what FFmpeg's tools say (ffprobe's best_effort_timestamp), and the
-promise is the README's: the output keeps the input's duration within one frame, and
+promise is docs/inputs-outputs.md's: the output keeps the input's duration within one frame, and
 its sound stays in sync within one frame.
 """
 

@@ -1,6 +1,6 @@
 """`streamdream serve`: the installation daemon.
 
-What runs, top to bottom (the threads and queues are drawn in the README's "Architecture"):
+What runs, top to bottom (the threads and queues are drawn in docs/architecture.md):
 1. The config is loaded and checked (a control API open to the network without a token
    refuses to start); the HTTP server binds (/metrics, /healthz, /api/*).
 2. ``app.assemble`` builds the parts: a ``ReconnectingSource`` (never ends; idle frames

@@ -8,7 +8,7 @@ out as RGBX, which every NDI receiver converts as it likes.
 
 Receivers find the source by NDI's mDNS discovery, or, where multicast does not pass (a
 routed network, a container), by the NDI configuration's ``ips`` list
-(``$NDI_CONFIG_DIR/ndi-config.v1.json``; see the README).
+(``$NDI_CONFIG_DIR/ndi-config.v1.json``; see docs/inputs-outputs.md, "NDI").
 """
 
 from __future__ import annotations
