@@ -39,6 +39,7 @@ from ..config import MIDI_VERBS, MidiBinding, MidiConfig, ReconnectConfig, _desc
 from ..errors import ControlError
 from ..runtime.queues import FrameQueue, QueuePolicy
 from ..runtime.workers import POLL, Backoff, Worker
+from .burstlog import BurstLog
 from .control import Controller, perform
 from .midi_clock import MidiClock, Pulse
 from .midi_map import PRESSES, Bindings, Key, describe, learned_path, load_learned, save_learned, scaled
@@ -100,8 +101,7 @@ class MidiInput(Worker):
         unit = config.beats_per_bar if config.switch_unit == "bars" else 1
         self._switch_beats = round(config.switch_every * unit) if config.switch_every is not None else None
         self.switches: list[dict[str, Any]] = []  # the latest clock-driven switches (for /api/state)
-        self._last_logged = float("-inf")
-        self._unlogged = 0
+        self._drops = BurstLog(log, "MIDI", "streamdream_midi_messages_total", LOG_QUIET)
         self.up_gauge = Gauge("streamdream_midi_up", "1 while the MIDI input port is open, else 0.", registry=registry)
         self.tempo_gauge = Gauge("streamdream_midi_tempo_bpm", "Tempo of the MIDI clock (0: none).", registry=registry)
         self.messages = Counter("streamdream_midi_messages", "MIDI messages received, by result.", ["result"], registry=registry)
@@ -310,15 +310,8 @@ class MidiInput(Worker):
 
     def count(self, result: str, what: str = "") -> None:
         self.messages.labels(result=result).inc()
-        if result in ("applied", "unmapped", "learned"):
-            return
-        now = time.monotonic()
-        if now - self._last_logged < LOG_QUIET:
-            self._unlogged += 1
-            return
-        more = f" ({self._unlogged} more dropped since the last such line)" if self._unlogged else ""
-        log.warning("MIDI: dropped %s%s; counted in streamdream_midi_messages_total", what, more)
-        self._last_logged, self._unlogged = now, 0
+        if result not in ("applied", "unmapped", "learned"):
+            self._drops.dropped(what)
 
     # --- what /api/state shows ----------------------------------------------------------------------
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-import time
 from typing import Any
 
 import numpy as np
@@ -47,6 +46,7 @@ from ..config import OscConfig
 from ..errors import ConfigError, ControlError
 from ..runtime.workers import POLL, Worker
 from ..web.origin import is_loopback
+from .burstlog import BurstLog
 from .control import Controller, perform
 
 log = logging.getLogger(__name__)
@@ -98,8 +98,7 @@ class OscServer(Worker):
         self.messages = Counter("streamdream_osc_messages", "OSC messages received, by result.", ["result"], registry=registry)
         for result in RESULTS:
             self.messages.labels(result=result)
-        self._last_logged = float("-inf")
-        self._unlogged = 0
+        self._drops = BurstLog(log, "OSC", "streamdream_osc_messages_total", LOG_QUIET)
         dispatcher = Dispatcher(strict_timing=False)
         for verb, address in (("strength", "strength"), ("preset", "preset"), ("next", "preset/next"),
                               ("previous", "preset/previous"), ("step_size", "step_size"), ("carry", "carry"),
@@ -138,15 +137,8 @@ class OscServer(Worker):
 
     def count(self, result: str, what: str = "", exc_info: bool = False) -> None:
         self.messages.labels(result=result).inc()
-        if result == "applied":
-            return
-        now = time.monotonic()
-        if now - self._last_logged < LOG_QUIET:
-            self._unlogged += 1
-            return
-        more = f" ({self._unlogged} more dropped since the last such line)" if self._unlogged else ""
-        log.warning("OSC: dropped %s%s; counted in streamdream_osc_messages_total", what, more, exc_info=exc_info)
-        self._last_logged, self._unlogged = now, 0
+        if result != "applied":
+            self._drops.dropped(what, exc_info=exc_info)
 
     # --- handlers (on the osc worker) ---------------------------------------------------------
 

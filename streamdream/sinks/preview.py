@@ -26,7 +26,7 @@ from ..config import OutputConfig
 from ..errors import SinkError, StreamdreamError
 from ..frames import Frame, SourceInfo
 from ..web import Limits, WebServer, text_response
-from ..web.binding import check_listen
+from ..web.binding import check_listen, port_number
 from .base import Sink
 from .kind import CheckContext, OpenContext, SinkKind, prefixed
 from .uri import ParsedOutput
@@ -58,12 +58,9 @@ def parse_preview_uri(uri: str) -> tuple[str, int]:
         host, _, port_text = rest.rpartition(":")
     elif rest:
         port_text = rest
-    try:
-        port = int(port_text)
-        if not 0 <= port <= 65535:
-            raise ValueError
-    except ValueError:
-        raise SinkError(f"output {uri!r}: the port must be 0..65535 (0: any free port), got {port_text!r}") from None
+    port = port_number(port_text)
+    if port is None:
+        raise SinkError(f"output {uri!r}: the port must be 0..65535 (0: any free port), got {port_text!r}")
     return host or DEFAULT_HOST, port
 
 

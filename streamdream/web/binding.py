@@ -41,14 +41,19 @@ def check_control_binding(host: str, control: ControlConfig) -> str | None:
 def parse_listen_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
     """``'HOST:PORT'``, ``':PORT'``, ``'PORT'`` or ``'[::1]:PORT'`` -> (host, port); ConfigError naming the value."""
     host, _, port_text = text.strip().rpartition(":")
-    host = host.strip("[]") or default_host
+    port = port_number(port_text)
+    if port is None:
+        raise ConfigError(f"--metrics: give HOST:PORT or PORT with a port 0..65535, e.g. 127.0.0.1:9108, got {text!r}")
+    return host.strip("[]") or default_host, port
+
+
+def port_number(text: str) -> int | None:
+    """``text`` as a TCP port, 0..65535 (0: any free port); None if it is not one."""
     try:
-        port = int(port_text)
-        if not 0 <= port <= 65535:
-            raise ValueError
+        port = int(text)
     except ValueError:
-        raise ConfigError(f"--metrics: give HOST:PORT or PORT with a port 0..65535, e.g. 127.0.0.1:9108, got {text!r}") from None
-    return host, port
+        return None
+    return port if 0 <= port <= 65535 else None
 
 
 def check_listen(host: str, port: int, what: str, error: type[StreamdreamError]) -> None:
@@ -64,4 +69,4 @@ def check_listen(host: str, port: int, what: str, error: type[StreamdreamError])
         raise error(f"{what}: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-__all__ = ["TOKEN_ENV", "check_control_binding", "check_listen", "parse_listen_address", "resolve_token"]
+__all__ = ["TOKEN_ENV", "check_control_binding", "check_listen", "parse_listen_address", "port_number", "resolve_token"]
