@@ -214,7 +214,7 @@ class Service:
         """Apply the config file as it is now; on any problem keep the running config. True if applied."""
         self.watcher.mark_current()
         try:
-            new = load_config(self.path)
+            new = load_config(self.path, complete=True)
             plan = plan_reload(self.config, new)
             if plan.empty:
                 log.info("config reload: nothing changed")

@@ -51,6 +51,12 @@ class PrometheusObserver(PipelineObserver):
         self.queue = Gauge("streamdream_queue_depth", "Items waiting in a queue.", ["queue"], registry=r)
         self.steps = Counter("streamdream_dream_steps", "Gradient steps run.", registry=r)
         self.reloads = Counter("streamdream_config_reloads", "Config reloads, by result.", ["result"], registry=r)
+        self.reload_ok = Gauge(
+            "streamdream_config_last_reload_successful",
+            "1 if the last reload was applied (or none was tried), 0 if it was rejected: the previous config runs.",
+            registry=r,
+        )
+        self.reload_ok.set(1)
         self.switches = Counter("streamdream_preset_switches", "Preset switches started.", registry=r)
         self.build = Info("streamdream_build", "Version and current model.", registry=r)
         self.output_up_gauge = Gauge("streamdream_output_up", "1 while an output is open, else 0.", ["output"], registry=r)
@@ -141,6 +147,7 @@ class PrometheusObserver(PipelineObserver):
 
     def config_reload(self, applied: bool) -> None:
         self.reloads.labels(result="applied" if applied else "rejected").inc()
+        self.reload_ok.set(1 if applied else 0)
 
     def preset_switch(self) -> None:
         self.switches.inc()

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pydantic import BaseModel, ValidationError
 
 from ..config import Config, LayerSpec, ModelConfig, _describe
-from ..errors import ControlError
+from ..errors import ControlError, ModelError
+from ..models.loader import resolve_look
+from ..models.registry import REGISTRY
 
 Tweaks = tuple[tuple[str, float], ...]
 LAYER = "layer:"
@@ -26,15 +28,12 @@ def resolved_layers(model: ModelConfig) -> tuple[LayerSpec, ...]:
     """The look's layers with their weights: explicit ones, else the registry preset's (weight 1)."""
     if model.layers:
         return model.layers
-    from ..models.loader import resolve_layers  # no TensorFlow at import
-    from ..models.registry import REGISTRY
-
     entry = REGISTRY.get(model.name)
     if entry is None:
         return ()
     try:
-        return resolve_layers(model, entry.presets, entry.default_preset)
-    except Exception:  # an unknown preset fails the build with its own message
+        return resolve_look(model, entry.presets, entry.default_preset)[0]
+    except ModelError:  # an unknown preset fails the build with its own message
         return ()
 
 
