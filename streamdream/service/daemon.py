@@ -216,8 +216,8 @@ class Service:
         try:
             new = load_config(self.path, complete=True)
             plan = plan_reload(self.config, new)
-            if plan.empty:
-                log.info("config reload: nothing changed")
+            if plan.empty:  # still a success: a rejected reload before it is no longer the last word
+                self._reload_done(True, None, "nothing (no change)")
                 return True
             check_control_binding(self.config.metrics.host, new.control)
             if plan.source:
@@ -238,6 +238,7 @@ class Service:
                 new = new.model_copy(update={"outputs": self.config.outputs})
         if plan.source:
             self.source.replace(self._source_factory(new.source), retry_display)
+            self.health.source_replaced()
             old_shape = (self.config.source.width, self.config.source.height, self.config.source.fps)
             if (new.source.width, new.source.height, new.source.fps) != old_shape:
                 info = self.source.info

@@ -21,6 +21,7 @@ from .health import HealthMonitor
 
 STAGES = ("capture", "idle", "dream", "write")
 WATCHDOG_ACTIONS = ("reopen_source", "rebuild_pipeline")
+PRUNE_REASONS = ("age", "space")
 # a dream step on a CPU takes seconds; on a GPU, milliseconds
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -121,6 +122,12 @@ class PrometheusObserver(PipelineObserver):
         self.output_up_gauge.labels(output=output).set(1 if up else 0)
         self.output_reconnects.labels(output=output)  # shown from the start, at 0
 
+    def output_removed(self, output: str) -> None:
+        for series in (self.output_up_gauge, self.output_reconnects, self.output_frames, self.rotations):
+            _remove(series, output)
+        for reason in PRUNE_REASONS:
+            _remove(self.pruned, output, reason)
+
     def output_reconnect(self, output: str) -> None:
         self.output_reconnects.labels(output=output).inc()
 
@@ -155,6 +162,14 @@ class PrometheusObserver(PipelineObserver):
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
         return generate_latest(self.registry)
+
+
+def _remove(metric: Counter | Gauge, *labels: str) -> None:
+    """Drop one labelled series; a series that was never made is already gone."""
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass
 
 
 def start_metrics(config: MetricsConfig, model: str = ""):  # -> tuple[PipelineObserver, ServiceServer]
