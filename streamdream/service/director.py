@@ -29,6 +29,7 @@ import numpy as np
 
 from ..config import Config, DreamConfig, ModelConfig
 from ..errors import ControlError, ModelError, StreamdreamError
+from ..redact import redact
 from .tweaks import Tweaks, apply_tweaks, check_tweak
 from ..frames import Frame, SourceInfo, freeze
 from ..pipeline.looks import Look, LookSwitch, build_look
@@ -50,7 +51,7 @@ def describe_failure(exc: BaseException) -> str:
     """A look's build failure in one line: what, and why."""
     if isinstance(exc, StreamdreamError):
         return str(exc)
-    text = " ".join(str(exc).split()) or "no details"
+    text = " ".join(redact(str(exc)).split()) or "no details"  # redacted while a quoted line is still a line
     if len(text) > MAX_REASON:
         text = text[: MAX_REASON - 3] + "..."
     return f"{type(exc).__name__}: {text}"
