@@ -489,3 +489,28 @@ def test_start_metrics_serves_run_too():
         assert http_request(server.url + "/api/state")[0] == 404  # no control API under `run`
     finally:
         server.shutdown()
+
+
+def test_health_and_metrics_forget_what_a_reload_removed():
+    now = [0.0]
+    health = HealthMonitor(HealthConfig(source_down_after=10, output_down_after=5, stuck_after=1000), clock=lambda: now[0])
+    metrics = PrometheusObserver()
+    for observer in (health, metrics):
+        observer.source_up(False)
+        observer.output_up("old.mkv", False)
+        observer.output_up("new.mkv", True)
+    metrics.recording_pruned("old.mkv", "age")
+    health.frame_done("write")
+    now[0] = 8.0
+    health.frame_done("write")
+    assert not health.status().ok and "old.mkv" in health.status().reason
+    for observer in (health, metrics):
+        observer.output_removed("old.mkv")
+    health.source_replaced()  # a new source: its time down starts now
+    now[0] = 12.0
+    health.frame_done("write")
+    assert health.status().ok, health.status().reason
+    text = metrics.exposition().decode()
+    assert "old.mkv" not in text and 'streamdream_output_up{output="new.mkv"} 1.0' in text
+    now[0] = 19.0
+    assert not health.status().ok and "source down for 11 s" in health.status().reason
