@@ -18,7 +18,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from tests.fixtures.preview_browser import HeadlessChromium, find_chromium
 from tests.fixtures.servers import free_port, http_request
-from tests.test_control_page import Page
+from tests.test_control_page import Page, needs_chromium
 from tests.test_service_daemon import wait_for
 
 ROOT = Path(__file__).parent.parent
@@ -162,8 +161,6 @@ class Verbs:
             detail = latest
             if moves[-1] < STEADY:
                 break
-        if os.environ.get("VERBS_DEBUG"):
-            print("steady after", len(moves), [round(m, 2) for m in moves], time.monotonic())
         return detail, moves[-1]
 
     def check(self, what: str, send: Callable[[], None], state: Callable[[dict], bool]) -> None:
@@ -177,8 +174,6 @@ class Verbs:
         )
         self.before, self.noise = after, noise
         self.done.append(what)
-        if os.environ.get("VERBS_DEBUG"):
-            print(what, round(moved, 2), round(noise, 2), time.monotonic())
 
 
 def osc_query(port: int) -> dict[str, list]:
@@ -190,6 +185,7 @@ def osc_query(port: int) -> dict[str, list]:
     return {m.message.address: m.message.params for m in OscPacket(data).messages}
 
 
+@needs_chromium
 def test_every_verb_of_every_surface_changes_the_state_and_the_picture(lite0_daemon: Daemon, tmp_path: Path) -> None:
     daemon = lite0_daemon
     start = daemon.state()

@@ -30,7 +30,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "STREAMDREAM_CONTROL_TOKEN": "
 def streamdream(*args: object, timeout: float = 120) -> str:
     proc = subprocess.run(
         [sys.executable, "-m", "streamdream.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=ENV,
+        capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=ENV, check=False,
     )  # fmt: skip
     return proc.stdout + proc.stderr
 
@@ -117,7 +117,9 @@ def test_no_planted_secret_reaches_a_log_an_answer_or_a_metric(planted_secrets, 
         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        state = lambda: json.loads(get(url + "/api/state", secrets.control_token))  # noqa: E731
+        def state() -> dict:
+            return json.loads(get(url + "/api/state", secrets.control_token))
+
         deadline = time.monotonic() + 120
         while True:
             try:
