@@ -17,6 +17,7 @@ NOT_A_CONFIG = {
     "null": "null\n",
     "comments only": "# the editor has written this much so far\n\n",
     "a list": "- source\n- outputs\n",
+    "cut short": None,  # the first sections of the config alone: written below
 }
 
 
@@ -38,14 +39,15 @@ def test_an_empty_null_or_comments_only_config_is_refused_and_everything_stays(t
     running = Running(config)
     try:
         before = running.state()
+        whole = config.read_text()
         for n, (what, text) in enumerate(NOT_A_CONFIG.items(), start=1):
-            config.write_text(text)
+            config.write_text(text if text is not None else whole[:whole.index("outputs:")])
             daemon.request_reload()  # what SIGHUP does
             wait_for(lambda n=n: rejected(running) == n, 20, f"the {what} config to be rejected")
             state = running.state()
             error = state["config"]["last_reload"]["error"]
             assert state["config"]["last_reload"]["ok"] is False, what
-            assert str(config) in error and ("empty" in error or "mapping" in error), (what, error)
+            assert str(config) in error and ("empty" in error or "mapping" in error or "missing" in error), (what, error)
             assert state["source"]["uri"] == before["source"]["uri"] == "demo?live=1"
             assert [o["output"] for o in state["outputs"]] == [o["output"] for o in before["outputs"]] == ["night.mkv", "null"]
             assert state["dream"]["strength"] == 1.5

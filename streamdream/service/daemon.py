@@ -40,7 +40,7 @@ from .idle import IdleAnimator
 from .metrics import PrometheusObserver
 from .recent import RecentErrors
 from .reconnect import ReconnectingSource
-from .reload import ConfigWatcher, ReloadRequests, plan_reload
+from .reload import ConfigWatcher, ReloadRequests, check_complete, plan_reload
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,7 @@ class Service:
         self.watcher.mark_current()
         try:
             new = load_config(self.path, complete=True)
+            check_complete(self.config, new, self.path)
             plan = plan_reload(self.config, new)
             if plan.empty:  # still a success: a rejected reload before it is no longer the last word
                 self._reload_done(True, None, "nothing (no change)")

@@ -17,7 +17,8 @@ What is applied without a restart, and how:
 
 A config that does not validate, or whose model cannot be built, is rejected as a whole
 and logged with the problem; the running one stays. So is an empty, ``null`` or
-comments-only file (``load_config(complete=True)``): a reload is a complete config or none.
+comments-only file (``load_config(complete=True)``), and one that lacks a section the running
+config has (``check_complete``): a reload is a complete config or none.
 The file watch applies a file only once it has stopped changing (``ConfigWatcher``).
 """
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,19 @@ class ReloadPlan:
         parts = [name for name, on in (("look", self.look), ("source", self.source), ("outputs", self.outputs)) if on]
         parts += list(self.live)
         return ", ".join(parts) or "nothing"
+
+
+def check_complete(old: Config, new: Config, path: str | Path) -> None:
+    """ConfigError if ``new`` lacks a section the running config set: a file cut short (a save
+    caught half-way, a truncated copy) would otherwise put that section back to its defaults
+    (the demo source, ``dream.mp4``). To go back to a section's defaults, write them out."""
+    missing = sorted(old.model_fields_set - new.model_fields_set)
+    if missing:
+        raise ConfigError(
+            f"{path}: the running config's section(s) {', '.join(missing)} are missing; a reload needs the "
+            "complete config (was the file read half-way through a save?); to go back to a section's "
+            "defaults, write the section out, or restart streamdream"
+        )
 
 
 def plan_reload(old: Config, new: Config) -> ReloadPlan:
