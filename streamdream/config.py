@@ -720,18 +720,34 @@ def parse_config(data: dict[str, Any] | None, source: str = "", text: str | None
         raise ConfigError(format_validation_error(exc, source, text)) from None
 
 
-def load_config(path: str | Path) -> Config:
+def _yaml_error(path: str | Path, exc: yaml.YAMLError) -> ConfigError:
+    """The parser's problem and where, never its snippet: the quoted line may hold a password."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    context = getattr(exc, "context", None)
+    return ConfigError(f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else ""))
+
+
+def load_config(path: str | Path, *, complete: bool = False) -> Config:
     """Read and validate a YAML config file; raise ConfigError naming key, value and line.
 
     The file must be a regular file within the bounds of ``config_file`` (size, nesting,
-    aliases), checked before anything is built from it.
+    aliases), checked before anything is built from it. ``complete`` (a reload): an empty,
+    ``null`` or comments-only file is refused rather than read as "every default", which
+    would replace the running source and outputs with the demo and ``dream.mp4``.
     """
     text = read_regular_file(path)
     try:
         check_yaml_budget(text, str(path))
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise _yaml_error(path, exc) from None
+    if data is None and complete:
+        raise ConfigError(
+            f"{path}: the file is empty (no sections: only comments, blank lines or null); "
+            "a reload needs the complete config (was it read half-way through a save?)"
+        )
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
     return parse_config(data, str(path), text)

@@ -7,25 +7,26 @@ import os
 import sys
 import tempfile
 
-from .redact import redact_url
+from .redact import redact, redact_url
 
 __all__ = ["redact_url", "RedactingFilter", "setup_logging", "quiet_tensorflow", "import_tensorflow"]
 
 
 class RedactingFilter(logging.Filter):
-    """Applied to every handler so no record, whatever its source, leaks a credential."""
+    """The logging side of the one gate (``redact.redact``): set on the handler, so no record,
+    whatever its source and whatever its call site did, leaks a credential."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = redact_url(message)
+        redacted = redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
         if record.exc_info and not record.exc_text:  # a traceback quotes URLs from messages and locals
             record.exc_text = _FORMATTER.formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact_url(record.exc_text)
+            record.exc_text = redact(record.exc_text)
         if record.stack_info:
-            record.stack_info = redact_url(record.stack_info)
+            record.stack_info = redact(record.stack_info)
         return True
 
 

@@ -1,4 +1,11 @@
-"""Credentials out of every URL: one function, built on a real URL parse.
+"""Credentials out of every text that leaves: one gate, built on a real URL parse.
+
+``redact`` is the gate: the logging filter (``log.py``), the API's answers and errors
+(``service/http.py``) and /metrics pass everything through it, so a new message cannot
+leak whatever its call site does. It applies ``redact_url`` and, outside URLs, hides the
+value of a secret-named ``name=value`` and of a secret-named YAML key quoted from a file
+(``password: ...`` on a line of its own, as a parser's error snippet shows it, or inside a
+``{flow: mapping}``).
 
 ``redact_url`` takes a URL, or any text with URLs in it (a log line, an error message),
 and returns it with every secret replaced by ``***``:
@@ -11,8 +18,11 @@ and returns it with every secret replaced by ``***``:
 - the stream key of an RTMP URL (the last path segment after the application).
 
 Everything else is kept verbatim, so a redacted line still says which camera or server it
-is about. Applied by the logging filter in ``log.py``, to metric labels, API answers and
-error messages.
+is about. Call sites may apply it to what they display; the gate applies it anyway.
+
+A name is secret when it contains token, key, sig, sas, secret, pass, pwd, auth,
+credential, session, cookie, jwt, otp, streamid, private or bearer (case and punctuation
+ignored).
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ _WHITESPACE = re.compile(r"\s")
 # Punctuation that closes a sentence or a quotation rather than belonging to the URL's tail.
 _TRAILING = "'\")]}>,;."
 _SECRET_WORDS = (
-    "token", "key", "sig", "secret", "pass", "pwd", "auth", "credential", "session",
+    "token", "key", "sig", "sas", "secret", "pass", "pwd", "auth", "credential", "session",
     "cookie", "jwt", "otp", "streamid", "private", "bearer",
 )  # fmt: skip
 _FRAGMENT_SCHEMES = frozenset({"http", "https"})
@@ -117,10 +127,49 @@ def redact_url(text: Any) -> str:
     return "".join(out)
 
 
+# ``  - password: hunter2`` (a YAML line, as a parser's snippet quotes it) and ``{password: x, ...}``
+_YAML_LINE = re.compile(r"""^(?P<lead>[ \t]*(?:-[ \t]+)?)(?P<q>["']?)(?P<name>[A-Za-z0-9_.\-]+)(?P=q)(?P<sep>[ \t]*:[ \t]+)(?P<value>\S.*)$""",
+                        re.MULTILINE)
+_YAML_FLOW = re.compile(r"""(?P<lead>[{,][ \t]*)(?P<q>["']?)(?P<name>[A-Za-z0-9_.\-]+)(?P=q)(?P<sep>[ \t]*:[ \t]*)(?P<value>[^,}\]\n]+)""")
+# ``password=x`` outside a URL: a command line, a connection string, an FFmpeg option
+_ASSIGNMENT = re.compile(r"""(?P<lead>(?<![A-Za-z0-9_.\-]))(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>=)(?P<value>[^\s&;,'"]+)""")
+
+
+def _hide_value(match: re.Match[str]) -> str:
+    if not is_secret_name(match["name"]) or match["value"].strip(" \t'\"") == REDACTED:
+        return match.group(0)
+    quote = match.groupdict().get("q") or ""
+    return f"{match['lead']}{quote}{match['name']}{quote}{match['sep']}{REDACTED}"
+
+
+def _redact_outside_urls(text: str) -> str:
+    for pattern in (_YAML_LINE, _YAML_FLOW, _ASSIGNMENT):
+        text = pattern.sub(_hide_value, text)
+    return text
+
+
+def redact(text: Any) -> str:
+    """The gate: ``text`` with URL credentials, secret-named parameters and YAML keys replaced by ``***``."""
+    text = redact_url(text)
+    if not any(c in text for c in ":="):
+        return text
+    out, position = [], 0
+    for match in _URL_START.finditer(text):  # URLs are done: the patterns below work between them
+        if match.start() < position:
+            continue
+        end = _WHITESPACE.search(text, match.end())
+        stop = end.start() if end else len(text)
+        out.append(_redact_outside_urls(text[position:match.start()]))
+        out.append(text[match.start():stop])
+        position = stop
+    out.append(_redact_outside_urls(text[position:]))
+    return "".join(out)
+
+
 def redact_data(data: Any) -> Any:
-    """A JSON-like structure with ``redact_url`` applied to every string in it (keys kept)."""
+    """A JSON-like structure with ``redact`` applied to every string in it (keys kept)."""
     if isinstance(data, str):
-        return redact_url(data)
+        return redact(data)
     if isinstance(data, dict):
         return {key: redact_data(value) for key, value in data.items()}
     if isinstance(data, (list, tuple)):

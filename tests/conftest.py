@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.media",
     "tests.fixtures.models",
     "tests.fixtures.servers",
+    "tests.fixtures.secrets",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -21,6 +22,7 @@ from streamdream.config import (
     MetricsConfig,
     PlaylistConfig,
     ReconnectConfig,
+    load_config,
     parse_config,
 )
 from streamdream.errors import ConfigError, ControlError, SourceError, SourceLostError
@@ -442,7 +444,35 @@ def test_reload_plan_and_file_watch(tmp_path):
     now[0] = 3.0
     assert not watcher.changed()  # not polled again yet
     now[0] = 5.0
+    assert not watcher.changed()  # seen once: it may still be being written
+    now[0] = 7.0
     assert watcher.changed() and not watcher.changed()
+
+
+def test_the_file_watch_reads_a_slow_save_once_whole(tmp_path):
+    """An editor half-way through a save is never read; a file renamed into place is read at once."""
+    path = tmp_path / "c.yaml"
+    whole = "dream:\n  steps: 3\n  octaves: 2\noutputs:\n  - uri: \"null\"\n"
+    path.write_text(whole)
+    now = [0.0]
+    watcher = ConfigWatcher(path, interval=1.0, clock=lambda: now[0])
+    reports = []
+    with path.open("w") as file:  # truncated, then written a few bytes per poll
+        for start in range(0, len(whole), 8):
+            file.write(whole[start:start + 8])
+            file.flush()
+            now[0] += 1.0
+            reports.append((watcher.changed(), path.read_text()))
+    assert [text for changed, text in reports if changed] == []  # never while it grew
+    now[0] += 1.0
+    assert watcher.changed() and load_config(path).dream.steps == 3  # steady: read once, whole
+    now[0] += 5.0
+    assert not watcher.changed()
+    staged = tmp_path / "c.yaml.tmp"
+    staged.write_text(whole.replace("steps: 3", "steps: 4"))
+    os.replace(staged, path)  # the atomic save
+    now[0] += 1.0
+    assert watcher.changed() and load_config(path).dream.steps == 4
 
 
 def test_start_metrics_serves_run_too():
@@ -459,3 +489,28 @@ def test_start_metrics_serves_run_too():
         assert http_request(server.url + "/api/state")[0] == 404  # no control API under `run`
     finally:
         server.shutdown()
+
+
+def test_health_and_metrics_forget_what_a_reload_removed():
+    now = [0.0]
+    health = HealthMonitor(HealthConfig(source_down_after=10, output_down_after=5, stuck_after=1000), clock=lambda: now[0])
+    metrics = PrometheusObserver()
+    for observer in (health, metrics):
+        observer.source_up(False)
+        observer.output_up("old.mkv", False)
+        observer.output_up("new.mkv", True)
+    metrics.recording_pruned("old.mkv", "age")
+    health.frame_done("write")
+    now[0] = 8.0
+    health.frame_done("write")
+    assert not health.status().ok and "old.mkv" in health.status().reason
+    for observer in (health, metrics):
+        observer.output_removed("old.mkv")
+    health.source_replaced()  # a new source: its time down starts now
+    now[0] = 12.0
+    health.frame_done("write")
+    assert health.status().ok, health.status().reason
+    text = metrics.exposition().decode()
+    assert "old.mkv" not in text and 'streamdream_output_up{output="new.mkv"} 1.0' in text
+    now[0] = 19.0
+    assert not health.status().ok and "source down for 11 s" in health.status().reason

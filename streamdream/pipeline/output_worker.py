@@ -97,6 +97,7 @@ class OutputWorker(Consumer):
         self.first_open = threading.Event()  # set once the first open has been tried
         self.first_error: BaseException | None = None
         self.state = OutputState(label, parsed.display, False, time.monotonic())
+        self._on_retired: Callable[[str], None] | None = None  # set by retire()
 
     # --- the dream worker's side --------------------------------------------------------------
 
@@ -118,6 +119,11 @@ class OutputWorker(Consumer):
             self.queue.put(EndOfStream("outputs"), force=True)
         except QueueClosed:
             pass
+
+    def retire(self, on_gone: Callable[[str], None]) -> None:
+        """Removed from the config: finish, then ``on_gone(label)`` once the sink has closed."""
+        self._on_retired = on_gone
+        self.finish()
 
     # --- the worker ---------------------------------------------------------------------------
 
@@ -142,6 +148,8 @@ class OutputWorker(Consumer):
         self.queue.close()
         self._close("finished")
         self.first_open.set()
+        if self._on_retired is not None:  # last: no event about this output may follow
+            self._on_retired(self.label)
 
     def _write(self, frame: Frame) -> None:
         assert self.sink is not None

@@ -140,8 +140,13 @@ class OutputSet:
             members.append(member)
         self._members, self._specs = tuple(members), specs
         for removed in kept.values():
-            removed.finish()
+            removed.retire(self._forget)
             log.info("output %s removed from the config: finalizing it", removed.parsed.display)
+
+    def _forget(self, label: str) -> None:
+        """A removed output has closed: its metrics and health go, unless a new output took its label."""
+        if label not in {m.label for m in self._members}:
+            self.observer.output_removed(label)
 
     def finish(self) -> None:
         """The end: every output writes what is queued, then closes."""

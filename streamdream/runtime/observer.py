@@ -35,6 +35,9 @@ class PipelineObserver:
     def output_up(self, output: str, up: bool) -> None:
         """An output opened (True) or failed and waits to be opened again (False)."""
 
+    def output_removed(self, output: str) -> None:
+        """``output`` left the config (a reload) and has closed: forget it (its series, its health)."""
+
     def output_reconnect(self, output: str) -> None:
         """An attempt to open a failed output again started."""
 

@@ -44,7 +44,7 @@ from .metrics import PrometheusObserver
 from .osc import OscServer
 from .recent import RecentErrors
 from .reconnect import ReconnectingSource
-from .reload import ConfigWatcher, ReloadRequests, plan_reload
+from .reload import ConfigWatcher, ReloadRequests, check_complete, plan_reload
 
 log = logging.getLogger(__name__)
 
@@ -226,10 +226,11 @@ class Service:
         """Apply the config file as it is now; on any problem keep the running config. True if applied."""
         self.watcher.mark_current()
         try:
-            new = load_config(self.path)
+            new = load_config(self.path, complete=True)
+            check_complete(self.config, new, self.path)
             plan = plan_reload(self.config, new)
-            if plan.empty:
-                log.info("config reload: nothing changed")
+            if plan.empty:  # still a success: a rejected reload before it is no longer the last word
+                self._reload_done(True, None, "nothing (no change)")
                 return True
             check_control_binding(self.config.metrics.host, new.control)
             if plan.source:
@@ -250,6 +251,7 @@ class Service:
                 new = new.model_copy(update={"outputs": self.config.outputs})
         if plan.source:
             self.source.replace(self._source_factory(new.source), retry_display)
+            self.health.source_replaced()
             old_shape = (self.config.source.width, self.config.source.height, self.config.source.fps)
             if (new.source.width, new.source.height, new.source.fps) != old_shape:
                 info = self.source.info

@@ -35,6 +35,7 @@ from ..errors import ControlError, ModelError, StreamdreamError
 from ..frames import Frame, SourceInfo, freeze
 from ..models.loader import load_dream_model
 from ..pipeline.looks import Look, LookSwitch, build_look
+from ..redact import redact
 from ..runtime.observer import PipelineObserver
 from ..runtime.queues import FrameQueue, QueuePolicy
 from ..runtime.workers import POLL, Worker, Workers
@@ -54,7 +55,7 @@ def describe_failure(exc: BaseException) -> str:
     """A look's build failure in one line: what, and why."""
     if isinstance(exc, StreamdreamError):
         return str(exc)
-    text = " ".join(str(exc).split()) or "no details"
+    text = " ".join(redact(str(exc)).split()) or "no details"  # redacted while a quoted line is still a line
     if len(text) > MAX_REASON:
         text = text[: MAX_REASON - 3] + "..."
     return f"{type(exc).__name__}: {text}"

@@ -73,6 +73,17 @@ class HealthMonitor(PipelineObserver):
                 down.setdefault(output, self._clock())
             self._outputs_down = down
 
+    def output_removed(self, output: str) -> None:
+        """An output a reload removed no longer counts, however long it had been failing."""
+        with self._lock:
+            self._outputs_down = {name: since for name, since in self._outputs_down.items() if name != output}
+
+    def source_replaced(self) -> None:
+        """A reload gave a new source: its time down starts now, not when the old one went down."""
+        with self._lock:
+            if self._down_since is not None:
+                self._down_since = self._clock()
+
     # --- the verdict --------------------------------------------------------------------------
 
     def status(self) -> HealthStatus:

@@ -35,7 +35,8 @@ bodies, the ``Host`` allow-list). On top of that, for ``/api/*``:
 
 /metrics, /healthz and the page itself are open, as scrapers and health checks expect (the
 page holds nothing: it asks /api/state, and shows its login form on a 401). Every answer and
-error message goes through ``redact_data``: no credential leaves through the API.
+error message goes through ``redact_data``, /healthz and /metrics through ``redact``: the
+one gate (``redact.py``), so no credential leaves through the API whatever a message holds.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter
 
 from ..config import ControlConfig, HealthConfig, MetricsConfig
 from ..errors import ControlError
-from ..redact import redact_data, redact_url
+from ..redact import redact, redact_data
 from ..runtime.observer import ObserverGroup, PipelineObserver
 from ..web import Limits, WebServer, cross_origin, text_response
 from ..web.binding import check_control_binding
@@ -172,12 +173,12 @@ class ServiceServer:
     # --- open endpoints -----------------------------------------------------------------------
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body = self.metrics.exposition()
+        body = redact(self.metrics.exposition().decode()).encode()  # labels are chosen safe; the gate anyway
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         status = self.health.status()
-        return text_response(200 if status.ok else 503, redact_url(status.reason))
+        return text_response(200 if status.ok else 503, redact(status.reason))
 
     async def _page(self, request: web.Request) -> web.Response:
         if not self.control_enabled:

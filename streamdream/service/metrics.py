@@ -26,6 +26,7 @@ from ..runtime.observer import PipelineObserver
 
 STAGES = ("capture", "idle", "dream", "write")
 WATCHDOG_ACTIONS = ("reopen_source", "rebuild_pipeline")
+PRUNE_REASONS = ("age", "space")
 # a dream step on a CPU takes seconds; on a GPU, milliseconds
 STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -56,6 +57,12 @@ class PrometheusObserver(PipelineObserver):
         self.queue = Gauge("streamdream_queue_depth", "Items waiting in a queue.", ["queue"], registry=r)
         self.steps = Counter("streamdream_dream_steps", "Gradient steps run.", registry=r)
         self.reloads = Counter("streamdream_config_reloads", "Config reloads, by result.", ["result"], registry=r)
+        self.reload_ok = Gauge(
+            "streamdream_config_last_reload_successful",
+            "1 if the last reload was applied (or none was tried), 0 if it was rejected: the previous config runs.",
+            registry=r,
+        )
+        self.reload_ok.set(1)
         self.switches = Counter("streamdream_preset_switches", "Preset switches started.", registry=r)
         self.build = Info("streamdream_build", "Version and current model.", registry=r)
         self.output_up_gauge = Gauge("streamdream_output_up", "1 while an output is open, else 0.", ["output"], registry=r)
@@ -120,6 +127,12 @@ class PrometheusObserver(PipelineObserver):
         self.output_up_gauge.labels(output=output).set(1 if up else 0)
         self.output_reconnects.labels(output=output)  # shown from the start, at 0
 
+    def output_removed(self, output: str) -> None:
+        for series in (self.output_up_gauge, self.output_reconnects, self.output_frames, self.rotations):
+            _remove(series, output)
+        for reason in PRUNE_REASONS:
+            _remove(self.pruned, output, reason)
+
     def output_reconnect(self, output: str) -> None:
         self.output_reconnects.labels(output=output).inc()
 
@@ -146,6 +159,7 @@ class PrometheusObserver(PipelineObserver):
 
     def config_reload(self, applied: bool) -> None:
         self.reloads.labels(result="applied" if applied else "rejected").inc()
+        self.reload_ok.set(1 if applied else 0)
 
     def preset_switch(self) -> None:
         self.switches.inc()
@@ -153,3 +167,11 @@ class PrometheusObserver(PipelineObserver):
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""
         return generate_latest(self.registry)
+
+
+def _remove(metric: Counter | Gauge, *labels: str) -> None:
+    """Drop one labelled series; a series that was never made is already gone."""
+    try:
+        metric.remove(*labels)
+    except KeyError:
+        pass

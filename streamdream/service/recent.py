@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 
-from ..redact import redact_url
+from ..redact import redact
 
 KEEP = 20  # entries
 MAX_MESSAGE = 400  # characters of one entry
@@ -23,15 +23,16 @@ class RecentErrors(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            message = " ".join(record.getMessage().split())
+            message = record.getMessage()
         except Exception:  # a bad format string must not break logging
             message = str(record.msg)
+        message = " ".join(redact(message).split())  # redacted first: a quoted YAML line is found by its line
         if len(message) > MAX_MESSAGE:
             message = message[: MAX_MESSAGE - 3] + "..."
         entry = {
             "time": time.strftime("%H:%M:%S", time.localtime(record.created)),
             "level": record.levelname.lower(),
-            "message": redact_url(message),
+            "message": message,
         }
         with self._entries_lock:
             self._entries.append(entry)

@@ -16,7 +16,10 @@ What is applied without a restart, and how:
 ==================================  =====================================================
 
 A config that does not validate, or whose model cannot be built, is rejected as a whole
-and logged with the problem; the running one stays.
+and logged with the problem; the running one stays. So is an empty, ``null`` or
+comments-only file (``load_config(complete=True)``), and one that lacks a section the running
+config has (``check_complete``): a reload is a complete config or none.
+The file watch applies a file only once it has stopped changing (``ConfigWatcher``).
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Config
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
+Stamp = tuple[int, int, int]  # mtime (ns), size, inode
 LOOK_SECTIONS = ("model", "dream", "coherence", "playlist")
 LIVE_SECTIONS = ("health", "reconnect", "idle", "control")
 RESTART_SECTIONS = ("pipeline", "metrics", "osc", "audio_react", "midi")
@@ -56,16 +62,27 @@ class ReloadRequests:
 
 
 class ConfigWatcher:
-    """Notices a changed config file by polling its stat (no extra dependency, works on any FS)."""
+    """Notices a changed config file by polling its stat (no extra dependency, works on any FS).
 
-    def __init__(self, path: str | Path, interval: float = POLL_SECONDS, clock=time.monotonic) -> None:
+    A change is reported only once the file has stopped changing: the same size, mtime and
+    inode on two polls at least ``settle`` seconds apart, so an editor (or ``cp``, or a slow
+    network share) half-way through a save is never read. A new inode is a file renamed
+    into place (the atomic save: write a temporary file, then rename), complete at once.
+    """
+
+    def __init__(
+        self, path: str | Path, interval: float = POLL_SECONDS, clock: Callable[[], float] = time.monotonic,
+        settle: float | None = None,
+    ) -> None:  # fmt: skip
         self.path = Path(path)
         self.interval = interval
+        self.settle = interval if settle is None else settle
         self._clock = clock
         self._next = clock() + interval
         self._stamp = self._read()
+        self._pending: tuple[Stamp, float] | None = None  # a new stamp and when it was first seen
 
-    def _read(self) -> tuple[int, int, int] | None:
+    def _read(self) -> Stamp | None:
         try:
             st = os.stat(self.path)
         except OSError:
@@ -73,20 +90,28 @@ class ConfigWatcher:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def changed(self) -> bool:
-        """True once after each change (checked at most every ``interval`` seconds)."""
+        """True once after each change, once it has settled (checked at most every ``interval`` seconds)."""
         now = self._clock()
         if now < self._next:
             return False
         self._next = now + self.interval
         stamp = self._read()
         if stamp is None or stamp == self._stamp:
-            return False  # a file being replaced may be missing for a moment: wait for it
-        self._stamp = stamp
+            self._pending = None  # a file being replaced may be missing for a moment: wait for it
+            return False
+        renamed = self._stamp is not None and stamp[2] != self._stamp[2]
+        if not renamed:
+            if self._pending is None or self._pending[0] != stamp:
+                self._pending = (stamp, now)  # still being written, or just finished: look again
+                return False
+            if now - self._pending[1] < self.settle:
+                return False
+        self._stamp, self._pending = stamp, None
         return True
 
     def mark_current(self) -> None:
         """The file as it is now was just read: do not report it again."""
-        self._stamp = self._read()
+        self._stamp, self._pending = self._read(), None
 
 
 @dataclass(frozen=True)
@@ -106,6 +131,19 @@ class ReloadPlan:
         parts = [name for name, on in (("look", self.look), ("source", self.source), ("outputs", self.outputs)) if on]
         parts += list(self.live)
         return ", ".join(parts) or "nothing"
+
+
+def check_complete(old: Config, new: Config, path: str | Path) -> None:
+    """ConfigError if ``new`` lacks a section the running config set: a file cut short (a save
+    caught half-way, a truncated copy) would otherwise put that section back to its defaults
+    (the demo source, ``dream.mp4``). To go back to a section's defaults, write them out."""
+    missing = sorted(old.model_fields_set - new.model_fields_set)
+    if missing:
+        raise ConfigError(
+            f"{path}: the running config's section(s) {', '.join(missing)} are missing; a reload needs the "
+            "complete config (was the file read half-way through a save?); to go back to a section's "
+            "defaults, write the section out, or restart streamdream"
+        )
 
 
 def plan_reload(old: Config, new: Config) -> ReloadPlan:

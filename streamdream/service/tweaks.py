@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pydantic import BaseModel, ValidationError
 
 from ..config import Config, LayerSpec, ModelConfig, _describe
-from ..errors import ControlError
+from ..errors import ControlError, ModelError
 from ..models.loader import resolve_look
 from ..models.registry import REGISTRY
 
@@ -29,13 +29,12 @@ def resolved_layers(model: ModelConfig) -> tuple[LayerSpec, ...]:
     """The look's layers with their weights: explicit ones, else the registry preset's (weight 1)."""
     if model.layers:
         return model.layers
-
     entry = REGISTRY.get(model.name)
     if entry is None:
         return ()
     try:
         return resolve_look(model, entry.presets, entry.default_preset)[0]
-    except Exception:  # an unknown preset fails the build with its own message
+    except ModelError:  # an unknown preset fails the build with its own message
         return ()
 
 
