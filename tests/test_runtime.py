@@ -301,3 +301,28 @@ def test_workers_have_unique_names_one_stop_and_an_end_marker_even_when_they_fai
     stop.set()  # the one stop event ends everyone
     assert root.join(5) == [] and not d.alive
     assert queues[0].drain()[-1] == queues[1].drain()[-1] == "END"
+
+
+def test_the_http_loops_blocking_calls_run_on_workers_the_owner_lists_and_joins():
+    """asyncio's default executor started threads nobody listed; WorkerExecutor's are the owner's."""
+    import asyncio
+
+    from streamdream.runtime.executor import WorkerExecutor
+
+    owner = Workers(name="root")
+    executor = WorkerExecutor(owner, "http-call", max_workers=2)
+    assert len(owner.threads()) == 2 and all(name.startswith("http-call") for name in owner.threads())
+
+    async def calls():
+        loop = asyncio.get_running_loop()
+        names = await asyncio.gather(*(loop.run_in_executor(executor, lambda: threading.current_thread().name) for _ in range(6)))
+        with pytest.raises(ZeroDivisionError):
+            await loop.run_in_executor(executor, lambda: 1 / 0)
+        return names
+
+    names = asyncio.run(calls())
+    assert set(names) <= set(owner.threads())  # every call ran on one of the owner's workers
+    executor.shutdown(wait=True)
+    assert owner.threads() == [] and owner.join(1.0) == []
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.submit(print)

@@ -179,12 +179,14 @@ class Workers:
     def __init__(self, stop: threading.Event | StopToken | None = None, name: str = "root") -> None:
         self.stop = stop if isinstance(stop, StopToken) else StopToken(root=stop)
         self.name = name
+        self.root: Workers = self  # the top of this owner's tree: a group's root is its parent's
         self._lock = threading.Lock()
         self._workers: list[Worker] = []
         self._groups: list[Workers] = []
 
     def group(self, name: str) -> Workers:
         group = Workers(self.stop.child(), name)
+        group.root = self.root
         with self._lock:
             self._groups = [g for g in self._groups if g.threads()] + [group]  # forget finished groups
         return group

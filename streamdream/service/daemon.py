@@ -110,7 +110,7 @@ class Service:
         package_log = logging.getLogger("streamdream")
         package_log.addHandler(self.recent)
         try:
-            self.server.start()  # on the process's HTTP event-loop thread (web/server.py)
+            self.server.start(self.workers)  # on the process's HTTP event-loop thread (web/server.py)
             if config.osc.port is not None:
                 self.osc = OscServer(config.osc, self, self.metrics.registry)  # binds now: a taken port fails the start
             if config.midi.port is not None:

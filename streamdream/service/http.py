@@ -41,7 +41,6 @@ one gate (``redact.py``), so no credential leaves through the API whatever a mes
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
@@ -55,9 +54,11 @@ from ..config import ControlConfig, HealthConfig, MetricsConfig
 from ..errors import ControlError
 from ..redact import redact, redact_data
 from ..runtime.observer import ObserverGroup, PipelineObserver
+from ..runtime.workers import Workers
 from ..web import Limits, WebServer, cross_origin, text_response
 from ..web.binding import check_control_binding
 from ..web.jsonbody import BodyError, parse_object
+from ..web.server import run_blocking
 from ..web.session import COOKIE, Sessions
 from ..web.throttle import TokenThrottle
 from .control import Controller, perform
@@ -162,8 +163,9 @@ class ServiceServer:
         self.token = check_control_binding(self.config.host, control)
         self.control_enabled = control.enabled
 
-    def start(self) -> None:
-        self._web.start()
+    def start(self, workers: Workers | None = None) -> None:
+        """Serve on the process's HTTP thread, in ``workers``' tree (the daemon's)."""
+        self._web.start(workers)
         what = "metrics, health" + (", control API" if self.control_enabled else "")
         log.info("serving %s on %s (metrics at %s)", what, self.url, self.config.path)
 
@@ -242,9 +244,8 @@ class ServiceServer:
                 return _error(413, f"request body over {MAX_BODY} bytes")
             except BodyError as exc:
                 return _error(400, str(exc))
-        loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(None, action, body)  # the controller may take a lock
+            result = await run_blocking(action, body)  # the controller may take a lock
         except ControlError as exc:
             return _error(400, str(exc))
         return _json(200, result)
@@ -273,7 +274,7 @@ class ServiceServer:
         if refusal is not None:
             return refusal
         picture = getattr(self.controller, "picture", None)
-        jpeg = await asyncio.get_running_loop().run_in_executor(None, self.snapshots.jpeg, picture() if picture else None)
+        jpeg = await run_blocking(self.snapshots.jpeg, picture() if picture else None)
         if jpeg is None:
             return _error(503, "no picture yet")
         return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})

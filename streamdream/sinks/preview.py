@@ -25,8 +25,10 @@ from aiohttp import web
 from ..config import OutputConfig
 from ..errors import SinkError, StreamdreamError
 from ..frames import Frame, SourceInfo
+from ..runtime.workers import Workers
 from ..web import Limits, WebServer, text_response
 from ..web.binding import check_listen, port_number
+from ..web.server import run_blocking
 from .base import Sink
 from .kind import CheckContext, OpenContext, SinkKind, prefixed
 from .uri import ParsedOutput
@@ -122,7 +124,7 @@ class _Broadcast:
     async def _encode(self) -> None:
         try:
             while self.clients and not self.stopped:
-                got = await asyncio.get_running_loop().run_in_executor(None, self.frames.jpeg)
+                got = await run_blocking(self.frames.jpeg)
                 if got is not None and (self.latest is None or got[0] > self.latest[0]):
                     seq, jpeg = got
                     head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
@@ -156,8 +158,10 @@ class _Broadcast:
 class PreviewSink:
     """Serve the frames as MJPEG to browsers (see module docstring)."""
 
-    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, quality: int = JPEG_QUALITY) -> None:
+    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, quality: int = JPEG_QUALITY,
+                 workers: Workers | None = None) -> None:  # fmt: skip
         self.host, self.port = host, port
+        self._workers = workers  # whose tree the HTTP thread joins
         self.name = f"preview:{host}:{port}"
         self.frames = LatestFrame(quality)
         self.frames_written = 0
@@ -165,8 +169,8 @@ class PreviewSink:
         self._server: WebServer | None = None
 
     @classmethod
-    def from_uri(cls, uri: str) -> PreviewSink:
-        return cls(*parse_preview_uri(uri))
+    def from_uri(cls, uri: str, workers: Workers | None = None) -> PreviewSink:
+        return cls(*parse_preview_uri(uri), workers=workers)
 
     @property
     def url(self) -> str:
@@ -194,7 +198,7 @@ class PreviewSink:
             raise SinkError(f"{exc} (preview:HOST:PORT, or port 0 for any free one)") from None
         self.port = self._server.port
         self.name = f"preview:{self.host}:{self.port}"
-        self._server.start()
+        self._server.start(self._workers)
         if self.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("the preview at %s is reachable from the network and has no password", self.url)
         log.info("preview at %s", self.url)
@@ -225,7 +229,7 @@ class PreviewSink:
         return web.Response(body=PAGE, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-store"})
 
     async def _snapshot(self, request: web.Request) -> web.Response:
-        got = await asyncio.get_running_loop().run_in_executor(None, self.frames.jpeg)
+        got = await run_blocking(self.frames.jpeg)
         if got is None:
             return text_response(503, "no frame yet")
         return web.Response(body=got[1], content_type="image/jpeg", headers={"Cache-Control": "no-store"})
@@ -265,7 +269,7 @@ class PreviewSink:
 
 
 def open_preview(parsed: ParsedOutput, config: OutputConfig, context: OpenContext) -> Sink:
-    return PreviewSink.from_uri(config.uri.strip())
+    return PreviewSink.from_uri(config.uri.strip(), workers=context.workers)
 
 
 def check_preview(parsed: ParsedOutput, config: OutputConfig, context: CheckContext) -> None:

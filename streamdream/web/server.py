@@ -24,15 +24,19 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from ..errors import StreamdreamError
+from ..runtime.executor import WorkerExecutor
 from ..runtime.workers import Worker, Workers
 from .guard import ConnectionPool, GuardedProtocol
 from .origin import HostAllowList
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,21 +64,25 @@ class _SharedLoop:
     """One event-loop thread for every HTTP server of the process (the service's, the preview's).
 
     One thread rather than one per server: two loop threads would hand the GIL back and forth
-    at every step of a request, which costs more than they gain.
+    at every step of a request, which costs more than they gain. The thread, and the workers
+    that run the loop's blocking calls (``WorkerExecutor``), belong to the top of the first
+    server's owner tree (``Workers.root``: the daemon's or the run's), so they are listed and
+    joined with every other thread; the last server to stop ends them.
     """
 
     _lock = threading.Lock()
     _loop: asyncio.AbstractEventLoop | None = None
     _thread: Worker | None = None
+    _executor: WorkerExecutor | None = None
     _users = 0
-    _owner = Workers(name="http")  # a process's thread, shared by servers of any owner: started like every other
 
     @classmethod
-    def acquire(cls) -> asyncio.AbstractEventLoop:
+    def acquire(cls, owner: Workers) -> asyncio.AbstractEventLoop:
         with cls._lock:
             if cls._loop is None:
                 cls._loop = asyncio.new_event_loop()
-                cls._thread = cls._owner.spawn("http", cls._run, cls._loop)
+                cls._executor = WorkerExecutor(owner.root, "http-call", max_workers=4)
+                cls._thread = owner.root.spawn("http", cls._run, cls._loop)
             cls._users += 1
             return cls._loop
 
@@ -84,19 +92,29 @@ class _SharedLoop:
             cls._users -= 1
             if cls._users > 0 or cls._loop is None:
                 return
-            loop, worker, cls._loop, cls._thread = cls._loop, cls._thread, None, None
+            loop, worker, executor = cls._loop, cls._thread, cls._executor
+            cls._loop, cls._thread, cls._executor = None, None, None
         loop.call_soon_threadsafe(loop.stop)
         if worker is not None and worker.thread is not None:
             worker.thread.join(timeout=10)
+        if executor is not None:
+            executor.shutdown(wait=True)
 
     @staticmethod
     def _run(loop: asyncio.AbstractEventLoop) -> None:
         asyncio.set_event_loop(loop)
         try:
             loop.run_forever()
-            loop.run_until_complete(loop.shutdown_default_executor())
         finally:
             loop.close()
+
+
+async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on one of the HTTP loop's call workers (a JPEG encode, a verb that takes a lock)."""
+    executor = _SharedLoop._executor
+    if executor is None:  # pragma: no cover - only the loop's own coroutines call this, while it runs
+        raise RuntimeError("no HTTP loop is running")
+    return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
 
 class WebServer:
@@ -145,8 +163,10 @@ class WebServer:
 
     # --- start and stop -----------------------------------------------------------------------
 
-    def start(self) -> None:
-        loop = self._loop = _SharedLoop.acquire()
+    def start(self, workers: Workers | None = None) -> None:
+        """Serve, on the process's one loop thread; ``workers``: the owner whose tree it joins
+        (without one, a root of its own: the loop thread still ends with the last server)."""
+        loop = self._loop = _SharedLoop.acquire(workers or Workers(name="http"))
         self._task = asyncio.run_coroutine_threadsafe(self._main(), loop)
         self._task.add_done_callback(lambda _: self._ready.set())
         self._ready.wait(timeout=30)
