@@ -1,5 +1,7 @@
 """The `streamdream` command: parse, dispatch to ``commands/``, signals -> one stop event, exit codes.
 
+SIGINT and SIGTERM: ``runtime/interrupts.py`` (acknowledged at once, the process ended within seconds).
+
 Every command first checks what it can without the model (``preflight.py`` for configs,
 ``commands/job_checks.py`` for the files named on the command line), so a
 mistake fails in about a second, before TensorFlow is imported. The grammar (options,
@@ -9,16 +11,17 @@ the exit codes in ``errors.EXIT_CODES``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
-import signal
+import os
 import sys
 import threading
-from typing import Any
 
 from .arguments import build_parser
 from .errors import StreamdreamError
 from .log import redact_url, setup_logging
+from .runtime.interrupts import EXIT_CODE, Interrupts
 
 log = logging.getLogger("streamdream")
 
@@ -40,36 +43,38 @@ COMMANDS = {
 }
 
 
-def _install_signals(stop: threading.Event) -> None:
-    def on_signal(signum: int, _frame: Any) -> None:
-        if stop.is_set():  # a second Ctrl-C: give up waiting
-            raise KeyboardInterrupt
-        log.info("%s received: stopping, finalizing outputs", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-
-
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None) -> tuple[int, bool]:
+    """The exit code, and whether SIGINT or SIGTERM stopped the command."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.tf_verbose)
     stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        _install_signals(stop)
-    try:
-        command = importlib.import_module(f"streamdream.commands.{COMMANDS[args.command]}")
-        return int(command.command(args, stop))
-    except StreamdreamError as exc:
-        log.error("%s", redact_url(str(exc)))
-        return exc.exit_code
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return 130
+    # signals can only be caught on the main thread (a test may call main() from another)
+    on_main = threading.current_thread() is threading.main_thread()
+    interrupts = Interrupts(stop) if on_main else None
+    with interrupts or contextlib.nullcontext():
+        try:
+            command = importlib.import_module(f"streamdream.commands.{COMMANDS[args.command]}")
+            code = int(command.command(args, stop))
+        except StreamdreamError as exc:
+            log.error("%s", redact_url(str(exc)))
+            code = exc.exit_code
+        except KeyboardInterrupt:  # a signal during start-up (runtime/interrupts.py)
+            log.error("%s stopped before it was done; no output was written", args.command)
+            code = EXIT_CODE
+    return code, interrupts is not None and interrupts.fired.is_set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return _main(argv)[0]
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    code, interrupted = _main(None)
+    if interrupted:  # a dream step (TensorFlow's threads) may still be busy: end without waiting for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def import_tensorflow() -> None:
             import tensorflow as tf  # noqa: PLC0415 - loads TensorFlow
 
             tf.config.list_physical_devices()
-        except BaseException:
+        except Exception:  # (not on Ctrl-C: its chatter would hide the acknowledgement)
             os.dup2(saved, 2)
             parked.seek(0)
             sys.stderr.write(parked.read().decode(errors="replace"))

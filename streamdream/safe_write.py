@@ -12,6 +12,9 @@
   no file there (``FileSink`` decides: nothing is destroyed, and what fitted plays).
   Without ``overwrite`` the rename is a hard link, which fails if the target appeared
   meanwhile, so even another program's new file is not replaced.
+* A run stopped before its end (Ctrl-C, SIGTERM) finalizes what it made and puts it beside
+  the target as ``NAME.partial.EXT`` (``set_aside``): the target, finished by an earlier
+  run or not there at all, only ever holds a complete result.
 """
 
 from __future__ import annotations
@@ -133,6 +136,28 @@ class TempTarget:
             os.replace(self.path, self.target)
             return
         os.unlink(self.path)
+
+    def set_aside(self, inputs: tuple[str, ...] = ()) -> Path:
+        """The file is finalized but not complete (a run stopped before its end): it goes beside
+        the target as ``NAME.partial.EXT``, never onto the target. An older file of that name is
+        replaced only with ``overwrite`` (and never when it is an input); otherwise, or where the
+        rename fails, the file stays under its temporary name. Returns where it is."""
+        if self.direct or self.done:
+            return self.path
+        self.done = True
+        aside = self.target.with_name(f"{self.target.stem}.partial{self.target.suffix}")
+        if any(same_file(aside, source) for source in inputs) or is_special(aside) or aside.is_dir():
+            return self.path
+        try:
+            if self.overwrite:
+                os.replace(self.path, aside)
+            else:
+                os.link(self.path, aside)  # fails if a file of that name is there: it is left alone
+                os.unlink(self.path)
+        except OSError as exc:
+            log.debug("moving %s to %s: %s", self.path, aside, exc)
+            return self.path
+        return aside
 
     def abandon(self, keep: bool) -> None:
         """The file was not finished: the target stays as it was; keep the partial file or remove it."""

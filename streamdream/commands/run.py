@@ -43,7 +43,9 @@ def command(args: argparse.Namespace, stop: threading.Event) -> int:
     finally:
         if server is not None:
             server.shutdown()
-    log.info("%s", stop_summary(result, ", ".join(redact_url(o.uri) for o in config.outputs)))
+    # a file not finished (a stop before the end) is named where it is: NAME.partial.EXT
+    shown = [o.partial or o.uri for o in result.outputs] or [redact_url(o.uri) for o in config.outputs]
+    log.info("%s", stop_summary(result, ", ".join(shown)))
     if result.error is not None:
         raise result.error
     if result.outputs_down:  # finalized as far as they got; the run itself went on

@@ -13,6 +13,7 @@ from ..config import Config, OutputConfig
 from ..frames import Frame, SourceInfo, freeze
 from ..images import read_image
 from ..progress import progress_bar
+from ..runtime.interrupts import EXIT_CODE, stop_watched
 from ..sinks import open_sink
 from .job_checks import check_zoom_job
 from .stills import dream_at_width, dream_size
@@ -47,16 +48,20 @@ def dream_zoom(
     written = 0
     bar = progress_bar(frames, unit="frame", desc="zoom", enabled=progress)
     try:
-        for index in range(frames):
-            if stop.is_set():
-                break
-            picture = dream_at_width(engine, picture, config.dream.width)
-            sink.write(Frame(image=freeze(to_uint8(picture)), index=index, pts=index / fps))
-            written += 1
-            bar.update(1)
-            picture = zoom_frame(picture, zoom)
+        with stop_watched():  # a Ctrl-C ends the loop here, and the file is finalized
+            for index in range(frames):
+                if stop.is_set():
+                    break
+                picture = dream_at_width(engine, picture, config.dream.width)
+                sink.write(Frame(image=freeze(to_uint8(picture)), index=index, pts=index / fps))
+                written += 1
+                bar.update(1)
+                picture = zoom_frame(picture, zoom)
     finally:
         bar.close()
+        stopped_early = getattr(sink, "stopped_early", None)  # a file: beside the target, not onto it
+        if written < frames and stopped_early is not None:
+            stopped_early()
         sink.close()
     return written
 
@@ -68,5 +73,7 @@ def command(args: argparse.Namespace, stop: threading.Event) -> int:
     written = dream_zoom(
         config, args.input, output, frames=args.frames, zoom=args.zoom, fps=args.fps, stop=stop, progress=not args.no_progress
     )
+    if written < args.frames:  # the file was finalized beside args.output (logged)
+        return EXIT_CODE
     log.info("wrote %s (%d frames)", args.output, written)
-    return 0 if written == args.frames else 130
+    return 0

@@ -46,12 +46,14 @@ class OutputState:
     frames: int = 0
     reconnects: int = 0
     error: str | None = None
-    file: str | None = None
+    file: str | None = None  # the name a file output's file has once finished
+    partial: str | None = None  # where that file is until then (or after a stop before the end)
 
     def as_dict(self, now: float) -> dict:
         return {
             "output": self.label, "uri": self.uri, "up": self.up, "for_seconds": round(now - self.since, 1),
             "frames": self.frames, "reconnects": self.reconnects, "error": self.error, "file": self.file,
+            "partial": self.partial,
         }  # fmt: skip
 
 
@@ -94,6 +96,7 @@ class OutputWorker(Consumer):
         self._next_try = 0.0
         self._opens = 0
         self._disk_full = False
+        self._complete: bool | None = None  # how the end came: the first word on it counts
         self.first_open = threading.Event()  # set once the first open has been tried
         self.first_error: BaseException | None = None
         self.state = OutputState(label, parsed.display, False, time.monotonic())
@@ -113,8 +116,11 @@ class OutputWorker(Consumer):
         except QueueClosed:  # the worker has ended (a removed output, a failed start)
             self._dropped("output", "output_down")
 
-    def finish(self) -> None:
-        """No more frames: write what is queued, then close."""
+    def finish(self, complete: bool = True) -> None:
+        """No more frames: write what is queued, then close. ``complete=False``: the run was
+        stopped before its end (a file is then finalized beside its target, not onto it)."""
+        if self._complete is None:
+            self._complete = complete
         try:
             self.queue.put(EndOfStream("outputs"), force=True)
         except QueueClosed:
@@ -146,7 +152,7 @@ class OutputWorker(Consumer):
 
     def end(self) -> None:
         self.queue.close()
-        self._close("finished")
+        self._close("finished" if self._complete is not False else "stopped early")
         self.first_open.set()
         if self._on_retired is not None:  # last: no event about this output may follow
             self._on_retired(self.label)
@@ -194,7 +200,7 @@ class OutputWorker(Consumer):
         self._opens += 1
         self._backoff.reset()
         file = str(getattr(sink, "path", "")) or None
-        self._set_state(up=True, error=None, file=file)
+        self._set_state(up=True, error=None, file=file, partial=_partial_path(sink))
         self._observer.output_up(self.label, True)
         if again:
             log.info("output %s is back%s", self.parsed.display, f" (new file {file})" if file else "")
@@ -245,12 +251,16 @@ class OutputWorker(Consumer):
         sink, self.sink = self.sink, None
         if sink is None:
             return
+        stopped_early = getattr(sink, "stopped_early", None)
+        if why == "stopped early" and stopped_early is not None:
+            stopped_early()
         try:
             sink.close()  # finalizes a file
         except Exception as exc:  # the file may still play up to its last cluster: say so, go on
             log.error("output %s: closing (%s) failed: %s", self.parsed.display, why, _reason(exc))
         self._stop_sink_threads()
-        if why == "finished":
+        self._set_state(partial=_partial_path(sink))
+        if why != "rotated":
             self._set_state(up=False)
             self._observer.output_up(self.label, False)
 
@@ -276,6 +286,11 @@ class OutputWorker(Consumer):
 
     def _dropped(self, stage: str, reason: str) -> None:
         self._observer.frame_dropped("output", reason)
+
+
+def _partial_path(sink: Sink) -> str | None:
+    partial = getattr(sink, "partial_path", None)  # file outputs only
+    return str(partial) if partial is not None else None
 
 
 def _reason(exc: BaseException) -> str:

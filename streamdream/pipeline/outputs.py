@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from ..config import OutputConfig, ReconnectConfig
 from ..frames import Frame, SourceInfo
 from ..runtime.observer import PipelineObserver
-from ..runtime.workers import StopToken, Workers
+from ..runtime.workers import POLL, StopToken, Workers
 from ..sinks import ParsedOutput, open_sink, parse_output_uri
 from ..sinks.base import Sink
 from .output_worker import Opener, OutputState, OutputWorker
@@ -99,8 +99,10 @@ class OutputSet:
         self._members = tuple(members)
         if self.retry_first_open:
             return
-        for member in self._members:
-            member.first_open.wait(FIRST_OPEN_TIMEOUT)
+        deadline = time.monotonic() + FIRST_OPEN_TIMEOUT
+        for member in self._members:  # a stop (Ctrl-C) ends the wait: the workers do not open then
+            while not member.first_open.wait(POLL) and not workers.stop.is_set() and time.monotonic() < deadline:
+                pass
         failed = [m.first_error for m in self._members if m.first_error is not None]
         if failed:
             self.close()
@@ -148,13 +150,14 @@ class OutputSet:
         if label not in {m.label for m in self._members}:
             self.observer.output_removed(label)
 
-    def finish(self) -> None:
-        """The end: every output writes what is queued, then closes."""
+    def finish(self, complete: bool = True) -> None:
+        """The end: every output writes what is queued, then closes. ``complete=False``: the run
+        was stopped before its end (files are finalized beside their targets, not onto them)."""
         for member in self._members:
-            member.finish()
+            member.finish(complete)
 
-    def close(self, timeout: float = 30.0) -> None:
-        self.finish()
+    def close(self, timeout: float = 30.0, complete: bool = True) -> None:
+        self.finish(complete)
         deadline = time.monotonic() + timeout
         for member in self._members:
             if member.thread is not None and member.thread is not threading.current_thread():

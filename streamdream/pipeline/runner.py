@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import StreamdreamError
 from ..frames import EndOfStream, Frame, SourceInfo
 from ..runtime.observer import ObserverGroup, PipelineObserver
+from ..runtime.interrupts import signalled, stop_watched
 from ..runtime.queues import FrameQueue, QueueClosed, QueuePolicy
 from ..runtime.workers import JOIN_TIMEOUT, POLL, Consumer, Worker, Workers
 from .live import LiveDreamWorker
@@ -137,7 +138,7 @@ class Dream(Consumer):
         self.p.fail(error)
 
     def end(self) -> None:
-        self.p.outputs.finish()
+        self.p.outputs.finish(complete=not self.p.stopped_early())
 
 
 class Pipeline:
@@ -196,6 +197,11 @@ class Pipeline:
         self._quit_asked = True
         self.workers.stop.set()
 
+    def stopped_early(self) -> bool:
+        """Stopped (Ctrl-C, an error, a window's q) before a file input's end: its outputs are
+        then not complete. A live input has no end: stopping is how it ends."""
+        return self.workers.stop.is_set() and not (self.info is not None and self.info.live)
+
     def stop(self) -> None:
         """End this pipeline alone (the watchdog's rebuild); outputs are finalized."""
         self.workers.stop.set()
@@ -225,6 +231,8 @@ class Pipeline:
             self.dreamer = self._make_dreamer(info)
             self.outputs.start(info, self.workers)
         except BaseException:
+            self.workers.stop.set()
+            self.outputs.close(timeout=JOIN_TIMEOUT / 10, complete=False)  # files opened so far: removed, nothing was written
             self.source.close()
             raise
         policy = QueuePolicy.DROP_OLDEST if info.live else QueuePolicy.WAIT
@@ -241,13 +249,16 @@ class Pipeline:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the end (True) or ``timeout`` (False); the source is closed once stopping."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.alive:
-            assert self._dream is not None and self._dream.thread is not None
-            self._dream.thread.join(POLL)
-            if self.workers.stop.is_set():
-                self.source.close()  # interrupts a capture blocked in a read
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
+        with stop_watched():
+            while self.alive:
+                assert self._dream is not None and self._dream.thread is not None
+                self._dream.thread.join(POLL)
+                if self.workers.stop.is_set():
+                    self.source.close()  # interrupts a capture blocked in a read
+                    if signalled():  # the process is ending: finish() finalizes without the dream step in flight
+                        break
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
         return True
 
     def finish(self, join_timeout: float = JOIN_TIMEOUT) -> PipelineResult:
@@ -257,11 +268,15 @@ class Pipeline:
         logged: the outputs are finalized by their own workers either way.
         """
         self._ended_by_stop = self.workers.stop.is_set()
+        complete = not self.stopped_early()
         self.workers.stop.set()
         self.source.close()
-        self.outputs.finish()  # if the dream worker hung, the outputs still finalize
+        self.outputs.finish(complete)  # if the dream worker hung, the outputs still finalize
+        if signalled():  # the process is ending: wait for the files, not for a dream step in flight
+            self.outputs.close(join_timeout, complete)
+            join_timeout = POLL
         stragglers = self.workers.join(join_timeout)
-        if stragglers:
+        if stragglers and not signalled():
             log.warning("pipeline threads still busy after %.0f s, left to end on their own: %s", join_timeout, ", ".join(stragglers))
         if self._progress is not None:
             self._progress.close()  # type: ignore[attr-defined]
@@ -272,10 +287,10 @@ class Pipeline:
         return result
 
     def run(self) -> PipelineResult:
-        self.start()
         try:
+            self.start()
             self.wait()
-        finally:
+        finally:  # also after a Ctrl-C during start(): what was opened is closed
             result = self.finish()
         return result
 

@@ -32,6 +32,7 @@ from ..config import Config, SourceConfig, load_config
 from ..errors import ConfigError, ControlError
 from ..log import redact_url
 from ..pipeline.runner import Pipeline
+from ..runtime.interrupts import signalled, stop_watched
 from ..runtime.observer import ObserverGroup
 from ..runtime.workers import JOIN_TIMEOUT, POLL, Backoff, Workers
 from ..sources import comes_back, open_source
@@ -151,7 +152,7 @@ class Service:
                 self.osc.end()  # never started: close its socket here
             if self.midi is not None and not self.midi.alive:
                 self.midi.end()
-            self.workers.join(JOIN_TIMEOUT)
+            self.workers.join(POLL if signalled() else JOIN_TIMEOUT)  # ending: files are finalized, a dream step is not waited for
             package_log.removeHandler(self.recent)
         return 0
 
@@ -180,11 +181,12 @@ class Service:
         return assembly.looks.last_output if assembly is not None else None
 
     def _loop(self) -> None:
-        while not self.stop.is_set():
-            if _reload.take() or self.watcher.changed():
-                self.reload()
-            self.watch()
-            self.stop.wait(POLL)
+        with stop_watched():
+            while not self.stop.is_set():
+                if _reload.take() or self.watcher.changed():
+                    self.reload()
+                self.watch()
+                self.stop.wait(POLL)
 
     def _switched(self, look) -> None:
         self.metrics.set_model(look.config.model.name)

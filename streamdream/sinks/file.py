@@ -23,7 +23,9 @@ Choices a reader should know about:
   is written as ``NAME.partial-PID.EXT`` beside it and renamed onto the target when
   finished, so a failed or killed run leaves the old file as it was (``safe_write.py``).
   A file that could not be finished (a full disk) takes the target's name only where no
-  file was: what fitted then plays under the name asked for.
+  file was: what fitted then plays under the name asked for. A run stopped before its end
+  (``stopped_early()``: Ctrl-C on a file input) finalizes its file as ``NAME.partial.EXT``
+  beside the target and never replaces it.
 
 URI options after ``?``: ``fragmented=1`` (mp4/mov), ``preset=NAME``, ``gop=FRAMES``.
 """
@@ -291,6 +293,23 @@ class FileSink:
         self._last_source_time: float | None = None
         self._failed = False
         self._closed = False
+        self._stopped_early = False
+        self._set_aside: Path | None = None
+
+    @property
+    def partial_path(self) -> Path | None:
+        """Where the unfinished file is: the temporary name while writing, ``NAME.partial.EXT``
+        after a stop before the end; None once the file is in place (or was never made)."""
+        if self._set_aside is not None:
+            return self._set_aside
+        target = self._target
+        if target is None or target.direct or (target.done and not target.path.exists()):
+            return None
+        return target.path
+
+    def stopped_early(self) -> None:
+        """The run was stopped before its end: ``close`` finalizes the file beside the target."""
+        self._stopped_early = True
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -372,7 +391,7 @@ class FileSink:
                 log.error("%s", message)
             else:
                 raise SinkError(message)
-        else:
+        elif self._set_aside is None:
             log.info("closed %s after %d frames", self.path, self.frames_written)
 
     # --- helpers --------------------------------------------------------------------------
@@ -397,6 +416,13 @@ class FileSink:
             return
         if self._video is None:
             self._target.abandon(keep=False)
+        elif self._stopped_early:
+            self._set_aside = self._target.set_aside((self.audio_source,) if self.audio_source else ())
+            previous = "was left as it was" if self.path.exists() else "was not written"
+            log.warning(
+                "stopped before the end: %s %s; the %d frame(s) made are in %s",
+                self.path, previous, self.frames_written, self._set_aside,
+            )  # fmt: skip
         elif finished:
             self._target.commit()
         elif self.path.exists() or self.path.is_symlink():

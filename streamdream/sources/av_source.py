@@ -37,6 +37,43 @@ def _ffmpeg_said(exc: BaseException) -> str:
     return str(strerror) if strerror else type(exc).__name__
 
 
+def _open_interruptibly(args: AvOpenArgs) -> av.container.InputContainer:
+    """``av.open``; on the main thread it runs in a thread of its own, so a Ctrl-C is not held up
+    until a server that does not answer times out (a C call cannot be interrupted). The open
+    left behind closes its container itself."""
+    def open_now() -> av.container.InputContainer:
+        return av.open(args.file, format=args.format, options=dict(args.options), timeout=args.timeout)
+
+    if threading.current_thread() is not threading.main_thread():
+        return open_now()
+    lock, done = threading.Lock(), threading.Event()
+    box: dict[str, object] = {}
+
+    def opener() -> None:
+        try:
+            box["container"] = open_now()
+        except BaseException as exc:  # handed to the caller
+            box["error"] = exc
+        with lock:
+            done.set()
+            if box.get("abandoned") and "container" in box:
+                box["container"].close()  # type: ignore[attr-defined]
+
+    threading.Thread(target=opener, name="source-open", daemon=True).start()
+    try:
+        while not done.wait(POLL):
+            pass
+    except BaseException:  # Ctrl-C during start-up (runtime/interrupts.py)
+        with lock:
+            box["abandoned"] = True
+            if done.is_set() and "container" in box:
+                box["container"].close()  # type: ignore[attr-defined]
+        raise
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["container"]  # type: ignore[return-value]
+
+
 class AudioTap(Protocol):
     def video(self, stream_seconds: float | None, arrival: float) -> None: ...
 
@@ -110,7 +147,7 @@ class AvSource(OpenedInfo):
         self._check_exists()
         args = self._args
         try:
-            container = av.open(args.file, format=args.format, options=dict(args.options), timeout=args.timeout)
+            container = _open_interruptibly(args)
         except FileNotFoundError:
             raise SourceError(self._not_found_message()) from None
         except PermissionError:

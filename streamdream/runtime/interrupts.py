@@ -1,0 +1,153 @@
+"""SIGINT and SIGTERM -> the one stop event, acknowledged at once, the process ended within seconds.
+
+* The first signal is acknowledged on standard error at once, whatever the main thread is
+  doing: a thread waiting on ``signal.set_wakeup_fd`` hears it even while the main thread sits
+  in a C call (an FFmpeg open, a TensorFlow import), and it writes to a copy of the real
+  standard error (the TensorFlow import parks file descriptor 2 in a file).
+* It sets the stop event. A main thread that watches the stop event itself (inside
+  ``stop_watched()``: the pipeline's wait, the daemon's loop) winds down and finalizes its
+  outputs; anywhere else (start-up: the model loading, the source opening) it gets a
+  ``KeyboardInterrupt`` at its next Python line, as Python would do without us.
+* Whatever happens, the process ends ``GRACE`` seconds after the first signal (a dream step
+  in flight can take longer): a file not finalized by then stays under its temporary
+  ``NAME.partial-PID.EXT`` name. A second signal ends it at once. Both exit with 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType, TracebackType
+
+GRACE = 4.0  # seconds from the first signal to the process's end, at the latest
+EXIT_CODE = 130
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_watching = 0  # > 0 while the main thread polls the stop event itself
+_signalled = threading.Event()  # a first SIGINT or SIGTERM came: the process is ending
+
+
+def signalled() -> bool:
+    """True once SIGINT or SIGTERM asked the process to end: nobody waits for a dream step then."""
+    return _signalled.is_set()
+
+
+@contextlib.contextmanager
+def stop_watched() -> Iterator[None]:
+    """Mark the main thread as watching the stop event: a signal then only sets it.
+
+    (Another thread's watching does not count: signals are handled on the main thread.)"""
+    global _watching
+    on_main = threading.current_thread() is threading.main_thread()
+    _watching += on_main
+    try:
+        yield
+    finally:
+        _watching -= on_main
+
+
+class Interrupts:
+    """Installed for the length of a ``with`` block on the main thread (see the module docstring)."""
+
+    def __init__(self, stop: threading.Event, *, grace: float = GRACE) -> None:
+        self.stop = stop
+        self.grace = grace
+        self.fired = threading.Event()  # a first signal was received
+        self._lock = threading.Lock()
+        self._count = 0
+        self._raised = False
+        self._stderr = os.dup(sys.stderr.fileno())
+        self._previous: list[tuple[int, object]] = []
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        self._previous_wakeup = -1
+        self._deadline: threading.Timer | None = None
+
+    def __enter__(self) -> Interrupts:
+        for signum in _STOP_SIGNALS:
+            self._previous.append((signum, signal.signal(signum, self._on_signal)))
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        try:
+            self._previous_wakeup = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        except ValueError:  # not the main thread after all: the Python handler does it all
+            reader.close()
+            writer.close()
+            return self
+        self._wakeup = (reader, writer)
+        threading.Thread(target=self._listen, args=(reader,), name="signals", daemon=True).start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        if self._raised:
+            self.fired.wait(1.0)  # the listening thread's acknowledgement, before the process ends
+        if self._deadline is not None:
+            self._deadline.cancel()  # done in time: the caller ends the process
+        for signum, handler in self._previous:
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        if self._wakeup is not None:
+            signal.set_wakeup_fd(self._previous_wakeup)
+            reader, writer = self._wakeup
+            with contextlib.suppress(OSError):
+                writer.send(b"\0")  # ends the listening thread, which closes both ends
+        os.close(self._stderr)
+
+    def say(self, text: str) -> None:
+        """One line on the real standard error, at once."""
+        with contextlib.suppress(OSError):
+            os.write(self._stderr, (text + "\n").encode())
+
+    # --- the two ways a signal arrives --------------------------------------------------------
+
+    def _listen(self, reader: socket.socket) -> None:
+        assert self._wakeup is not None
+        try:
+            while True:
+                data = reader.recv(64)
+                if not data or 0 in data:
+                    return
+                for signum in data:
+                    if signum in _STOP_SIGNALS:
+                        self._received(signum)
+        finally:
+            for end in self._wakeup:
+                end.close()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self._wakeup is None:
+            self._received(signum)
+        self.stop.set()  # already set by the listening thread, unless this runs first
+        if not _watching and not self._raised:
+            self._raised = True
+            self.fired.wait(1.0)  # the listening thread's acknowledgement comes first
+            raise KeyboardInterrupt  # start-up: nothing to finalize, nothing polls the stop event
+
+    def _received(self, signum: int) -> None:
+        with self._lock:
+            self._count += 1
+            first = self._count == 1
+        name = signal.Signals(signum).name
+        if not first:
+            self.say(f"{name} received again: quitting at once")
+            os._exit(EXIT_CODE)
+        self.say(f"{name} received: stopping, finalizing outputs (Ctrl-C again to quit at once)")
+        self.stop.set()
+        self.fired.set()
+        _signalled.set()
+        self._deadline = threading.Timer(self.grace, self._give_up)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _give_up(self) -> None:
+        self.say(
+            f"still stopping after {self.grace:g} s: quitting now "
+            "(a file not finalized yet stays under its NAME.partial-PID name)"
+        )
+        os._exit(EXIT_CODE)
+
+
+__all__ = ["EXIT_CODE", "GRACE", "Interrupts", "signalled", "stop_watched"]
