@@ -110,9 +110,12 @@ class Interrupts:
                 data = reader.recv(64)
                 if not data or 0 in data:
                     return
-                for signum in data:
-                    if signum in _STOP_SIGNALS:
-                        self._received(signum)
+                signums = [signum for signum in data if signum in _STOP_SIGNALS]
+                if len(signums) > 1 and self._count == 0:  # two at once: the first is not waited on
+                    self.say(_acknowledgement(signums[0]))
+                    self._quit(signums[1])
+                for signum in signums:
+                    self._received(signum)
         finally:
             for end in self._wakeup:
                 end.close()
@@ -130,11 +133,9 @@ class Interrupts:
         with self._lock:
             self._count += 1
             first = self._count == 1
-        name = signal.Signals(signum).name
         if not first:
-            self.say(f"{name} received again: quitting at once")
-            os._exit(EXIT_CODE)
-        self.say(f"{name} received: stopping, finalizing outputs (Ctrl-C again to quit at once)")
+            self._quit(signum)
+        self.say(_acknowledgement(signum))
         self.stop.set()
         self.fired.set()
         _signalled.set()
@@ -142,12 +143,20 @@ class Interrupts:
         self._deadline.daemon = True
         self._deadline.start()
 
+    def _quit(self, signum: int) -> None:
+        self.say(f"{signal.Signals(signum).name} received, a second stop signal: quitting at once")
+        os._exit(EXIT_CODE)
+
     def _give_up(self) -> None:
         self.say(
             f"still stopping after {self.grace:g} s: quitting now "
             "(a file not finalized yet stays under its NAME.partial-PID name)"
         )
         os._exit(EXIT_CODE)
+
+
+def _acknowledgement(signum: int) -> str:
+    return f"{signal.Signals(signum).name} received: stopping, finalizing outputs (Ctrl-C again to quit at once)"
 
 
 __all__ = ["EXIT_CODE", "GRACE", "Interrupts", "signalled", "stop_watched"]
