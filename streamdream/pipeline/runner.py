@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import StreamdreamError
 from ..frames import EndOfStream, Frame, SourceInfo
 from ..runtime.observer import ObserverGroup, PipelineObserver
-from ..runtime.interrupts import signalled, stop_watched
+from ..runtime.interrupts import DREAM_STEP_WAIT, signalled, stop_watched
 from ..runtime.queues import FrameQueue, QueueClosed, QueuePolicy
 from ..runtime.workers import JOIN_TIMEOUT, POLL, Consumer, Worker, Workers
 from .live import LiveDreamWorker
@@ -249,14 +249,16 @@ class Pipeline:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the end (True) or ``timeout`` (False); the source is closed once stopping."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        stopping_since = None
         with stop_watched():
             while self.alive:
                 assert self._dream is not None and self._dream.thread is not None
                 self._dream.thread.join(POLL)
                 if self.workers.stop.is_set():
                     self.source.close()  # interrupts a capture blocked in a read
-                    if signalled():  # the process is ending: finish() finalizes without the dream step in flight
-                        break
+                    stopping_since = stopping_since or time.monotonic()
+                    if signalled() and time.monotonic() - stopping_since > DREAM_STEP_WAIT:
+                        break  # the process is ending: finish() finalizes the outputs without that frame
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
         return True

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from types import FrameType, TracebackType
 
 GRACE = 4.0  # seconds from the first signal to the process's end, at the latest
+DREAM_STEP_WAIT = GRACE / 2  # a dream step in flight is waited for this long, then its frame is dropped
 EXIT_CODE = 130
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -159,4 +160,4 @@ def _acknowledgement(signum: int) -> str:
     return f"{signal.Signals(signum).name} received: stopping, finalizing outputs (Ctrl-C again to quit at once)"
 
 
-__all__ = ["EXIT_CODE", "GRACE", "Interrupts", "signalled", "stop_watched"]
+__all__ = ["DREAM_STEP_WAIT", "EXIT_CODE", "GRACE", "Interrupts", "signalled", "stop_watched"]
