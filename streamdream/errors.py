@@ -15,7 +15,7 @@ EXIT_CODES: dict[int, str] = {
     4: "input (missing, unreadable, not a video)",
     5: "output (unknown type, no folder, exists, is the input, no display)",
     6: "control API refused",
-    130: "stopped (Ctrl-C, SIGTERM) before a file was finished",
+    130: "stopped (Ctrl-C, SIGTERM) before the end; what was made is in NAME.partial.EXT",
 }
 
 
