@@ -6,7 +6,9 @@ network first. ``validate-config`` runs the same checks, so "valid" means "would
 Each check raises the error of its kind, so the exit code says what was wrong (see
 ``errors.py``): ConfigError 2, ModelError 3, SourceError 4, SinkError 5. ``Problems``
 collects them: the user sees every mistake at once, and the exit code is the first one's.
-Nothing here connects to a server or opens a device; files are probed, not decoded.
+Nothing here opens a device or talks to a server; files are probed, not decoded. One
+connection is tried: to the download host of weights that are not on this machine (a few
+seconds at most), so that "valid" does not promise a model that cannot load.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import difflib
 import importlib.util
 import json
 import os
+import socket
+import threading
+import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from .config import Config, LayerSpec, OutputConfig
 from .errors import (
@@ -31,12 +37,14 @@ from .errors import (
 from .images import check_picture
 from .log import redact_url
 from .models.layer_names import layer_names
-from .models.registry import REGISTRY
+from .models.loader import keras_file_problem
+from .models.registry import KERAS_WEIGHTS_URL, REGISTRY, missing_weights_message
 from .sinks import CheckContext, check_sink, exclusive_key, parse_output_uri
-from .sources import check_source, input_paths
+from .sources import check_source, input_paths, parse_uri
 from .web.binding import check_control_binding, check_listen
 
 Command = Literal["run", "serve"]
+DOWNLOAD_PROBE_TIMEOUT = 3.0  # seconds: can weights that are not here be downloaded?
 
 
 
@@ -72,13 +80,16 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 def _keras_file_layers(path: Path) -> frozenset[str] | None:
     """Layer names stored in a .keras file (a zip holding config.json), or None if unknown."""
+    problem = keras_file_problem(path)
+    if problem is not None:
+        raise ModelError(f"model file {path} is not a Keras model file ({problem})")
     if path.suffix != ".keras":
         return None
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ModelError(f"model file {path} is not a readable .keras file: {exc}") from None
+        raise ModelError(f"model file {path} is not a Keras model file: {exc}") from None
     layers = config.get("config", {}).get("layers", [])
     return frozenset(layer.get("name") or layer.get("config", {}).get("name", "") for layer in layers)
 
@@ -105,6 +116,10 @@ def check_model(
                 raise WeightsUnavailableError(f"{where}.weights: weights file not found: {weights}")
         elif entry.weights_file is None and not entry.available()[0]:
             raise WeightsUnavailableError(f"model {name}: weights not available: {entry.available()[1]}")
+        elif entry.weights_file is not None and not entry.available()[0]:  # downloaded on first use: can it be?
+            problem = download_problem(KERAS_WEIGHTS_URL)
+            if problem is not None:
+                raise WeightsUnavailableError(missing_weights_message(name, entry.weights_file, problem))
     elif name.endswith((".keras", ".h5")):
         path = Path(name)
         if not path.is_file():
@@ -126,6 +141,29 @@ def check_model(
             raise ModelError(f"{where}.layers: model {name} has no layer {spec.name!r}{did_you_mean(spec.name, known)} ({where_listed})")
 
 
+def download_problem(url: str, timeout: float = DOWNLOAD_PROBE_TIMEOUT) -> str | None:
+    """Why ``url`` cannot be downloaded from here now, or None: a connection to its host (or to
+    the proxy the environment names) is opened and closed, nothing is sent; at most ``timeout``
+    seconds, name lookup included."""
+    proxy = urllib.request.getproxies().get(urlsplit(url).scheme)
+    target = urlsplit(proxy or url)
+    host, port = target.hostname or "", target.port or (443 if target.scheme == "https" else 80)
+    where = f"{'proxy ' if proxy else ''}{host}:{port}"
+    answer: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            answer.append(None)
+        except OSError as exc:
+            answer.append(f"{where}: {exc.strerror or exc}")
+
+    probe = threading.Thread(target=connect, name="download-probe", daemon=True)  # a name lookup has no timeout
+    probe.start()
+    probe.join(timeout)
+    return answer[0] if answer else f"{where}: no answer within {timeout:g} s"
+
+
 def check_models(config: Config, problems: Problems) -> None:
     model = config.model
     problems.check(check_model, model.name, preset=model.preset, layers=model.layers, weights=model.weights)
@@ -141,6 +179,10 @@ def check_models(config: Config, problems: Problems) -> None:
 
 def check_input(config: Config, command: Command) -> None:
     """The input's own check (each kind declares it: ``sources/``)."""
+    if command == "serve" and "reconnect" in config.model_fields_set:
+        parsed = parse_uri(config.source.uri)
+        if parsed.kind == "file" and not os.path.exists(parsed.target):
+            return  # waited for, like a network source that is down (service/daemon.py)
     check_source(config.source, command)
 
 

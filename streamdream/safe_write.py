@@ -58,11 +58,25 @@ def check_not_input(path: str | os.PathLike, inputs: tuple[str, ...], display: s
             )
 
 
+# the kernel's own folders: a file cannot be made there (/dev/shm is a plain memory file system)
+SYSTEM_FOLDERS = {"/proc": "the kernel's process table", "/sys": "the kernel's device tree", "/dev": "the device files"}
+
+
+def check_not_system_folder(folder: Path, shown: str) -> None:
+    """Raise SinkError if ``folder`` (any spelling, through links) is under /proc, /sys or /dev."""
+    real = os.path.realpath(folder)
+    for system, what in SYSTEM_FOLDERS.items():
+        inside = real == system or real.startswith(system + "/")
+        if inside and not (real == "/dev/shm" or real.startswith("/dev/shm/")):
+            raise SinkError(f"cannot write {shown}: {folder} is under {system} ({what}), not a folder for files; choose another folder")
+
+
 def check_target(path: Path, *, overwrite: bool, inputs: tuple[str, ...] = (), display: str | None = None) -> None:
     """Raise SinkError if ``path`` cannot be written without destroying something."""
     shown = display or str(path)
     check_not_input(path, inputs, shown)
     folder = path.parent
+    check_not_system_folder(folder, shown)
     if not folder.is_dir():
         raise SinkError(f"cannot write {shown}: directory {folder} does not exist (create it first)")
     if path.is_dir():

@@ -76,7 +76,7 @@ def test_thousand_idle_connections_under_1024_fds(tmp_path, tiny_model_path, rts
     )  # fmt: skip
     attackers: list[socket.socket] = []
     try:
-        _wait(lambda: (_metric(port, "streamdream_source_reconnects_total") or 0) >= 1, 120, "the daemon to start", proc)
+        _wait(lambda: (_metric(port, "streamdream_source_reconnects_total") or 0) >= 1, 300, "the daemon to start", proc)
         for _ in range(ATTACKERS):  # each sends half a request and then nothing
             sock = socket.socket()
             sock.settimeout(5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +43,32 @@ def make_preprocess(mode: str) -> Callable[[Any], Any]:
     return lambda x: imagenet_utils.preprocess_input(x, mode=mode)
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # at byte 0, 512, 1024, 2048... of an .h5 file
+
+
+def keras_file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a .keras (zip) or .h5 (HDF5) model file, or None; its first bytes only."""
+    try:
+        if path.suffix == ".keras":
+            return None if zipfile.is_zipfile(path) else "a .keras file is a zip archive; this one is not"
+        if path.suffix == ".h5":
+            with open(path, "rb") as file:
+                head = file.read(2048 + len(HDF5_SIGNATURE))
+            if not any(head[offset : offset + 8] == HDF5_SIGNATURE for offset in (0, 512, 1024, 2048)):
+                return "an .h5 file is an HDF5 file; this one is not"
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    return None
+
+
 def _custom_model(path: Path) -> Any:
     import keras  # noqa: PLC0415 - loads Keras and its backend
 
     if not path.exists():
         raise ModelError(f"model file not found: {path}")
+    problem = keras_file_problem(path)
+    if problem is not None:  # Keras itself would say "File not found" of a file that is there
+        raise ModelError(f"model file {path} is not a Keras model file ({problem})")
     try:
         # safe_mode refuses lambda layers and other code stored in the file
         return keras.models.load_model(path, compile=False, safe_mode=True)

@@ -87,6 +87,16 @@ def _lite_available(name: str) -> tuple[bool, str]:
     return path.exists(), str(path)
 
 
+def missing_weights_message(model: str, weights_file: str, reason: str) -> str:
+    """What loading (and `validate-config`, before it) says when weights cannot be had."""
+    target = keras_cache_dir() / weights_file
+    return (
+        f"{model} weights are not on this machine and could not be downloaded ({reason}). Put {weights_file} "
+        f"at {target} (from {KERAS_WEIGHTS_URL}), or give `weights: PATH` / --weights PATH; "
+        "the model efficientnet_lite0 works offline."
+    )
+
+
 def _keras_app(builder_path: str, weights_file: str, **kwargs: Any) -> Callable[[str | None], Any]:
     """A builder for a keras.applications network, headless, any input size."""
 
@@ -104,13 +114,7 @@ def _keras_app(builder_path: str, weights_file: str, **kwargs: Any) -> Callable[
         except Exception as exc:  # keras raises bare Exception on a failed download
             if weights is not None:
                 raise ModelError(f"cannot load weights {weights} into {fn_name}: {exc}") from None
-            target = keras_cache_dir() / weights_file
-            raise WeightsUnavailableError(
-                f"{fn_name} weights are not on this machine and could not be downloaded "
-                f"({str(exc).splitlines()[0][:200]}). Put {weights_file} at {target} "
-                f"(from {KERAS_WEIGHTS_URL}), or give `weights: PATH` / --weights PATH; "
-                "the model efficientnet_lite0 works offline."
-            ) from None
+            raise WeightsUnavailableError(missing_weights_message(fn_name, weights_file, str(exc).splitlines()[0][:200])) from None
 
     build.keras_builder = builder_path  # type: ignore[attr-defined]  # layer_names.py builds it weightless
     return build

@@ -68,9 +68,12 @@ def serve(config_path: str, stop: threading.Event) -> int:
     return Service(config_path, config, stop).run()
 
 
-def _retries_at_start(config: SourceConfig) -> bool:
-    """Network streams and cameras may come later; a file that does not open now never will."""
-    return comes_back(config.uri)
+def _retries_at_start(config: Config) -> bool:
+    """Network streams and cameras may come later, and so may a file where the config asks for
+    `reconnect` (a recording another program is about to write); any other file that does not
+    open now never will."""
+    uri = config.source.uri
+    return comes_back(uri) or (parse_uri(uri).kind == "file" and "reconnect" in config.model_fields_set)
 
 
 class Service:
@@ -121,7 +124,7 @@ class Service:
             self.source = ReconnectingSource(
                 self._source_factory(config.source), display=redact_url(config.source.uri), reconnect=config.reconnect,
                 idle=IdleAnimator(config.idle, feedback=self._last_output), observer=self.observer,
-                retry_first_open=_retries_at_start(config.source), size=(config.source.width, config.source.height),
+                retry_first_open=_retries_at_start(config), size=(config.source.width, config.source.height),
                 fps=config.source.fps, workers=self.workers,
             )  # fmt: skip
             self.director = Director(config, build=self._build, on_switch=self._switched)

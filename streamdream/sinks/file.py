@@ -50,7 +50,7 @@ from ..config import OutputConfig
 from ..errors import SinkError
 from ..frames import Frame, SourceInfo
 from ..log import redact_url
-from ..safe_write import TempTarget, check_not_input, check_target
+from ..safe_write import TempTarget, check_not_input, check_not_system_folder, check_target
 from .audio import AudioCarrier
 from .base import Sink
 from .kind import CheckContext, OpenContext, SinkKind
@@ -491,6 +491,7 @@ def open_file(parsed: ParsedOutput, config: OutputConfig, context: OpenContext) 
 
 
 def _check_creatable(folder: Path, shown: str) -> None:
+    check_not_system_folder(folder, shown)
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -110,6 +111,8 @@ def check_virtualcam(parsed: ParsedOutput, config: OutputConfig, context: CheckC
         raise SinkError(f"output {shown}: pyvirtualcam is not installed. To use it: {backend_help()}")
     if sys.platform.startswith("linux"):
         loopbacks = Path("/sys/devices/virtual/video4linux")
+        if device is not None and not re.fullmatch(r"/dev/video\d+", os.path.realpath(device)):
+            raise SinkError(f"output {shown}: {device} is not a video device (/dev/videoN, a v4l2loopback device)")
         if device is not None and not os.path.exists(device):
             raise SinkError(f"output {shown}: no device {device}. To make one: {backend_help()}")
         if device is None and not (loopbacks.is_dir() and any(loopbacks.iterdir())):

@@ -10,7 +10,8 @@ What every server gets, whatever its routes:
   and aiohttp's HTTP/1.1 parser for Content-Length and chunked bodies: a body is always
   read or discarded as a body, never run as a request;
 - the ``Host`` allow-list (``origin.py``: 400 for any other host name);
-- no access log (a query string could hold a secret); requests are logged at DEBUG.
+- no access log (a query string could hold a secret); requests are logged at DEBUG, a
+  malformed request as one warning line (no traceback).
 
 The socket is bound in the constructor (a port in use fails at once); ``start()`` serves it
 on the process's HTTP event-loop thread, ``stop()`` closes every connection and frees it.
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import StreamdreamError
 from ..runtime.executor import WorkerExecutor
@@ -35,6 +37,22 @@ from .guard import ConnectionPool, GuardedProtocol
 from .origin import HostAllowList
 
 log = logging.getLogger(__name__)
+
+
+class _MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a malformed request (garbage bytes, a broken header) with a traceback, as if
+    the server had failed: it is the client's mistake, one warning line, the bytes not quoted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg, record.args = "%s: malformed HTTP request (%s), answered 400", (record.getMessage(), type(error).__name__)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_MalformedRequestFilter())
 
 T = TypeVar("T")
 
