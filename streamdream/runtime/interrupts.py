@@ -19,7 +19,6 @@ import contextlib
 import os
 import signal
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType, TracebackType
@@ -62,7 +61,7 @@ class Interrupts:
         self._lock = threading.Lock()
         self._count = 0
         self._raised = False
-        self._stderr = os.dup(sys.stderr.fileno())
+        self._stderr = os.dup(2)  # the process's standard error, whatever sys.stderr is now
         self._previous: list[tuple[int, object]] = []
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
         self._previous_wakeup = -1
