@@ -68,8 +68,8 @@ def test_run_with_no_arguments_dreams_the_demo_into_dream_mp4(tmp_path):
 
 def test_validate_config_accepts_the_shipped_presets_and_rejects_bad_ones(tmp_path):
     for path in CONFIGS.glob("*.yaml"):
-        if path.name == "container.yaml":
-            continue  # valid as in its container (a /data volume and a token): tests/test_preflight.py
+        if path.name in ("container.yaml", "classic-inception.yaml"):
+            continue  # valid as in its container, valid where its weights are: tests/test_preflight.py
         proc = streamdream("validate-config", path, cwd=tmp_path)  # where no output of theirs exists yet
         assert proc.returncode == 0, proc.stderr
         assert "valid" in proc.stdout

@@ -63,6 +63,18 @@ def test_local_weights_file_that_is_missing(tmp_path):
         load_dream_model(ModelConfig(name="vgg16", weights=tmp_path / "nope.h5"))
 
 
+@pytest.mark.parametrize("name", ["notes.keras", "notes.h5"])
+def test_a_text_file_named_as_a_model_is_not_a_keras_model_file_not_a_missing_one(tmp_path, name):
+    # what loading says where no preflight ran before it (a playlist look, a model switched by the API);
+    # Keras itself says "File not found" of a .keras file that is there
+    path = tmp_path / name
+    path.write_text("these are my notes, not a network\n")
+    with pytest.raises(ModelError) as err:
+        load_dream_model(ModelConfig(name=str(path), layers="conv2"))
+    assert f"model file {path} is not a Keras model file" in str(err.value)
+    assert "not found" not in str(err.value)
+
+
 def test_unknown_model_lists_the_choices():
     with pytest.raises(ModelError, match="unknown model 'inceptionv3'.*inception_v3"):
         get_entry("inceptionv3")

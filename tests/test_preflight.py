@@ -15,6 +15,7 @@ from streamdream.errors import EXIT_CODES, ModelError, SinkError, SourceError
 from streamdream.models.layer_names import TABLE_PATH
 from streamdream.models.registry import REGISTRY
 from tests.fixtures.mistakes import MISTAKES, make_files
+from tests.fixtures.servers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
@@ -103,6 +104,8 @@ def test_validate_config_says_valid_only_for_configs_that_would_start(tmp_path):
                                   text=True, env={**ENV, "STREAMDREAM_CONTROL_TOKEN": ""}, timeout=120)  # fmt: skip
             assert proc.returncode == 6 and "without a token" in proc.stderr, proc.stderr
             env = {**ENV, "STREAMDREAM_CONTROL_TOKEN": "a-token-for-the-test"}
+        if path.name == "classic-inception.yaml":
+            env = _with_inception_weights_only_here(path, tmp_path)
         proc = subprocess.run(
             [sys.executable, "-m", "streamdream.cli", "validate-config", str(path)], capture_output=True, text=True,
             cwd=tmp_path, env=env, timeout=120,
@@ -110,6 +113,23 @@ def test_validate_config_says_valid_only_for_configs_that_would_start(tmp_path):
         assert proc.returncode == 0, f"{path.name}: {proc.stderr}"
         expected = "serve" if path.name in ("installation.yaml", "container.yaml") else "run"
         assert f"valid for `streamdream {expected} --config`" in proc.stdout
+
+
+def _with_inception_weights_only_here(config: Path, tmp_path: Path) -> dict[str, str]:
+    """InceptionV3's weights are downloaded on first use: a config needing them is not valid on a
+    machine that has them not and cannot download them (the proxy is a closed port), and the
+    message is what `run` would say; with the file in the Keras cache it is valid (the env returned)."""
+    keras_home = tmp_path / "keras"
+    offline = {**ENV, "KERAS_HOME": str(keras_home), "https_proxy": f"http://127.0.0.1:{free_port()}", "HTTPS_PROXY": ""}
+    proc = subprocess.run([sys.executable, "-m", "streamdream.cli", "validate-config", str(config)], capture_output=True,
+                          text=True, cwd=tmp_path, env=offline, timeout=120)  # fmt: skip
+    weights = REGISTRY["inception_v3"].weights_file
+    assert proc.returncode == 3, proc.stderr  # errors.EXIT_CODES: model
+    assert "inception_v3 weights are not on this machine and could not be downloaded (proxy 127.0.0.1:" in proc.stderr
+    assert f"Put {weights} at {keras_home / 'models' / weights}" in proc.stderr and "Traceback" not in proc.stderr
+    (keras_home / "models").mkdir(parents=True)
+    (keras_home / "models" / weights).write_bytes(b"")  # only its presence is checked before the model loads
+    return {**ENV, "KERAS_HOME": str(keras_home)}
 
 
 def test_checks_name_every_problem_and_exit_with_the_first_one_s_code(tmp_path):
