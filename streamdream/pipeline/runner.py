@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import StreamdreamError
 from ..frames import EndOfStream, Frame, SourceInfo
-from ..runtime.observer import ObserverGroup, PipelineObserver
 from ..runtime.interrupts import DREAM_STEP_WAIT, signalled, stop_watched
+from ..runtime.observer import ObserverGroup, PipelineObserver
 from ..runtime.queues import FrameQueue, QueueClosed, QueuePolicy
 from ..runtime.workers import JOIN_TIMEOUT, POLL, Consumer, Worker, Workers
 from .live import LiveDreamWorker
