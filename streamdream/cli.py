@@ -21,7 +21,7 @@ import threading
 from .arguments import build_parser
 from .errors import StreamdreamError
 from .log import redact_url, setup_logging
-from .runtime.interrupts import EXIT_CODE, Interrupts
+from .runtime.interrupts import EXIT_CODE, GRACE, Interrupts
 
 log = logging.getLogger("streamdream")
 
@@ -50,7 +50,9 @@ def _main(argv: list[str] | None) -> tuple[int, bool]:
     stop = threading.Event()
     # signals can only be caught on the main thread (a test may call main() from another)
     on_main = threading.current_thread() is threading.main_thread()
-    interrupts = Interrupts(stop) if on_main else None
+    # a Ray cluster's workers are cancelled and shut down (up to 30 s): no deadline there
+    on_cluster = getattr(args, "workers", None) is not None or getattr(args, "cluster", None) is not None
+    interrupts = Interrupts(stop, grace=None if on_cluster else GRACE) if on_main else None
     with interrupts or contextlib.nullcontext():
         try:
             command = importlib.import_module(f"streamdream.commands.{COMMANDS[args.command]}")

@@ -29,6 +29,7 @@ from ..config import Config, OutputConfig
 from ..errors import SinkError, StreamdreamError
 from ..frames import SourceInfo
 from ..log import redact_url
+from ..runtime.interrupts import stop_watched
 from ..sinks.file import split_file_uri
 from .join import frame_duration, join_pieces
 from .plan import SegmentPolicy, plan_segments, scan_input
@@ -132,6 +133,10 @@ class Scheduler:
         self.dreamed_before = self.ray.get(pool.board.snapshot.remote())["dreamed"]
 
     def run(self, jobs: list[Job]) -> None:
+        with stop_watched():  # a Ctrl-C sets the stop event: the loop cancels the workers itself
+            self._run(jobs)
+
+    def _run(self, jobs: list[Job]) -> None:
         ray = self.ray
         queue = deque((job, s.index) for job in jobs for s in job.plan.segments if s.index not in job.done)
         for job in jobs:

@@ -11,6 +11,8 @@
 * Whatever happens, the process ends ``GRACE`` seconds after the first signal (a dream step
   in flight can take longer): a file not finalized by then stays under its temporary
   ``NAME.partial-PID.EXT`` name. A second signal ends it at once. Both exit with 130.
+  (Not for a Ray cluster, whose workers are cancelled and shut down: there the second
+  signal is the way to end at once.)
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def stop_watched() -> Iterator[None]:
 class Interrupts:
     """Installed for the length of a ``with`` block on the main thread (see the module docstring)."""
 
-    def __init__(self, stop: threading.Event, *, grace: float = GRACE) -> None:
+    def __init__(self, stop: threading.Event, *, grace: float | None = GRACE) -> None:
+        """``grace=None``: no deadline (a Ray cluster's workers are cancelled and shut down, which takes longer)."""
         self.stop = stop
         self.grace = grace
         self.fired = threading.Event()  # a first signal was received
@@ -139,9 +142,10 @@ class Interrupts:
         self.stop.set()
         self.fired.set()
         _signalled.set()
-        self._deadline = threading.Timer(self.grace, self._give_up)
-        self._deadline.daemon = True
-        self._deadline.start()
+        if self.grace is not None:
+            self._deadline = threading.Timer(self.grace, self._give_up)
+            self._deadline.daemon = True
+            self._deadline.start()
 
     def _quit(self, signum: int) -> None:
         self.say(f"{signal.Signals(signum).name} received, a second stop signal: quitting at once")
