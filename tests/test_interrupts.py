@@ -183,3 +183,16 @@ def test_a_stopped_file_never_replaces_the_input(tmp_path):
     target.path.write_bytes(b"frames")
     assert target.set_aside(inputs=(str(source),)) == target.path
     assert source.read_bytes() == b"the input"
+
+
+def test_ctrl_c_on_batch_leaves_no_unfinished_file_to_be_taken_for_done(tmp_path, tiny_model_path):
+    source, target = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    target.mkdir()
+    write_clip(source / "a.mp4", frames=300)
+    stopped = signal_after(
+        ["batch", source, target, "--model", tiny_model_path, *TINY_DREAM], tmp_path, r"dreaming:.*\b([3-9]|\d\d+)/300"
+    )
+
+    assert_acknowledged(stopped)
+    assert list(target.iterdir()) == []  # a.mp4 is dreamed again next time, from the start

@@ -96,8 +96,9 @@ def _dream_here(config: Config, engine, source: str, output: OutputConfig, stop:
         log.error("%s: skipped: %s", Path(source).name, exc)
         partial.unlink(missing_ok=True)
         return FileResult(source, final, error=exc)
-    if stop.is_set():
-        partial.unlink(missing_ok=True)
+    if stop.is_set():  # batch starts a stopped file again: what it made goes (set aside as NAME.partial.EXT too)
+        for unfinished in [partial, *(Path(o.partial) for o in result.outputs if o.partial)]:
+            unfinished.unlink(missing_ok=True)
         return FileResult(source, final, error=StoppedError(f"{final}: stopped"))
     os.replace(partial, final)
     log.info("wrote %s (%d frames)", final, result.frames_out)
