@@ -155,7 +155,7 @@ class Service:
                 self.osc.end()  # never started: close its socket here
             if self.midi is not None and not self.midi.alive:
                 self.midi.end()
-            self.workers.join(POLL if signalled() else JOIN_TIMEOUT)  # ending: files are finalized, a dream step is not waited for
+            self.workers.join(1.0 if signalled() else JOIN_TIMEOUT)  # ending: files are finalized, a dream step is not waited for
             package_log.removeHandler(self.recent)
         return 0
 
