@@ -43,7 +43,7 @@ COMMANDS = {
 }
 
 
-def _main(argv: list[str] | None) -> tuple[int, bool]:
+def _main(argv: list[str] | None, watcher: bool = False) -> tuple[int, bool]:
     """The exit code, and whether SIGINT or SIGTERM stopped the command."""
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.tf_verbose)
@@ -52,7 +52,7 @@ def _main(argv: list[str] | None) -> tuple[int, bool]:
     on_main = threading.current_thread() is threading.main_thread()
     # a Ray cluster's workers are cancelled and shut down (up to 30 s): no deadline there
     on_cluster = getattr(args, "workers", None) is not None or getattr(args, "cluster", None) is not None
-    interrupts = Interrupts(stop, grace=None if on_cluster else GRACE) if on_main else None
+    interrupts = Interrupts(stop, grace=None if on_cluster else GRACE, watcher=watcher) if on_main else None
     with interrupts or contextlib.nullcontext():
         try:
             command = importlib.import_module(f"streamdream.commands.{COMMANDS[args.command]}")
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    code, interrupted = _main(None)
+    code, interrupted = _main(None, watcher=True)
     if interrupted:  # a dream step (TensorFlow's threads) may still be busy: end without waiting for it
         sys.stdout.flush()
         sys.stderr.flush()
