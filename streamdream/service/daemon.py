@@ -35,7 +35,7 @@ from ..pipeline.runner import Pipeline
 from ..runtime.interrupts import signalled, stop_watched
 from ..runtime.observer import ObserverGroup
 from ..runtime.workers import JOIN_TIMEOUT, POLL, Backoff, Workers
-from ..sources import comes_back, open_source
+from ..sources import comes_back, open_source, parse_uri
 from ..web.binding import check_control_binding
 from .director import Director, LookBuilder, describe_failure
 from .health import HealthMonitor
