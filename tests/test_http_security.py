@@ -18,7 +18,7 @@ from streamdream.config import ControlConfig, HealthConfig, MetricsConfig
 from streamdream.service.health import HealthMonitor
 from streamdream.service.http import ServiceServer
 from streamdream.service.metrics import PrometheusObserver
-from streamdream.web import Limits
+from streamdream.web.server import Limits
 from tests.fixtures.servers import http_request
 from tests.test_service_units import FakeController
 

@@ -6,12 +6,13 @@ import argparse
 import threading
 
 from ..arguments import config_from_args
-from ..cluster.batch import batch_command
-from ..preflight import Problems, check_dream
 
 
 def command(args: argparse.Namespace, stop: threading.Event) -> int:
     config = config_from_args(args)
+    from ..cluster.batch import batch_command  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
+    from ..preflight import Problems, check_dream  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
+
     problems = Problems()
     check_dream(config, problems)  # the folders are batch's own to check
     problems.raise_first()

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+from typing import TYPE_CHECKING
 
-from ..app import run_pipeline
 from ..arguments import config_from_args
-from ..cluster.command import run_command
 from ..errors import SinkError
 from ..log import redact_url
-from ..pipeline.runner import PipelineResult
-from ..preflight import check_config
-from ..service.http import start_metrics
+
+if TYPE_CHECKING:  # the pipeline loads PyAV and OpenCV: only after the arguments parsed
+    from ..pipeline.runner import PipelineResult
 
 log = logging.getLogger("streamdream")
 
@@ -31,6 +30,11 @@ def stop_summary(result: PipelineResult, outputs: str) -> str:
 
 def command(args: argparse.Namespace, stop: threading.Event) -> int:
     config = config_from_args(args)
+    from ..app import run_pipeline  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
+    from ..cluster.command import run_command  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
+    from ..preflight import check_config  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
+    from ..service.http import start_metrics  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
+
     check_config(config, "run")
     if args.workers is not None or args.cluster is not None:
         return run_command(config, stop, workers=args.workers, cluster=args.cluster)

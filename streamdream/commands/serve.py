@@ -7,11 +7,13 @@ import signal
 import threading
 
 from ..config import load_config
-from ..preflight import check_config
-from ..service import daemon
 
 
 def command(args: argparse.Namespace, stop: threading.Event) -> int:
-    check_config(load_config(args.config), "serve")
+    config = load_config(args.config)
+    from ..preflight import check_config  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
+    from ..service import daemon  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
+
+    check_config(config, "serve")
     signal.signal(signal.SIGHUP, lambda *_: daemon.request_reload())
     return daemon.serve(args.config, stop)

@@ -7,13 +7,14 @@ import threading
 
 from ..config import load_config
 from ..log import redact_url
-from ..preflight import check_config
 
 SERVE_SECTIONS = ("playlist", "control", "health", "reconnect", "idle", "midi")
 
 
 def command(args: argparse.Namespace, stop: threading.Event) -> int:
     config = load_config(args.file)
+    from ..preflight import check_config  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
+
     command_name = args.for_command or ("serve" if config.model_fields_set & set(SERVE_SECTIONS) else "run")
     # ports are left out: the daemon this config belongs to may be running and holding them
     check_config(config, command_name, ports=False)

@@ -55,10 +55,10 @@ from ..errors import ControlError
 from ..redact import redact, redact_data
 from ..runtime.observer import ObserverGroup, PipelineObserver
 from ..runtime.workers import Workers
-from ..web import Limits, WebServer, cross_origin, text_response
 from ..web.binding import check_control_binding
 from ..web.jsonbody import BodyError, parse_object
-from ..web.server import run_blocking
+from ..web.origin import cross_origin
+from ..web.server import Limits, WebServer, run_blocking, text_response
 from ..web.session import COOKIE, Sessions
 from ..web.throttle import TokenThrottle
 from .control import Controller, perform

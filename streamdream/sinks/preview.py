@@ -26,9 +26,8 @@ from ..config import OutputConfig
 from ..errors import SinkError, StreamdreamError
 from ..frames import Frame, SourceInfo
 from ..runtime.workers import Workers
-from ..web import Limits, WebServer, text_response
 from ..web.binding import check_listen, port_number
-from ..web.server import run_blocking
+from ..web.server import Limits, WebServer, run_blocking, text_response
 from .base import Sink
 from .kind import CheckContext, OpenContext, SinkKind, prefixed
 from .uri import ParsedOutput

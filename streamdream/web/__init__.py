@@ -1,6 +1,6 @@
-"""The HTTP servers' common base: aiohttp with limits, the Host allow-list and CSRF checks."""
+"""The HTTP servers' common base: aiohttp with limits (``server``), the Host allow-list and CSRF
+checks (``origin``), listen addresses and the control token rule (``binding``).
 
-from .origin import HostAllowList, cross_origin, is_loopback
-from .server import Limits, WebServer, text_response
-
-__all__ = ["HostAllowList", "Limits", "WebServer", "cross_origin", "is_loopback", "text_response"]
+Import from the modules: this package imports nothing itself, so the command line's grammar
+(``binding``) does not load aiohttp.
+"""
