@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shlex
 import signal
 import sys
 import threading
@@ -113,7 +115,7 @@ def cmd_run(args: argparse.Namespace, stop: threading.Event) -> int:
     if args.workers is not None or args.cluster is not None:
         from .cluster.command import run_command
 
-        return run_command(config, stop, workers=args.workers, cluster=args.cluster)
+        return run_command(config, stop, workers=args.workers, cluster=args.cluster, resources=dict(args.worker_resource or ()))
 
     from .app import run_pipeline
 
@@ -144,7 +146,8 @@ def cmd_batch(args: argparse.Namespace, stop: threading.Event) -> int:
 
     from .cluster.batch import batch_command
 
-    return batch_command(config, args.in_dir, args.out_dir, stop, workers=args.workers, cluster=args.cluster)
+    return batch_command(config, args.in_dir, args.out_dir, stop, workers=args.workers, cluster=args.cluster,
+                         resources=dict(args.worker_resource or ()))  # fmt: skip
 
 
 def cmd_serve(args: argparse.Namespace, stop: threading.Event) -> int:
@@ -239,7 +242,18 @@ def _install_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, on_signal)
 
 
+def resume_command(argv: list[str]) -> str:
+    """The command line that runs ``argv`` again, from this directory, as the user started it."""
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if program in ("cli.py", "__main__.py", "-m"):  # python -m streamdream.cli
+        start = [sys.executable, "-m", "streamdream.cli"]
+    else:
+        start = ["streamdream"]
+    return f"cd {shlex.quote(os.getcwd())} && {shlex.join([*start, *argv])}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.tf_verbose)
     stop = threading.Event()
@@ -249,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args, stop)
     except StreamdreamError as exc:
         log.error("%s", redact_url(str(exc)))
+        if getattr(exc, "resumable", False):
+            log.error("the finished segments are kept; to resume, run: %s", redact_url(resume_command(argv)))
         return exc.exit_code
     except KeyboardInterrupt:
         log.error("interrupted")
