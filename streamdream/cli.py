@@ -111,11 +111,13 @@ def cmd_zoom(args: argparse.Namespace, stop: threading.Event) -> int:
 
 def cmd_run(args: argparse.Namespace, stop: threading.Event) -> int:
     config = config_from_args(args)
-    preflight.check_config(config, "run")
     if args.workers is not None or args.cluster is not None:
-        from .cluster.command import run_command
+        from .cluster.command import resuming, run_command
 
+        config = resuming(config)  # a stopped run's partial output is replaced when it resumes, not refused
+        preflight.check_config(config, "run")
         return run_command(config, stop, workers=args.workers, cluster=args.cluster, resources=dict(args.worker_resource or ()))
+    preflight.check_config(config, "run")
 
     from .app import run_pipeline
 

@@ -14,11 +14,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Config, OutputConfig
+from ..config import Config, OutputConfig, with_overrides
 from ..errors import ConfigError, SinkError, SourceError, StreamdreamError
 from ..log import redact_url
 from .plan import SegmentPolicy
 from .pool import ClusterLostError
+from .workdir import MANIFEST, WorkFolder
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,19 @@ class StoppedError(StreamdreamError):
     exit_code = 130
 
 
+def resuming(config: Config) -> Config:
+    """``config`` with ``overwrite`` on each file output that has a work folder beside it: such an
+    output is the finished beginning a stopped run joined, and the run that resumes replaces it."""
+    from ..sinks.file import split_file_uri
+
+    outputs = []
+    for output in config.outputs:
+        if _is_file_output(output) and (WorkFolder(Path(split_file_uri(output.uri)[0])).path / MANIFEST).is_file():
+            output = output.model_copy(update={"overwrite": True})
+        outputs.append(output.model_dump())
+    return with_overrides(config, outputs=outputs)
+
+
 def run_command(config: Config, stop: threading.Event, *, workers: int | None, cluster: str | None,
                 resources: dict[str, float] | None = None) -> int:  # fmt: skip
     """`streamdream run --workers N | --cluster [ADDRESS]`: one file in, one file out."""
@@ -188,4 +202,4 @@ def _is_file_output(output: OutputConfig) -> bool:
     return "://" not in path and Path(path).suffix.lower() in CONTAINERS
 
 
-__all__ = ["ClusterLostError", "FileResult", "StoppedError", "cluster_address", "dream_files", "run_command"]
+__all__ = ["ClusterLostError", "FileResult", "StoppedError", "cluster_address", "dream_files", "resuming", "run_command"]

@@ -27,6 +27,7 @@ it plays.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ def prepare_job(config: Config, input_path: str, output: OutputConfig, policy: S
 
     output_path = Path(split_file_uri(output.uri)[0])
     folder = WorkFolder(output_path)
+    if "://" not in input_path:  # workers run in other folders (and on other machines): give them the whole path
+        input_path = os.path.abspath(input_path)
     identity = input_identity(input_path)
 
     def make() -> Plan:
