@@ -21,7 +21,10 @@ from pathlib import Path
 import pytest
 
 from streamdream.cluster.command import ClusterLostError, dream_files
+from streamdream.cluster.plan import SegmentPolicy
 from streamdream.cluster.pool import WorkerPool, connect
+from streamdream.cluster.progress import ClusterProgress
+from streamdream.cluster.scheduler import Scheduler, prepare_job
 from streamdream.config import parse_config
 from streamdream.service.metrics import PrometheusObserver
 from tests.fixtures.shots import write_shots
@@ -43,7 +46,9 @@ def cluster():
     import_ray(local=True)  # before Ray is imported: every process of every node binds loopback
     from ray.cluster_utils import Cluster
 
-    head = Cluster(initialize_head=True, head_node_args={**LOOPBACK, "include_dashboard": False})
+    # pieces go through the object store (not inline in replies) as a real segment's megabytes do
+    head = Cluster(initialize_head=True, head_node_args={**LOOPBACK, "include_dashboard": False,
+                                                         "_system_config": {"max_direct_call_object_size": 1024}})  # fmt: skip
     assert connect(head.address)  # the code path `--cluster 127.0.0.1:PORT` takes
     import ray
 
@@ -231,6 +236,30 @@ def test_every_worker_node_lost_stops_with_the_resume_command_and_the_resume_fin
     assert f"({len(kept)} reused from an earlier run)" in capfd.readouterr().err
     assert_same_frames_as(out, clip)
     assert not parts.exists()
+
+
+def test_a_piece_finished_on_a_lost_node_but_not_handed_in_is_dreamed_again(cluster, nodes, config, tmp_path):
+    import ray
+
+    node = nodes()
+    clip = write_shots(tmp_path / "in.mp4", (20, 20), fps=10)
+    job = prepare_job(config, str(clip), output(config, tmp_path / "out.mp4"), SegmentPolicy(), name="lost-piece")
+    pool = WorkerPool.start(config, None, resources=DREAMER)
+    try:
+        [member] = pool.members
+        ref = member.actor.dream.remote(job.task(0), pool.board)
+        assert ray.wait([ref], fetch_local=False, timeout=WAIT_S)[0]  # dreamed; the piece is still on its node
+        cluster.remove_node(node)
+        scheduler = Scheduler(pool, threading.Event(), ClusterProgress(total_frames=40, done_frames=0, total_segments=2,
+                                                                      done_segments=0, workers=1, enabled=False))  # fmt: skip
+        scheduler.in_flight[ref] = (member, job, 0)
+        assert not scheduler._collect(ref, member, job, 0)  # the worker is gone with its node
+        assert list(scheduler.queue) == [(job, 0)]  # dreamed again, by whoever is left
+        assert job.done == set() and not job.folder.piece(0).exists()  # nothing recorded from the lost piece
+        assert pool.members == [] and scheduler.progress.segments_retried == {member.label: 1}
+    finally:
+        pool.close()
+        job.folder.remove()
 
 
 def test_pool_refuses_a_cluster_without_room_with_a_clear_message(cluster, config):
