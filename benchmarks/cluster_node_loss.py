@@ -16,7 +16,9 @@ resource, one dream worker each. One clip (``--shots`` shots of ``--shot-frames`
 Each run's wall time covers the job only (the workers are started and ready before the clock
 starts); the node loss costs the extra time of run 2 against run 1. Run 3 bounds it: losing
 a node at the very start costs its share of the work; losing it later also costs the frames
-its worker had dreamed of the lost segment, plus the time the driver takes to notice.
+its worker had dreamed of the lost segment, plus the time the driver takes to notice
+(``segment_requeued_after_seconds``: from the kill to the segment back in the queue) and
+the wait for a surviving worker to finish its own segment (``segment_restarted_after_seconds``).
 ``--model tiny`` (the default) is the tests' two-layer seeded model, so the figures show the
 scheduler's costs rather than the dream's; ``--model efficientnet_lite0`` dreams for real.
 """
@@ -91,11 +93,14 @@ def one_run(cluster, config, clip: Path, out: Path, workers: int, lose_at: float
                     lost["removed_in"] = time.monotonic() - started - lost["at"]
                     break
             time.sleep(0.05)
-        while lost and job.is_alive() and "noticed" not in lost:  # when the segment starts again elsewhere
-            if ray.get(pool.board.snapshot.remote())["attempts"].get(lost["key"], 0) >= 2:
-                lost["noticed_after"] = time.monotonic() - started - lost["at"]
-                lost["noticed"] = True
-            time.sleep(0.05)
+        while lost and job.is_alive() and "restarted_after" not in lost:
+            board = ray.get(pool.board.snapshot.remote())
+            now = time.monotonic() - started - lost["at"]
+            if lost["key"] not in board["frames"]:  # the driver gave the segment up: back in the queue
+                lost.setdefault("requeued_after", now)
+            if board["attempts"].get(lost["key"], 0) >= 2:  # a surviving worker started it again
+                lost["restarted_after"] = now
+            time.sleep(0.02)
         job.join()
         wall = time.monotonic() - started
     finally:
@@ -117,7 +122,8 @@ def one_run(cluster, config, clip: Path, out: Path, workers: int, lose_at: float
     if lost:
         report["loss"] = {"segment": lost["key"].rsplit("#", 1)[1], "at_seconds": lost["at"],
                           "frames_lost": lost["frames_done"], "node_removed_in_seconds": lost["removed_in"],
-                          "segment_restarted_after_seconds": lost.get("noticed_after")}  # fmt: skip
+                          "segment_requeued_after_seconds": lost.get("requeued_after"),
+                          "segment_restarted_after_seconds": lost.get("restarted_after")}  # fmt: skip
     return report
 
 

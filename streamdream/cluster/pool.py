@@ -287,26 +287,27 @@ class WorkerPool:
         ray = import_ray()
         nodes = self.alive_nodes() if nodes is None else nodes
         room = self.room(nodes)
-        started = []
+        started: list[tuple[Member, str]] = []
         actor = ray.remote(DreamWorker)
-        for node_id in sorted(room, key=lambda n: -room[n]):
-            for _ in range(room[node_id]):
-                if self.limit is not None and len(self.members) >= self.limit:
-                    return started
-                handle = actor.options(
-                    num_cpus=self.request.get("CPU", 0.0),
-                    num_gpus=self.request.get("GPU", 0.0),
-                    resources={k: v for k, v in self.request.items() if k not in ("CPU", "GPU")},
-                    max_restarts=0,  # a lost worker is replaced by the pool, where the cluster has room
-                    max_task_retries=0,  # and its segment goes back to the scheduler's queue
-                    scheduling_strategy=_on_node(node_id, soft=False),
-                ).remote(self.config, self.threads, self.log_level)
-                member = Member(handle, node_id, self.label(node_id), handle.ready.remote(), time.monotonic())
-                self.members.append(member)
-                why = reason or ("replacement" if self.unreplaced else "added")
-                if why == "replacement":
-                    self.unreplaced -= 1
-                started.append((member, why))
+        # one node after another, a worker each round: a limited pool spreads over the nodes
+        slots = [node_id for round_ in range(max(room.values(), default=0)) for node_id in room if room[node_id] > round_]
+        for node_id in slots:
+            if self.limit is not None and len(self.members) >= self.limit:
+                return started
+            handle = actor.options(
+                num_cpus=self.request.get("CPU", 0.0),
+                num_gpus=self.request.get("GPU", 0.0),
+                resources={k: v for k, v in self.request.items() if k not in ("CPU", "GPU")},
+                max_restarts=0,  # a lost worker is replaced by the pool, where the cluster has room
+                max_task_retries=0,  # and its segment goes back to the scheduler's queue
+                scheduling_strategy=_on_node(node_id, soft=False),
+            ).remote(self.config, self.threads, self.log_level)
+            member = Member(handle, node_id, self.label(node_id), handle.ready.remote(), time.monotonic())
+            self.members.append(member)
+            why = reason or ("replacement" if self.unreplaced else "added")
+            if why == "replacement":
+                self.unreplaced -= 1
+            started.append((member, why))
         return started
 
     def wait_ready(self, timeout: float) -> list[str]:

@@ -335,7 +335,7 @@ class Scheduler:
                     member, job, index = self.in_flight.pop(ref)
                     self._collect(ref, member, job, index)  # a piece finished meanwhile is kept
         for member, _job, _index in list(self.in_flight.values()):
-            ray.kill(member.actor)
+            self.pool.lose(member)  # stuck: killed (a pool that serves another run replaces it)
         self.in_flight.clear()
 
     def _keep_partial(self, job: Job) -> None:
