@@ -265,3 +265,12 @@ def test_a_piece_finished_on_a_lost_node_but_not_handed_in_is_dreamed_again(clus
 def test_pool_refuses_a_cluster_without_room_with_a_clear_message(cluster, config):
     with pytest.raises(ClusterLostError, match=r"no node of the cluster has the resources a dream worker asks for \(dreamer 1\)"):
         WorkerPool.start(config, None, resources=DREAMER)
+
+
+def test_worker_resource_needs_a_name_and_an_amount_above_zero(capsys):
+    from streamdream.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", "--input", "in.mp4", "--output", "out.mp4", "--cluster", "--worker-resource", "dreamer=0"])
+    assert stopped.value.code == 2
+    assert "--worker-resource: expected NAME or NAME=AMOUNT with AMOUNT > 0, got 'dreamer=0'" in capsys.readouterr().err
