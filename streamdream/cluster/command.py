@@ -67,11 +67,11 @@ def dream_files(
     When no worker is left and no node has room for one, each unfinished file's error is a
     ``ClusterLostError`` (resumable: the finished segments are kept).
     """
-    from .pool import WorkerPool, connect, disconnect, import_ray
+    from .pool import WorkerPool, connect, disconnect, import_ray, on_loopback
     from .progress import ClusterProgress
     from .scheduler import Scheduler, check_not_same, prepare_job
 
-    import_ray(local=pool is None and not address)  # without Ray, say how to get it before anything is written
+    import_ray(local=pool is None and on_loopback(address))  # without Ray, say how to get it before anything is written
     results: dict[int, FileResult] = {}
     jobs = []
     for number, (input_path, output) in enumerate(pairs):

@@ -33,6 +33,9 @@ INSTALL_HINT = "pip install 'streamdream[cluster]'"
 CANCEL_CHECK_S = 0.5  # how often a worker asks whether its job was cancelled
 POLL_S = 0.5
 START_TIMEOUT_S = 600.0  # a worker not ready by then (no room on its node after all) is given up
+# a node whose worker became unreachable gets no new worker for this long, unless Ray says sooner that
+# it is gone: Ray takes about 30 s to declare a killed node dead (missed heartbeats)
+SUSPECT_S = 30.0
 
 
 def import_ray(local: bool = False):
@@ -47,9 +50,14 @@ def import_ray(local: bool = False):
     return ray
 
 
+def on_loopback(address: str | None) -> bool:
+    """A local instance, or a cluster on this machine's loopback: this driver binds loopback too."""
+    return not address or address.startswith(("127.0.0.1:", "localhost:"))
+
+
 def connect(address: str | None, object_store_mb: int | None = None) -> bool:
     """Join ``address`` or start a local instance; True when this call started the connection."""
-    ray = import_ray(local=not address or address.startswith(("127.0.0.1:", "localhost:")))
+    ray = import_ray(local=on_loopback(address))
     if ray.is_initialized():
         return False
     if address:
@@ -207,6 +215,7 @@ class WorkerPool:
         self.members: list[Member] = []
         self.unreplaced = 0  # workers lost and not replaced yet
         self.broken: dict[str, str] = {}  # node id -> why no worker could start there
+        self.suspect: dict[str, float] = {}  # node id -> until when it gets no new worker
         self._labels: dict[str, str] = {}
 
     @classmethod
@@ -276,8 +285,14 @@ class WorkerPool:
     def room(self, nodes: dict[str, dict[str, Any]]) -> dict[str, int]:
         """Workers each alive node could take besides ours (by its total resources)."""
         ours = Counter(m.node for m in self.members)
+        now = time.monotonic()
         return {node_id: max(0, fits(n["Resources"], self.request) - ours[node_id])
-                for node_id, n in nodes.items() if node_id not in self.broken}  # fmt: skip
+                for node_id, n in nodes.items() if node_id not in self.broken and self.suspect.get(node_id, 0.0) <= now}  # fmt: skip
+
+    def suspected(self, nodes: dict[str, dict[str, Any]]) -> list[str]:
+        """Nodes Ray still lists as alive whose worker became unreachable a moment ago."""
+        now = time.monotonic()
+        return [node_id for node_id, until in self.suspect.items() if until > now and node_id in nodes]
 
     # --- starting and losing workers -------------------------------------------------------
 
@@ -407,5 +422,5 @@ def disconnect(started: bool) -> None:
         import_ray().shutdown()
 
 
-__all__ = ["INSTALL_HINT", "ClusterLostError", "DreamWorker", "Member", "ProgressBoard", "WorkerPool", "connect", "disconnect",
+__all__ = ["INSTALL_HINT", "ClusterLostError", "DreamWorker", "Member", "ProgressBoard", "WorkerPool", "connect", "disconnect", "on_loopback",
            "fits", "format_request", "import_ray"]

@@ -12,8 +12,9 @@ A job's path, top to bottom:
 Faults: a worker that dies (its process, or its node: ``ActorDiedError``,
 ``ActorUnavailableError``, a node that left) leaves the pool; its segment goes back to the
 front of the queue and runs on another worker, and the pool starts a replacement where the
-cluster has room. Every ``TEND_S`` the scheduler also looks at the nodes: workers on a node
-that left are given up at once, and a node that joined gets workers. A piece is saved only
+cluster has room (not on a node whose worker became unreachable, for ``SUSPECT_S`` or until
+Ray declares it dead). Every ``TEND_S`` the scheduler also looks at the nodes: workers on a
+node that left are given up at once, and a node that joined gets workers. A piece is saved only
 when the driver holds it, so a segment finished by a lost worker but not fetched yet is
 dreamed again, and a segment is saved once. A segment whose worker dies on a node that is
 still up (the segment may be what kills it) fails its job after ``SEGMENT_TRIES`` workers.
@@ -41,7 +42,7 @@ from ..frames import SourceInfo
 from ..log import redact_url
 from .join import frame_duration, join_pieces
 from .plan import SegmentPolicy, plan_segments, scan_input
-from .pool import ClusterLostError, Member, WorkerPool, format_request, import_ray
+from .pool import SUSPECT_S, ClusterLostError, Member, WorkerPool, format_request, import_ray
 from .progress import ClusterProgress
 from .workdir import Plan, WorkFolder, input_identity, settings_hash
 from .worker import PieceResult, SegmentTask
@@ -167,7 +168,7 @@ class Scheduler:
             self._assign()
             if not self.in_flight and not self.pool.members:
                 self._tend()  # last look: a node may have room now
-                if not self.pool.members:
+                if not self.pool.members and not self.pool.suspected(self.pool.alive_nodes()):
                     self.lost = self._nothing_left()
                     break
             self._wait()
@@ -227,6 +228,7 @@ class Scheduler:
             self.progress.worker_lost(member.label)
             if node_gone:
                 self.lost_nodes.add(member.label)
+                self.pool.suspect[member.node] = time.monotonic() + SUSPECT_S
         self.progress.workers_now(self._workers_by_node())
 
     def _worker_lost(self, member: Member, why: str, *, node_gone: bool) -> None:
@@ -238,6 +240,7 @@ class Scheduler:
         self.progress.worker_lost(member.label)
         if node_gone:
             self.lost_nodes.add(member.label)
+            self.pool.suspect[member.node] = time.monotonic() + SUSPECT_S  # no new worker there before Ray says
         if segment is not None:
             ref, job, index = segment
             del self.in_flight[ref]
