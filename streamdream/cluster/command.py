@@ -139,6 +139,7 @@ class StoppedError(StreamdreamError):
     """Stopped (Ctrl-C, SIGTERM) before the output was complete; the work folder is kept."""
 
     exit_code = 130
+    resumable = True  # the command line prints the command that resumes
 
 
 def resuming(config: Config) -> Config:
