@@ -135,6 +135,22 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
         help="dream on a local Ray instance with N workers (pip install 'streamdream[cluster]'; default: one process, no Ray)",
     )  # fmt: skip
     g.add_argument("--cluster", nargs="?", const="", metavar="ADDRESS", help="dream on a Ray cluster (default: none; RAY_ADDRESS if no address is given)")
+    p.add_argument(
+        "--worker-resource", action="append", type=_resource, metavar="NAME[=AMOUNT]",
+        help="with --cluster: each worker also asks Ray for this custom resource, so only the nodes started with it "
+        "(ray start --resources '{\"NAME\": 1}') dream (repeatable; default: none, every node dreams)",
+    )  # fmt: skip
+
+
+def _resource(text: str) -> tuple[str, float]:
+    name, _, amount = text.partition("=")
+    try:
+        value = float(amount) if amount else 1.0
+    except ValueError:
+        value = -1.0
+    if not name or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected NAME or NAME=AMOUNT with AMOUNT > 0, got {text!r}")
+    return name, value
 
 
 def _overwrite_arg(p: argparse.ArgumentParser) -> None:

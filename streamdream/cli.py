@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import logging
 import os
+import shlex
 import sys
 import threading
 
@@ -43,8 +44,19 @@ COMMANDS = {
 }
 
 
+def resume_command(argv: list[str]) -> str:
+    """The command line that runs ``argv`` again, from this directory, as the user started it."""
+    program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if program in ("cli.py", "__main__.py", "-m"):  # python -m streamdream.cli
+        start = [sys.executable, "-m", "streamdream.cli"]
+    else:
+        start = ["streamdream"]
+    return f"cd {shlex.quote(os.getcwd())} && {shlex.join([*start, *argv])}"
+
+
 def _main(argv: list[str] | None, watcher: bool = False) -> tuple[int, bool]:
     """The exit code, and whether SIGINT or SIGTERM stopped the command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.tf_verbose)
     stop = threading.Event()
@@ -59,6 +71,8 @@ def _main(argv: list[str] | None, watcher: bool = False) -> tuple[int, bool]:
             code = int(command.command(args, stop))
         except StreamdreamError as exc:
             log.error("%s", redact_url(str(exc)))
+            if getattr(exc, "resumable", False):
+                log.error("the finished segments are kept; to resume, run: %s", redact_url(resume_command(argv)))
             code = exc.exit_code
         except KeyboardInterrupt:  # a signal during start-up (runtime/interrupts.py)
             log.error("%s stopped before it was done; no output was written", args.command)

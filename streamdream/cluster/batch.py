@@ -6,7 +6,8 @@
   cluster joins into a temporary name; a single process writes one), and a stopped one
   still has its work folder beside it, which marks it unfinished.
 * A file that cannot be read is reported and skipped; the others go on. The exit code is
-  1 when any file failed, 130 when stopped, else 0.
+  1 when any file failed, 130 when stopped, else 0. When the cluster has no worker left,
+  the finished segments are kept and the command line prints the command that resumes.
 * With ``--workers N`` or ``--cluster``, the segments of all files share one pool of Ray
   workers; without, one process dreams the files one after another with one model.
 """
@@ -22,7 +23,7 @@ from ..app import build_engine, run_pipeline
 from ..config import Config, OutputConfig, with_overrides
 from ..errors import SourceError, StreamdreamError
 from ..sinks.file import CONTAINERS
-from .command import FileResult, StoppedError, cluster_address, dream_files
+from .command import ClusterLostError, FileResult, StoppedError, cluster_address, dream_files
 from .workdir import WorkFolder
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def is_done(output: Path) -> bool:
     return output.is_file() and not WorkFolder(output).path.exists()
 
 
-def batch_command(config: Config, in_dir: str, out_dir: str, stop: threading.Event, *, workers: int | None, cluster: str | None) -> int:
+def batch_command(config: Config, in_dir: str, out_dir: str, stop: threading.Event, *, workers: int | None, cluster: str | None,
+                  resources: dict[str, float] | None = None) -> int:  # fmt: skip
     source_dir, target_dir = Path(in_dir), Path(out_dir)
     if not source_dir.is_dir():
         raise SourceError(f"input folder not found: {source_dir}")
@@ -59,7 +61,7 @@ def batch_command(config: Config, in_dir: str, out_dir: str, stop: threading.Eve
             continue
         pairs.append((str(source), template.model_copy(update={"uri": str(output)})))
     if workers is not None or cluster is not None:
-        results = dream_files(config, pairs, stop, workers=workers, address=cluster_address(cluster))
+        results = dream_files(config, pairs, stop, workers=workers, address=cluster_address(cluster), resources=resources)
     else:
         results, engine = [], None
         for source, output in pairs:
@@ -71,6 +73,9 @@ def batch_command(config: Config, in_dir: str, out_dir: str, stop: threading.Eve
     stopped = stop.is_set() or any(isinstance(r.error, StoppedError) for r in results)
     log.info("batch: %d dreamed, %d done already, %d failed%s", sum(r.ok for r in results), skipped, len(failed),
              "".join(f"\n  {Path(r.input).name}: {r.error}" for r in failed))  # fmt: skip
+    lost = [r.error for r in results if isinstance(r.error, ClusterLostError)]
+    if lost:  # the command line says how to resume
+        raise ClusterLostError(f"batch stopped: {len(lost)} files unfinished, their finished segments kept")
     return 130 if stopped else 1 if failed else 0
 
 

@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..app import audio_source_of
-from ..config import Config, OutputConfig
+from ..config import Config, OutputConfig, with_overrides
 from ..errors import ConfigError, SinkError, SourceError, StreamdreamError
 from ..log import redact_url
 from ..service.http import start_metrics
 from ..sinks.file import CONTAINERS, split_file_uri
 from ..sources import parse_uri
 from .plan import SegmentPolicy
-from .pool import WorkerPool, connect, disconnect, import_ray
+from .pool import ClusterLostError, WorkerPool, connect, disconnect, import_ray, on_loopback
 from .progress import ClusterProgress
 from .scheduler import Scheduler, check_not_same, prepare_job
+from .workdir import MANIFEST, WorkFolder
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def dream_files(
     workers: int | None = None,
     address: str | None = None,
     policy: SegmentPolicy = SegmentPolicy(),
+    resources: dict[str, float] | None = None,
     pool=None,
     observer=None,
     stats: dict | None = None,
@@ -66,10 +68,13 @@ def dream_files(
 
     ``pool``: a running ``WorkerPool`` to use (and leave running), else one is started
     (on a local instance of ``workers`` workers, or on the cluster at ``address``).
+    ``resources``: custom Ray resources each worker asks for (only nodes that have them dream).
     ``stats``, if given, receives the pieces' results and the driver's transfer and join times.
+    When no worker is left and no node has room for one, each unfinished file's error is a
+    ``ClusterLostError`` (resumable: the finished segments are kept).
     """
 
-    import_ray(local=pool is None and not address)  # without Ray, say how to get it before anything is written
+    import_ray(local=pool is None and on_loopback(address))  # without Ray, say how to get it before anything is written
     results: dict[int, FileResult] = {}
     jobs = []
     for number, (input_path, output) in enumerate(pairs):
@@ -82,10 +87,11 @@ def dream_files(
     if jobs:
         started = False
         own_pool = pool is None
+        lost = None
         try:
             if own_pool:
                 started = connect(address)
-                pool = WorkerPool.start(config, workers)
+                pool = WorkerPool.start(config, workers, resources=resources)
             progress = ClusterProgress(
                 total_frames=sum(j.frames for _, j in jobs),
                 done_frames=sum(j.frames_done() for _, j in jobs),
@@ -95,8 +101,13 @@ def dream_files(
                 enabled=config.pipeline.progress,
                 observer=observer,
             )
+            if own_pool:
+                for member in pool.members:
+                    progress.worker_started(member.label, "initial")
+            scheduler = Scheduler(pool, stop, progress)
             try:
-                Scheduler(pool, stop, progress).run([j for _, j in jobs])
+                scheduler.run([j for _, j in jobs])
+                lost = scheduler.lost
             finally:
                 progress.close()
                 if stats is not None:
@@ -109,7 +120,9 @@ def dream_files(
                 disconnect(started)
         for number, job in jobs:
             error = job.error
-            if error is None and not job.joined:
+            if error is None and not job.joined and lost is not None:
+                error = ClusterLostError(f"{lost}; {_kept(job)}")
+            elif error is None and not job.joined:
                 error = StoppedError(
                     f"{job.output_path}: stopped with {len(job.done)} of {len(job.plan.segments)} segments done; "
                     "run the same command again to resume"
@@ -118,13 +131,33 @@ def dream_files(
     return [results[n] for n in range(len(pairs))]
 
 
+def _kept(job) -> str:
+    if not job.done:
+        return f"{job.output_path}: no segment was finished"
+    return (f"{job.output_path}: {len(job.done)} of {len(job.plan.segments)} segments are finished and kept in "
+            f"{job.folder.path}")  # fmt: skip
+
+
 class StoppedError(StreamdreamError):
     """Stopped (Ctrl-C, SIGTERM) before the output was complete; the work folder is kept."""
 
     exit_code = 130
+    resumable = True  # the command line prints the command that resumes
 
 
-def run_command(config: Config, stop: threading.Event, *, workers: int | None, cluster: str | None) -> int:
+def resuming(config: Config) -> Config:
+    """``config`` with ``overwrite`` on each file output that has a work folder beside it: such an
+    output is the finished beginning a stopped run joined, and the run that resumes replaces it."""
+    outputs = []
+    for output in config.outputs:
+        if _is_file_output(output) and (WorkFolder(Path(split_file_uri(output.uri)[0])).path / MANIFEST).is_file():
+            output = output.model_copy(update={"overwrite": True})
+        outputs.append(output.model_dump())
+    return with_overrides(config, outputs=outputs)
+
+
+def run_command(config: Config, stop: threading.Event, *, workers: int | None, cluster: str | None,
+                resources: dict[str, float] | None = None) -> int:  # fmt: skip
     """`streamdream run --workers N | --cluster [ADDRESS]`: one file in, one file out."""
 
     if workers is not None and workers < 1:
@@ -148,7 +181,7 @@ def run_command(config: Config, stop: threading.Event, *, workers: int | None, c
         observer, server = start_metrics(config.metrics, model=config.model.name)
     try:
         [result] = dream_files(config, [(uri, files[0])], stop, workers=workers, address=cluster_address(cluster),
-                               observer=observer)  # fmt: skip
+                               resources=resources, observer=observer)  # fmt: skip
     finally:
         if server is not None:
             server.shutdown()
@@ -166,4 +199,4 @@ def _is_file_output(output: OutputConfig) -> bool:
     return "://" not in path and Path(path).suffix.lower() in CONTAINERS
 
 
-__all__ = ["FileResult", "StoppedError", "cluster_address", "dream_files", "run_command"]
+__all__ = ["ClusterLostError", "FileResult", "StoppedError", "cluster_address", "dream_files", "resuming", "run_command"]

@@ -40,7 +40,7 @@ def settings_hash(config: Config, output: OutputConfig, policy: SegmentPolicy) -
         "model": config.model.model_dump(mode="json"),
         "dream": config.dream.model_dump(mode="json"),
         "coherence": config.coherence.model_dump(mode="json"),
-        "output": output.model_dump(mode="json", exclude={"uri"}),
+        "output": output.model_dump(mode="json", exclude={"uri", "overwrite"}),  # neither changes a picture
         "policy": asdict(policy),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

@@ -74,6 +74,7 @@ class PieceResult:
     steps: int
     worker: str
     seconds: dict[str, float] = field(default_factory=dict)  # read, dream, encode
+    node: str = ""  # the Ray node it was dreamed on (set by the actor)
 
 
 def chain_seed(base: int, index: int) -> int:

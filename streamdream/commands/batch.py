@@ -16,4 +16,5 @@ def command(args: argparse.Namespace, stop: threading.Event) -> int:
     problems = Problems()
     check_dream(config, problems)  # the folders are batch's own to check
     problems.raise_first()
-    return batch_command(config, args.in_dir, args.out_dir, stop, workers=args.workers, cluster=args.cluster)
+    return batch_command(config, args.in_dir, args.out_dir, stop, workers=args.workers, cluster=args.cluster,
+                         resources=dict(args.worker_resource or ()))  # fmt: skip

@@ -31,13 +31,15 @@ def stop_summary(result: PipelineResult, outputs: str) -> str:
 def command(args: argparse.Namespace, stop: threading.Event) -> int:
     config = config_from_args(args)
     from ..app import run_pipeline  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
-    from ..cluster.command import run_command  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
+    from ..cluster.command import resuming, run_command  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
     from ..preflight import check_config  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
     from ..service.http import start_metrics  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
 
-    check_config(config, "run")
     if args.workers is not None or args.cluster is not None:
-        return run_command(config, stop, workers=args.workers, cluster=args.cluster)
+        config = resuming(config)  # a stopped run's partial output is replaced when it resumes, not refused
+        check_config(config, "run")
+        return run_command(config, stop, workers=args.workers, cluster=args.cluster, resources=dict(args.worker_resource or ()))
+    check_config(config, "run")
 
     observer, server = None, None
     if config.metrics.enabled:

@@ -59,6 +59,18 @@ class PipelineObserver:
     def audio_onset(self) -> None:
         """Audio-reactive dreaming: an onset (a sudden rise in loudness) was heard."""
 
+    def cluster_worker_started(self, node: str, why: str) -> None:
+        """A cluster dream worker started on ``node`` (why: initial, replacement, added)."""
+
+    def cluster_worker_lost(self, node: str) -> None:
+        """A cluster dream worker on ``node`` was lost (its process or its node died)."""
+
+    def cluster_segment_retried(self, node: str) -> None:
+        """A segment whose worker on ``node`` was lost went back to the queue."""
+
+    def cluster_workers(self, by_node: dict[str, int]) -> None:
+        """Ready cluster dream workers per node, now."""
+
 
 class ObserverGroup(PipelineObserver):
     """Fans every event out to several observers."""

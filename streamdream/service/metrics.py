@@ -6,7 +6,8 @@ Prometheus (``rate(streamdream_frames_total[1m])``); nothing here computes them.
 
 Label values are fixed stage, queue, reason and action names, a version, a model name
 (redacted, in case someone names a model by URL) and output labels (a file's name, a
-server's scheme://host:port; see ``sinks/uri.py``): never a credential or a stream key.
+server's scheme://host:port; see ``sinks/uri.py``) and Ray node labels (``IP/node id``):
+never a credential or a stream key.
 """
 
 from __future__ import annotations
@@ -84,6 +85,17 @@ class PrometheusObserver(PipelineObserver):
             "streamdream_audio_strength", "Audio-reactive dreaming: the strength factor of the last frame.", registry=r
         )
         self.audio_onsets = Counter("streamdream_audio_onsets", "Audio-reactive dreaming: onsets heard.", registry=r)
+        self.cluster_started = Counter(
+            "streamdream_cluster_workers_started", "Cluster dream workers started, by node and why (initial, replacement, added).",
+            ["node", "reason"], registry=r,
+        )  # fmt: skip
+        self.cluster_lost = Counter("streamdream_cluster_workers_lost", "Cluster dream workers lost, by node.", ["node"], registry=r)
+        self.cluster_retried = Counter(
+            "streamdream_cluster_segments_retried", "Segments put back in the queue when their worker was lost, by node.",
+            ["node"], registry=r,
+        )  # fmt: skip
+        self.cluster_workers_gauge = Gauge("streamdream_cluster_workers", "Ready cluster dream workers, by node.", ["node"], registry=r)
+        self.cluster_nodes: set[str] = set()
         for action in WATCHDOG_ACTIONS:
             self.watchdog_actions.labels(action=action)
         for stage in STAGES:
@@ -154,6 +166,24 @@ class PrometheusObserver(PipelineObserver):
 
     def audio_onset(self) -> None:
         self.audio_onsets.inc()
+
+    def cluster_worker_started(self, node: str, why: str) -> None:
+        self.cluster_started.labels(node=node, reason=why).inc()
+        self.cluster_lost.labels(node=node)  # shown from the start, at 0
+        self.cluster_retried.labels(node=node)
+
+    def cluster_worker_lost(self, node: str) -> None:
+        self.cluster_lost.labels(node=node).inc()
+
+    def cluster_segment_retried(self, node: str) -> None:
+        self.cluster_retried.labels(node=node).inc()
+
+    def cluster_workers(self, by_node: dict[str, int]) -> None:
+        for node in self.cluster_nodes - set(by_node):  # a node with no worker left reads 0
+            self.cluster_workers_gauge.labels(node=node).set(0)
+        self.cluster_nodes |= set(by_node)
+        for node, count in by_node.items():
+            self.cluster_workers_gauge.labels(node=node).set(count)
 
     # --- service events (called directly by the daemon, not through the pipeline) ----------
 
