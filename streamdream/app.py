@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from .pipeline.looks import Look, LookSwitch, build_look
 from .pipeline.outputs import OutputSet
 from .pipeline.runner import Pipeline, PipelineResult
 from .runtime.observer import PipelineObserver
-from .runtime.workers import Workers
+from .runtime.workers import StopToken, Workers
 from .sources import ParsedUri, open_source, parse_uri
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ LookFactory = Callable[[Config, SourceInfo], Look]
 
 def assemble(
     config: Config,
-    stop: threading.Event | Workers,
+    stop: StopToken | Workers,
     *,
     daemon: bool = False,
     observer: PipelineObserver | None = None,
@@ -160,7 +159,7 @@ def _audio_react(config: Config, parsed: ParsedUri, observer: PipelineObserver) 
     return AudioReact(config.audio_react, live=parsed.kind != "file", observer=observer)
 
 
-def run_pipeline(config: Config, stop: threading.Event, observer: PipelineObserver | None = None, engine=None) -> PipelineResult:
+def run_pipeline(config: Config, stop: StopToken, observer: PipelineObserver | None = None, engine=None) -> PipelineResult:
     """Dream ``config.source`` into every ``config.outputs`` until the end or ``stop``."""
     return assemble(config, stop, observer=observer, engine=engine).pipeline().run()
 

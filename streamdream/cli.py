@@ -23,6 +23,7 @@ from .arguments import build_parser
 from .errors import StreamdreamError
 from .log import redact_url, setup_logging
 from .runtime.interrupts import EXIT_CODE, GRACE, Interrupts
+from .runtime.workers import StopToken
 
 log = logging.getLogger("streamdream")
 
@@ -59,7 +60,7 @@ def _main(argv: list[str] | None, watcher: bool = False) -> tuple[int, bool]:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.tf_verbose)
-    stop = threading.Event()
+    stop = StopToken()  # the one stop: a signal sets it (runtime/interrupts.py)
     # signals can only be caught on the main thread (a test may call main() from another)
     on_main = threading.current_thread() is threading.main_thread()
     # a Ray cluster's workers are cancelled and shut down (up to 30 s): no deadline there

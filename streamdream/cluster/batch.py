@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 
 from ..app import build_engine, run_pipeline
 from ..config import Config, OutputConfig, with_overrides
 from ..errors import SourceError, StreamdreamError
+from ..runtime.workers import StopToken
 from ..sinks.file import CONTAINERS
 from .command import ClusterLostError, FileResult, StoppedError, cluster_address, dream_files
 from .workdir import WorkFolder
@@ -42,7 +42,7 @@ def is_done(output: Path) -> bool:
     return output.is_file() and not WorkFolder(output).path.exists()
 
 
-def batch_command(config: Config, in_dir: str, out_dir: str, stop: threading.Event, *, workers: int | None, cluster: str | None,
+def batch_command(config: Config, in_dir: str, out_dir: str, stop: StopToken, *, workers: int | None, cluster: str | None,
                   resources: dict[str, float] | None = None) -> int:  # fmt: skip
     source_dir, target_dir = Path(in_dir), Path(out_dir)
     if not source_dir.is_dir():
@@ -79,7 +79,7 @@ def batch_command(config: Config, in_dir: str, out_dir: str, stop: threading.Eve
     return 130 if stopped else 1 if failed else 0
 
 
-def _dream_here(config: Config, engine, source: str, output: OutputConfig, stop: threading.Event) -> FileResult:
+def _dream_here(config: Config, engine, source: str, output: OutputConfig, stop: StopToken) -> FileResult:
     """One file in this process, into a temporary name renamed when complete."""
 
     final = Path(output.uri.partition("?")[0])

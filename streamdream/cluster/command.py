@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from ..app import audio_source_of
 from ..config import Config, OutputConfig, with_overrides
 from ..errors import ConfigError, SinkError, SourceError, StreamdreamError
 from ..log import redact_url
+from ..runtime.workers import StopToken
 from ..service.http import start_metrics
 from ..sinks.file import CONTAINERS, split_file_uri
 from ..sources import parse_uri
@@ -54,7 +54,7 @@ def cluster_address(cluster: str | None) -> str | None:
 def dream_files(
     config: Config,
     pairs: list[tuple[str, OutputConfig]],
-    stop: threading.Event,
+    stop: StopToken,
     *,
     workers: int | None = None,
     address: str | None = None,
@@ -156,7 +156,7 @@ def resuming(config: Config) -> Config:
     return with_overrides(config, outputs=outputs)
 
 
-def run_command(config: Config, stop: threading.Event, *, workers: int | None, cluster: str | None,
+def run_command(config: Config, stop: StopToken, *, workers: int | None, cluster: str | None,
                 resources: dict[str, float] | None = None) -> int:  # fmt: skip
     """`streamdream run --workers N | --cluster [ADDRESS]`: one file in, one file out."""
 

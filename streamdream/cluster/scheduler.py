@@ -33,7 +33,6 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from threading import Event
 from typing import Any
 
 from ..config import Config, OutputConfig
@@ -41,6 +40,7 @@ from ..errors import SinkError, StreamdreamError
 from ..frames import SourceInfo
 from ..log import redact_url
 from ..runtime.interrupts import stop_watched
+from ..runtime.workers import StopToken
 from ..sinks.file import split_file_uri
 from .join import frame_duration, join_pieces
 from .plan import SegmentPolicy, plan_segments, scan_input
@@ -136,7 +136,7 @@ def join_job(job: Job, partial: bool = False) -> int:
 class Scheduler:
     """Runs jobs on a pool (see the module doc)."""
 
-    def __init__(self, pool: WorkerPool, stop: Event, progress: ClusterProgress) -> None:
+    def __init__(self, pool: WorkerPool, stop: StopToken, progress: ClusterProgress) -> None:
         self.ray = import_ray()
         self.pool = pool
         self.stop = stop

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import threading
 
 from ..arguments import config_from_args
+from ..runtime.workers import StopToken
 
 
-def command(args: argparse.Namespace, stop: threading.Event) -> int:
+def command(args: argparse.Namespace, stop: StopToken) -> int:
     config = config_from_args(args)
     from ..cluster.batch import batch_command  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
     from ..preflight import Problems, check_dream  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from importlib.util import find_spec
@@ -30,6 +29,7 @@ from ..models.loader import load_dream_model
 from ..models.registry import REGISTRY
 from ..pipeline.looks import make_processor
 from ..progress import progress_bar
+from ..runtime.workers import StopToken
 from ..sources import open_source
 from .bench_engine import bench_engine, format_engine_report
 from .job_checks import check_bench_job, parse_sizes
@@ -141,7 +141,7 @@ def bench_model(name: str, sizes: list[tuple[int, int]], steps: int, done: Calla
     return rows
 
 
-def bench_end_to_end(path: str, frames: int, stop: threading.Event) -> dict[str, Any]:
+def bench_end_to_end(path: str, frames: int, stop: StopToken) -> dict[str, Any]:
     """Decode -> dream -> null sink on a real file, beside the dream alone on the same frames."""
 
     config = parse_config(
@@ -189,7 +189,7 @@ def default_video() -> str | None:
     return str(path) if path.exists() else None
 
 
-def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
+def run(args: argparse.Namespace, stop: StopToken) -> dict[str, Any]:
     sizes = parse_sizes(args.sizes)
     names = args.models.split(",") if args.models else [n for n, e in REGISTRY.items() if e.available()[0]]
     report: dict[str, Any] = {"models": []}
@@ -243,7 +243,7 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def command(args: argparse.Namespace, stop: threading.Event) -> int:
+def command(args: argparse.Namespace, stop: StopToken) -> int:
     if args.soak:
         soak_report = soak(args.soak, stop=stop)
         print(json.dumps(soak_report, indent=2) if args.json else format_soak(soak_report))

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 from ..config import json_schema
+from ..runtime.workers import StopToken
 
 Node = dict[str, Any]
 
@@ -214,6 +214,6 @@ def reference_markdown() -> str:
     return markdown(json_schema())
 
 
-def command(args: argparse.Namespace, stop: threading.Event) -> int:
+def command(args: argparse.Namespace, stop: StopToken) -> int:
     print(reference_markdown() if args.markdown else schema_json(), end="")
     return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from ..coherence.evaluate import evaluate_many
 from ..coherence.flow import FlowPreset
 from ..media import frame_count
 from ..progress import progress_iter
+from ..runtime.workers import StopToken
 from .job_checks import check_videos
 
 
@@ -51,7 +51,7 @@ def format_evaluation(result: dict[str, float], as_json: bool = False) -> str:
     return "\n".join(lines)
 
 
-def command(args: argparse.Namespace, stop: threading.Event) -> int:
+def command(args: argparse.Namespace, stop: StopToken) -> int:
     check_videos(args.input, args.output)
 
     def progress(frames: Iterator[np.ndarray]) -> Iterable[np.ndarray]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 from collections.abc import Iterable
 
 import cv2
@@ -21,6 +20,7 @@ from ..config import Config, ModelConfig, load_config, with_overrides
 from ..errors import ModelError, StreamdreamError
 from ..images import read_rgb8, write_image
 from ..models.registry import REGISTRY, get_entry
+from ..runtime.workers import StopToken
 from .job_checks import check_gallery_job
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def contact_sheet(
     models: Iterable[str],
     presets: Iterable[str] | None,
     width: int,
-    stop: threading.Event,
+    stop: StopToken,
     progress=None,
 ) -> np.ndarray:
     """A uint8 RGB sheet: a row per model (its presets left to right), the original first."""
@@ -93,7 +93,7 @@ def contact_sheet(
     return _grid(rows, note)
 
 
-def command(args: argparse.Namespace, stop: threading.Event) -> int:
+def command(args: argparse.Namespace, stop: StopToken) -> int:
     config = load_config(args.config) if args.config else Config()
     config = with_overrides(config, dream={"strength": args.strength, "seed": args.seed})
     models = [m.strip() for m in args.models.split(",")] if args.models else list(REGISTRY)

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 
 from ..app import build_engine, to_uint8
 from ..arguments import config_from_args
 from ..images import read_image, write_image
 from ..progress import progress_bar
+from ..runtime.workers import StopToken
 from .job_checks import check_image_job
 from .stills import dream_at_width, dream_size, total_steps
 
 log = logging.getLogger("streamdream")
 
 
-def command(args: argparse.Namespace, stop: threading.Event) -> int:
+def command(args: argparse.Namespace, stop: StopToken) -> int:
     config = config_from_args(args)
     check_image_job(config, args.input, args.output, args.overwrite)
 

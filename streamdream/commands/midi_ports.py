@@ -8,10 +8,10 @@ list (no MIDI sequencer, mido not installed) is a ``SourceError`` saying why.
 from __future__ import annotations
 
 import argparse
-import threading
 
 from ..config import MidiConfig, load_config
 from ..errors import SourceError
+from ..runtime.workers import StopToken
 
 
 def list_ports(midi: MidiConfig) -> list[str]:
@@ -35,7 +35,7 @@ def list_ports(midi: MidiConfig) -> list[str]:
     return lines
 
 
-def command(args: argparse.Namespace, stop: threading.Event) -> int:
+def command(args: argparse.Namespace, stop: StopToken) -> int:
     midi = load_config(args.config).midi if args.config else MidiConfig()
     if args.backend:
         midi = midi.model_copy(update={"backend": args.backend})

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import threading
 
 from ..models.registry import REGISTRY
+from ..runtime.workers import StopToken
 
 
-def command(args: argparse.Namespace, stop: threading.Event) -> int:
+def command(args: argparse.Namespace, stop: StopToken) -> int:
     for entry in REGISTRY.values():
         ok, where = entry.available()
         print(f"{entry.name:<20} {'available' if ok else 'not available':<14} {entry.description}")

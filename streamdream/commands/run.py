@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 from typing import TYPE_CHECKING
 
 from ..arguments import config_from_args
 from ..errors import SinkError
 from ..log import redact_url
+from ..runtime.workers import StopToken
 
 if TYPE_CHECKING:  # the pipeline loads PyAV and OpenCV: only after the arguments parsed
     from ..pipeline.runner import PipelineResult
@@ -28,7 +28,7 @@ def stop_summary(result: PipelineResult, outputs: str) -> str:
     return f"{text} -> {outputs}"
 
 
-def command(args: argparse.Namespace, stop: threading.Event) -> int:
+def command(args: argparse.Namespace, stop: StopToken) -> int:
     config = config_from_args(args)
     from ..app import run_pipeline  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
     from ..cluster.command import resuming, run_command  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import signal
-import threading
 
 from ..config import load_config
+from ..runtime.workers import StopToken
 
 
-def command(args: argparse.Namespace, stop: threading.Event) -> int:
+def command(args: argparse.Namespace, stop: StopToken) -> int:
     config = load_config(args.config)
     from ..preflight import check_config  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
     from ..service import daemon  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load

@@ -20,12 +20,11 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from typing import Any
 
 from ..config import Config, parse_config
-from ..runtime.workers import POLL, Worker, Workers
+from ..runtime.workers import POLL, StopToken, Worker, Workers
 from ..service.daemon import Service
 
 log = logging.getLogger(__name__)
@@ -126,7 +125,7 @@ def _slope(samples: list[tuple[float, float]]) -> float:
 
 def soak(
     minutes: float,
-    stop: threading.Event | None = None,
+    stop: StopToken | None = None,
     *,
     config: Config | None = None,
     warmup: float | None = None,
@@ -138,7 +137,7 @@ def soak(
 
 
 def _soak(
-    minutes: float, stop: threading.Event | None, config: Config | None, warmup: float | None, sample_every: float, recordings: str
+    minutes: float, stop: StopToken | None, config: Config | None, warmup: float | None, sample_every: float, recordings: str
 ) -> dict[str, Any]:
     if minutes <= 0:
         raise ValueError(f"--soak must be > 0 minutes, got {minutes:g}")
@@ -153,8 +152,8 @@ def _soak(
             log.warning("soak: no ffmpeg command, so no flapping publish; the third output is a preview")
     duration = minutes * 60.0
     warmup = min(60.0, duration / 5.0) if warmup is None else warmup
-    outer_stop = stop or threading.Event()
-    service_stop = threading.Event()
+    outer_stop = stop or StopToken()
+    service_stop = StopToken()
     service = Service(os.devnull, config, service_stop)
     service.watcher.changed = lambda: False  # nothing to watch
     errors: list[BaseException] = []

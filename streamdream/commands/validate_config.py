@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import threading
 
 from ..config import load_config
 from ..log import redact_url
+from ..runtime.workers import StopToken
 
 SERVE_SECTIONS = ("playlist", "control", "health", "reconnect", "idle", "midi")
 
 
-def command(args: argparse.Namespace, stop: threading.Event) -> int:
+def command(args: argparse.Namespace, stop: StopToken) -> int:
     config = load_config(args.file)
     from ..preflight import check_config  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 from fractions import Fraction
 
 from ..app import build_engine, to_uint8
@@ -14,6 +13,7 @@ from ..frames import Frame, SourceInfo, freeze
 from ..images import read_image
 from ..progress import progress_bar
 from ..runtime.interrupts import EXIT_CODE, stop_watched
+from ..runtime.workers import StopToken
 from ..sinks import open_sink
 from .job_checks import check_zoom_job
 from .stills import dream_at_width, dream_size
@@ -29,7 +29,7 @@ def dream_zoom(
     frames: int,
     zoom: float,
     fps: int,
-    stop: threading.Event,
+    stop: StopToken,
     progress: bool = True,
 ) -> int:
     """Write ``frames`` frames to ``output``; returns how many were written (fewer if stopped).
@@ -66,7 +66,7 @@ def dream_zoom(
     return written
 
 
-def command(args: argparse.Namespace, stop: threading.Event) -> int:
+def command(args: argparse.Namespace, stop: StopToken) -> int:
     config = config_from_args(args)
     output = OutputConfig(uri=args.output, overwrite=args.overwrite)
     check_zoom_job(config, args.input, output, args.frames, args.fps, args.zoom)

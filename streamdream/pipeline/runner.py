@@ -32,7 +32,7 @@ from ..frames import EndOfStream, Frame, SourceInfo
 from ..runtime.interrupts import DREAM_STEP_WAIT, signalled, stop_watched
 from ..runtime.observer import ObserverGroup, PipelineObserver
 from ..runtime.queues import FrameQueue, QueueClosed, QueuePolicy
-from ..runtime.workers import JOIN_TIMEOUT, POLL, Consumer, Worker, Workers
+from ..runtime.workers import JOIN_TIMEOUT, POLL, Consumer, StopToken, Worker, Workers
 from .live import LiveDreamWorker
 from .outputs import OutputSet, OutputState
 
@@ -157,7 +157,7 @@ class Pipeline:
         *,
         queue_size: int = 4,
         max_frames: int | None = None,
-        stop: threading.Event | Workers | None = None,
+        stop: StopToken | Workers | None = None,
         observer: PipelineObserver | None = None,
         progress: Callable[[SourceInfo], object] | None = None,
         opened: SourceInfo | None = None,

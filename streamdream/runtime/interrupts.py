@@ -32,6 +32,8 @@ import threading
 from collections.abc import Iterator
 from types import FrameType, TracebackType
 
+from .workers import StopToken
+
 GRACE = 3.0  # seconds from the first signal to the process's end, at the latest
 BACKSTOP = 1.0  # then the watcher kills (SIGKILL: exit 137) a process a C call keeps from ending itself
 DREAM_STEP_WAIT = GRACE / 2  # a dream step in flight is waited for this long, then its frame is dropped
@@ -91,7 +93,7 @@ while True:
 class Interrupts:
     """Installed for the length of a ``with`` block on the main thread (see the module docstring)."""
 
-    def __init__(self, stop: threading.Event, *, grace: float | None = GRACE, watcher: bool = False) -> None:
+    def __init__(self, stop: StopToken, *, grace: float | None = GRACE, watcher: bool = False) -> None:
         """``grace=None``: no deadline (a Ray cluster's workers are cancelled and shut down, which
         takes longer). ``watcher``: hear signals in a process of its own (the real command; a
         test calling ``main()`` keeps a thread)."""

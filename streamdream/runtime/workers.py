@@ -42,7 +42,11 @@ def unique_name(base: str) -> str:
 
 
 class StopToken:
-    """Set when this token, a parent token or the root event is set."""
+    """The one stop type: set when this token, a parent token or the root is set.
+
+    The command line makes the root (``StopToken()``) and a signal sets it; every owner's
+    group and every worker watches a child of it, so a group can be stopped alone.
+    """
 
     def __init__(self, root: threading.Event | None = None, parent: StopToken | None = None) -> None:
         self._own = threading.Event()
@@ -64,11 +68,11 @@ class StopToken:
             token = token._parent
         return self._root.is_set()
 
-    def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` seconds, cut short when the token is set; True if set."""
-        deadline = time.monotonic() + max(0.0, timeout)
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep up to ``timeout`` seconds (None: until set), cut short when the token is set; True if set."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while not self.is_set():
-            remaining = deadline - time.monotonic()
+            remaining = POLL if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
                 return False
             self._own.wait(min(POLL, remaining))
@@ -176,7 +180,8 @@ class _Call(Worker):
 class Workers:
     """Starts and joins threads; ``group()`` makes a nested owner with its own stop token."""
 
-    def __init__(self, stop: threading.Event | StopToken | None = None, name: str = "root") -> None:
+    def __init__(self, stop: StopToken | None = None, name: str = "root") -> None:
+        # (a threading.Event is wrapped as a root too, for library callers and tests)
         self.stop = stop if isinstance(stop, StopToken) else StopToken(root=stop)
         self.name = name
         self.root: Workers = self  # the top of this owner's tree: a group's root is its parent's

@@ -20,7 +20,6 @@ What runs, top to bottom (the threads and queues are drawn in docs/architecture.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from ..log import redact_url
 from ..pipeline.runner import Pipeline
 from ..runtime.interrupts import signalled, stop_watched
 from ..runtime.observer import ObserverGroup
-from ..runtime.workers import JOIN_TIMEOUT, POLL, Backoff, Workers
+from ..runtime.workers import JOIN_TIMEOUT, POLL, Backoff, StopToken, Workers
 from ..sources import comes_back, open_source, parse_uri
 from ..web.binding import check_control_binding
 from .director import Director, LookBuilder, describe_failure
@@ -58,7 +57,7 @@ def request_reload() -> None:
     _reload.request()
 
 
-def serve(config_path: str, stop: threading.Event) -> int:
+def serve(config_path: str, stop: StopToken) -> int:
     """Run the daemon on ``config_path`` until ``stop`` is set; 0 after a clean stop.
 
     Raises StreamdreamError (ConfigError, ModelError, SourceError, ...) for what prevents
@@ -79,7 +78,7 @@ def _retries_at_start(config: Config) -> bool:
 class Service:
     """The daemon's parts and the loop that reloads and watches; also the control API's backend."""
 
-    def __init__(self, path: str | Path, config: Config, stop: threading.Event, *, build=None) -> None:
+    def __init__(self, path: str | Path, config: Config, stop: StopToken, *, build=None) -> None:
         self.path = Path(path)
         self.config = config
         self.stop = stop
