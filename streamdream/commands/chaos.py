@@ -55,6 +55,7 @@ from .chaos_faults import (
     idle_connections,
     malformed_http,
     osc_garbage,
+    osc_message,
     publish_receiver,
     sighup_storm,
     source_server,
@@ -72,6 +73,8 @@ FAULTS_PER_30_MIN = 100
 FLOW_LIMIT = 5.0  # seconds: frames must flow again this soon after each fault's end
 STEADY_LIMIT = 5.0  # percent: memory, descriptors and threads between minute 5 and the end
 EARLY_MARK = 300.0  # seconds into the faults: the first resource sample (minute 5)
+OSC_ANSWER = 3.0  # seconds for a good OSC message to be counted as applied
+WARM = 10.0  # seconds of frames flowing before the first fault
 START_LIMIT = 600.0  # seconds for the daemon's first frames (TensorFlow and the model load)
 RECOVERY_LIMIT = 60.0  # seconds a fault's counter is waited for before it counts as not recovered
 RELOAD_WAIT = 30.0  # seconds a reload's verdict is waited for
@@ -178,6 +181,8 @@ class ChaosSoak:
         self.healthz: collections.Counter[str] = collections.Counter()
         self.control = collections.Counter[str]()
         self.rng = random.Random(0)
+        self.t0 = time.monotonic()  # the start of the faults (set again then)
+        self.health_changes: list[tuple[float, int | None]] = []  # (seconds since t0, /healthz status) at each change
 
     def _settings(self, overrides: dict[str, Any]) -> dict[str, Any]:
         settings: dict[str, Any] = {
@@ -249,7 +254,8 @@ class ChaosSoak:
         count = max(len(self.kinds), math.ceil(FAULTS_PER_30_MIN * self.minutes / 30.0))
         period = duration / count
         table = self._faults()
-        started = time.monotonic()
+        self._gap(time.monotonic() + WARM)  # the rates a first fault's frames lost are measured against
+        started = self.t0 = time.monotonic()
         early_mark = min(EARLY_MARK, duration / 2)
         early: dict[str, Any] | None = None
         for i in range(count):
@@ -273,6 +279,8 @@ class ChaosSoak:
             if turn % 4 == 0:
                 status, _ = _request(self.url + "/healthz")
                 self.healthz[str(status)] += 1
+                if not self.health_changes or self.health_changes[-1][1] != status:
+                    self.health_changes.append((round(time.monotonic() - self.t0, 1), status))
                 state, _ = _request(self.url + "/api/state", token=TOKEN)
                 strength, _ = _request(self.url + "/api/strength", token=TOKEN, body={"value": 1.0})
                 refused, _ = _request(self.url + "/api/strength", body={"value": 1.0})  # no token: 401
@@ -389,10 +397,21 @@ class ChaosSoak:
                 "null",
             ),
             Fault("malformed_http", lambda: malformed_http(self.http_port), "null"),
-            Fault("osc_garbage", lambda: osc_garbage(self.osc_port, self.rng), "null"),
+            Fault("osc_garbage", self._osc_garbage, "null"),
             Fault("sighup_storm", lambda: sighup_storm(pid), "null"),
         ]
         return {f.kind: f for f in faults}
+
+    def _osc_garbage(self) -> dict[str, Any]:
+        """The garbage, then one good message: is OSC control still heard?"""
+        details = osc_garbage(self.osc_port, self.rng)
+        applied = self._sample().get("osc_applied", 0.0)
+        osc_message(self.osc_port, "/streamdream/strength", 1.0)
+        deadline = time.monotonic() + OSC_ANSWER
+        while time.monotonic() < deadline and self._sample().get("osc_applied", 0.0) <= applied:
+            time.sleep(0.1)
+        details["osc_heard_after"] = self._sample().get("osc_applied", 0.0) > applied
+        return details
 
     def _last_reload(self) -> dict[str, Any] | None:
         status, body = _request(self.url + "/api/state", token=TOKEN, timeout=5)
@@ -424,7 +443,12 @@ class ChaosSoak:
             time.sleep(TRUNCATED_SETTLE)
             last = self._last_reload() or {}
             changed = last.get("at") != since
-            return {"accepted": changed and bool(last.get("ok")), "reason": last.get("error") if changed else None}
+            # read half-written: the watcher reloaded before the save was whole (rejected, or applied)
+            return {
+                "accepted": changed and bool(last.get("ok")),
+                "read_half_written": changed,
+                "reason": last.get("error") if changed else None,
+            }
         self.config_path.write_text(self.bad[kind])
         self.daemon.send_signal(signal.SIGHUP)
         verdict = self._await_reload(since)
@@ -522,6 +546,7 @@ def _summarize(report: dict[str, Any], soak: ChaosSoak) -> dict[str, Any]:
     report["change_percent"] = _change(report.get("early"), report.get("end"))
     report["steady_limit_percent"] = STEADY_LIMIT
     report["healthz"] = dict(soak.healthz)
+    report["healthz_changes"] = soak.health_changes  # [seconds into the faults, status]: when /healthz changed
     report["control_rounds"] = dict(soak.control)
     recordings = report.get("recordings", [])
     report["recordings_playable"] = bool(recordings) and all(r["playable"] for r in recordings)
@@ -530,6 +555,7 @@ def _summarize(report: dict[str, Any], soak: ChaosSoak) -> dict[str, Any]:
         and report["all_flowing_within_limit"]
         and report["recordings_playable"]
         and not report["bad_reloads_accepted"]
+        and all(f.get("osc_heard_after", True) for f in report["faults"])
         and report["faults_total"] > 0
         and all(v is not None and abs(v) <= STEADY_LIMIT for v in report["change_percent"].values())
     )

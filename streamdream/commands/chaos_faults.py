@@ -208,6 +208,14 @@ def osc_garbage(port: int, rng: random.Random, count: int = 60) -> dict:
     return {"datagrams": sent}
 
 
+def osc_message(port: int, address: str, value: float) -> None:
+    """One good OSC message."""
+    builder = OscMessageBuilder(address)
+    builder.add_arg(value)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(builder.build().dgram, ("127.0.0.1", port))
+
+
 MALFORMED_REQUESTS = [
     b"GARBAGE\r\n\r\n",
     b"\x00\xff\xfe\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS hello on a plain port
