@@ -254,7 +254,8 @@ class ChaosSoak:
         count = max(len(self.kinds), math.ceil(FAULTS_PER_30_MIN * self.minutes / 30.0))
         period = duration / count
         table = self._faults()
-        self._gap(time.monotonic() + WARM)  # the rates a first fault's frames lost are measured against
+        self.t0 = time.monotonic() + WARM
+        self._gap(self.t0)  # the rates a first fault's frames lost are measured against
         started = self.t0 = time.monotonic()
         early_mark = min(EARLY_MARK, duration / 2)
         early: dict[str, Any] | None = None
