@@ -19,7 +19,8 @@ Per fault, from ``/metrics``: the seconds from the fault's end until its counter
 ``null`` output's frames for the rest), and the frames lost: what the counter's rate before
 the fault would have made from its start to that moment, less what it made. At the end:
 whether the daemon stayed up, whether each recording decodes (PyAV), and the daemon's
-resident memory, descriptors and threads (``/proc/PID``) at minute 5 and at the end.
+resident memory, descriptors and threads (``/proc/PID``) at minute 5 (half-way through a
+run shorter than 10 minutes) and at the end.
 """
 
 from __future__ import annotations
