@@ -40,6 +40,9 @@ def test_a_short_chaos_soak_reports_every_fault_and_the_daemon_stays_up(tiny_mod
     for fault in report["faults"]:
         assert "inject_error" not in fault, fault
         assert fault["flowing_after_s"] is not None, fault  # frames came back after every fault
+    assert report["source_starts"] >= 2  # the kill was real: the source server was started again
+    garbage = next(f for f in report["faults"] if f["kind"] == "osc_garbage")
+    assert garbage["datagrams"] == 60 and "osc_heard_after" in garbage
     deep = next(f for f in report["faults"] if f["kind"] == "reload_deep")
     assert deep["accepted"] is False and "deeper" in deep["reason"]
     assert report["recordings"] and report["recordings_playable"], report["recordings"]

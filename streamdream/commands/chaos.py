@@ -74,6 +74,7 @@ FAULTS_PER_30_MIN = 100
 FLOW_LIMIT = 5.0  # seconds: frames must flow again this soon after each fault's end
 STEADY_LIMIT = 5.0  # percent: memory, descriptors and threads between minute 5 and the end
 EARLY_MARK = 300.0  # seconds into the faults: the first resource sample (minute 5)
+FIGURE_READS = 5  # /proc readings (0.4 s apart) behind each figure: their least
 OSC_ANSWER = 3.0  # seconds for a good OSC message to be counted as applied
 WARM = 10.0  # seconds of frames flowing before the first fault
 START_LIMIT = 600.0  # seconds for the daemon's first frames (TensorFlow and the model load)
@@ -351,9 +352,14 @@ class ChaosSoak:
         return counters if counters else (self.history[-1][1] if self.history else {})
 
     def _figures(self) -> dict[str, Any]:
-        if self.daemon is None or self.daemon.poll() is not None:
-            return {}
-        return proc_figures(self.daemon.pid)
+        """The daemon's figures: the least of ``FIGURE_READS`` readings, so a leak shows and a passing thread does not."""
+        readings = []
+        for _ in range(FIGURE_READS):
+            if self.daemon is None or self.daemon.poll() is not None:
+                break
+            readings.append(proc_figures(self.daemon.pid))
+            time.sleep(0.4)
+        return {key: min(r[key] for r in readings) for key in readings[0]} if readings else {}
 
     # --- the faults -------------------------------------------------------------------------
 
