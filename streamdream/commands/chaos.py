@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,6 +48,7 @@ import av
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..errors import ConfigError
 from ..runtime.workers import Workers
 from .chaos_faults import (
     Fault,
@@ -97,10 +99,12 @@ def chaos(
 ) -> dict[str, Any]:
     """Run the chaos soak for ``minutes`` of faults (or until ``stop``); the report (see the module doc)."""
     if minutes <= 0:
-        raise ValueError(f"--chaos must be > 0 minutes, got {minutes:g}")
+        raise ConfigError(f"--chaos must be > 0 minutes, got {minutes:g}")
     unknown = sorted(set(kinds or ()) - set(KINDS))
     if unknown:
-        raise ValueError(f"--chaos-kinds: unknown kind {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+        raise ConfigError(f"--chaos-kinds: unknown kind {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+    if shutil.which("ffmpeg") is None:
+        raise ConfigError("--chaos needs the ffmpeg command (its live source and its publish receiver): install ffmpeg")
     with tempfile.TemporaryDirectory(prefix="streamdream-chaos-") as workdir:
         return ChaosSoak(Path(workdir), minutes, list(kinds or KINDS), overrides or {}, stop or threading.Event()).run()
 
@@ -308,13 +312,15 @@ class ChaosSoak:
                 recovered = time.monotonic()
                 break
             time.sleep(0.1)
+        figures = proc_figures(self.daemon.pid) if self.daemon is not None and self.daemon.poll() is None else {}
         last = self.history[-1][1]
         made = last.get(fault.watch, 0.0) - before.get(fault.watch, 0.0)
         window = (recovered or time.monotonic()) - begun
         return {
             "kind": fault.kind, "at_s": round(at, 1), "lasted_s": round(ended - begun, 2), "watch": fault.watch,
             "flowing_after_s": None if recovered is None else round(recovered - ended, 2),
-            "frames_lost": max(0, round(rate * window - made)), **details,
+            "frames_lost": max(0, round(rate * window - made)),
+            "threads_after": figures.get("threads"), "fds_after": figures.get("fds"), **details,
         }  # fmt: skip
 
     def _rate(self, key: str) -> float:
