@@ -226,6 +226,14 @@ def build_parser() -> Parser:
     p.add_argument("--file", help="video for the end-to-end measurement (default: bigbuckbunny if installed)")
     p.add_argument("--frames", type=int, default=24, metavar="N", help="frames for the end-to-end measurement (0: skip it)")
     p.add_argument("--soak", type=float, metavar="MINUTES", help="run the live demo this long and report memory (default: off)")
+    p.add_argument("--chaos", type=float, metavar="MINUTES",
+                   help="run `serve` in a child process this many minutes under a schedule of faults and report how it "
+                        "heals (needs ffmpeg; default: off)")
+    p.add_argument("--chaos-kinds", metavar="KINDS",
+                   help="with --chaos: only these fault kinds, comma-separated, e.g. source_kill,reload_empty (default: all 14)")
+    p.add_argument("--chaos-config", metavar="FILE",
+                   help="with --chaos: a YAML file whose sections replace those of the daemon's config, e.g. a smaller "
+                        "model (default: none)")
     p.add_argument("--measures", default="all", metavar="WORDS",
                    help="engine settings to compare with the baseline step, by words of their names "
                         "(e.g. onednn,threads,jax), 'all' or 'none' (default: all)")

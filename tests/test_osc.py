@@ -84,7 +84,9 @@ def test_invalid_osc_messages_are_counted_and_the_daemon_goes_on(osc_daemon, cap
     client.send_message("/elsewhere/thing", 1.0)  # unknown address
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.sendto(b"\x00\x01 definitely not OSC", ("127.0.0.1", port))
-    wait_for(lambda: osc_count(running, "invalid") == 7, 10, "seven invalid messages counted")
+        # an address that is not UTF-8: python-osc raises UnicodeDecodeError, not ParseError (it ended the worker)
+        sock.sendto(b"/\xff\xfe\x00,f\x00\x00\x00\x00\x00\x00", ("127.0.0.1", port))
+    wait_for(lambda: osc_count(running, "invalid") == 8, 10, "eight invalid messages counted")
     assert "OSC: dropped" in caplog.text and "streamdream_osc_messages_total" in caplog.text
     # still running and still listening: frames flow, the API answers, a good message is applied
     before = running.metrics()["streamdream_frames_total,stage=write"]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from ..app import build_engine, run_pipeline
 from ..backend import device_name, prepare
@@ -32,6 +33,7 @@ from ..progress import progress_bar
 from ..runtime.workers import StopToken
 from ..sources import open_source
 from .bench_engine import bench_engine, format_engine_report
+from .chaos import chaos, format_chaos
 from .job_checks import check_bench_job, parse_sizes
 from .soak import format_soak, soak
 
@@ -244,6 +246,11 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def command(args: argparse.Namespace, stop: StopToken) -> int:
+    if args.chaos:
+        overrides = yaml.safe_load(Path(args.chaos_config).read_text()) if args.chaos_config else None
+        chaos_report = chaos(args.chaos, stop, kinds=args.chaos_kinds.split(",") if args.chaos_kinds else None, overrides=overrides)
+        print(json.dumps(chaos_report, indent=2) if args.json else format_chaos(chaos_report))
+        return 0 if chaos_report["ok"] else 1
     if args.soak:
         soak_report = soak(args.soak, stop=stop)
         print(json.dumps(soak_report, indent=2) if args.json else format_soak(soak_report))

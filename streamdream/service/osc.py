@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, Counter
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_packet import OscPacket, ParseError
+from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_server import BlockingOSCUDPServer
 
 from ..config import OscConfig
@@ -72,7 +72,8 @@ class _Server(BlockingOSCUDPServer):
         data = request[0]
         try:
             OscPacket(data)
-        except ParseError as exc:
+        except Exception as exc:  # noqa: BLE001 - python-osc raises more than ParseError on garbage (UnicodeDecodeError for
+            # an address that is not UTF-8), and here, outside socketserver's own handling, it would end the worker
             owner.count("invalid", f"a datagram from {client_address[0]} that is not OSC ({exc})")
             return False
         return True
