@@ -456,10 +456,13 @@ class ChaosSoak:
             time.sleep(TRUNCATED_SETTLE)
             last = self._last_reload() or {}
             changed = last.get("at") != since
-            # read half-written: the watcher reloaded before the save was whole (rejected, or applied)
+            # the whole file is the running config: reading it once, whole, applies nothing; a reload
+            # that was rejected or changed something read a half-written file
+            half = changed and (not last.get("ok") or not str(last.get("applied") or "").startswith("nothing"))
             return {
-                "accepted": changed and bool(last.get("ok")),
-                "read_half_written": changed,
+                "accepted": half and bool(last.get("ok")),
+                "read_half_written": half,
+                "read_whole_once": changed and not half,
                 "reason": last.get("error") if changed else None,
             }
         self.config_path.write_text(self.bad[kind])

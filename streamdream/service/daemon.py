@@ -88,7 +88,7 @@ class Service:
         self.observer = ObserverGroup(self.metrics, self.health)
         self._build = build or LookBuilder(self.observer)
         self.watcher = ConfigWatcher(self.path)
-        self.last_reload: dict[str, Any] = {"ok": None, "at": None, "error": None}  # replaced whole
+        self.last_reload: dict[str, Any] = {"ok": None, "at": None, "error": None, "applied": None}  # replaced whole
         self.director: Director | None = None
         self.source: ReconnectingSource | None = None
         self.assembly: Assembly | None = None
@@ -285,7 +285,7 @@ class Service:
 
     def _reload_done(self, ok: bool, error: str | None, applied: str = "") -> None:
         self.metrics.config_reload(ok)
-        self.last_reload = {"ok": ok, "at": time.time(), "error": error}
+        self.last_reload = {"ok": ok, "at": time.time(), "error": error, "applied": applied if ok else None}
         if ok:
             log.info("config reloaded from %s: applied %s", self.path, applied)
         else:
