@@ -27,8 +27,8 @@ from streamdream.cluster.progress import ClusterProgress
 from streamdream.cluster.scheduler import Scheduler, prepare_job
 from streamdream.config import parse_config
 from streamdream.service.metrics import PrometheusObserver
+from tests.fixtures.cluster import assert_same_frames_as, board_snapshot, output
 from tests.fixtures.shots import write_shots
-from tests.test_pipeline import audio_duration, video_timestamps
 
 if importlib.util.find_spec("ray") is None:
     pytest.skip("Ray is not installed (pip install 'streamdream[cluster]')", allow_module_level=True)
@@ -89,22 +89,6 @@ def config(tiny_model_path, tmp_path_factory):
     })  # fmt: skip
 
 
-def output(config, path):
-    return config.outputs[0].model_copy(update={"uri": str(path)})
-
-
-def snapshot(pool):
-    import ray
-
-    return ray.get(pool.board.snapshot.remote())
-
-
-def assert_same_frames_as(path, clip):
-    """Every frame once, in order, with its timestamp, and the audio (as a single-process run gives)."""
-    assert video_timestamps(path) == pytest.approx(video_timestamps(clip), abs=1e-3)
-    assert audio_duration(path) == pytest.approx(audio_duration(clip), abs=0.05)
-
-
 def in_background(target):
     results: dict = {}
     thread = threading.Thread(target=lambda: results.update(value=target()), daemon=True)
@@ -137,7 +121,7 @@ def test_a_node_lost_mid_run_has_its_segment_dreamed_on_a_surviving_node(cluster
         lost: dict = {}
 
         def mid_segment() -> bool:
-            board = snapshot(pool)
+            board = board_snapshot(pool)
             for key, done in board["frames"].items():
                 if 2 <= done <= 12:
                     worker = board["workers"][key][-1]
@@ -152,7 +136,7 @@ def test_a_node_lost_mid_run_has_its_segment_dreamed_on_a_surviving_node(cluster
         [result] = results["value"]
         assert result.ok, result.error
         assert_same_frames_as(out, clip)
-        board = snapshot(pool)
+        board = board_snapshot(pool)
         assert board["attempts"][lost["key"]] == 2  # dreamed again, once
         assert all(n == 1 for key, n in board["attempts"].items() if key != lost["key"])
         assert sorted(p.segment for p in stats["pieces"]) == [0, 1, 2, 3, 4]  # each piece saved once
@@ -178,7 +162,7 @@ def test_a_node_that_joins_mid_run_gets_a_worker_and_segments(cluster, nodes, co
         metrics, stats = PrometheusObserver(model="tiny"), {}
         job, results = in_background(lambda: dream_files(config, [(str(clip), output(config, out))], threading.Event(),
                                                          pool=pool, observer=metrics, stats=stats))  # fmt: skip
-        wait_for(lambda: snapshot(pool)["in_flight"] or not job.is_alive(), "the first frames")
+        wait_for(lambda: board_snapshot(pool)["in_flight"] or not job.is_alive(), "the first frames")
         assert job.is_alive()
         # the first worker pauses until the new node's worker has a segment: however long its start
         # takes on this machine, the run cannot end before it (SIGCONT in `finally`, whatever happens)
@@ -186,7 +170,7 @@ def test_a_node_that_joins_mid_run_gets_a_worker_and_segments(cluster, nodes, co
         os.kill(pid, signal.SIGSTOP)
         try:
             joined = nodes()
-            wait_for(lambda: any(w[-1] != first.name for w in snapshot(pool)["workers"].values()), "a segment on the new node")
+            wait_for(lambda: any(w[-1] != first.name for w in board_snapshot(pool)["workers"].values()), "a segment on the new node")
         finally:
             os.kill(pid, signal.SIGCONT)
         job.join(WAIT_S)

@@ -22,6 +22,7 @@ from streamdream.cluster.pool import WorkerPool, connect
 from streamdream.config import parse_config
 from streamdream.media import read_frames
 from streamdream.service.metrics import PrometheusObserver
+from tests.fixtures.cluster import assert_same_frames_as, board_snapshot, output
 from tests.fixtures.shots import write_shots
 from tests.test_pipeline import audio_duration, video_timestamps
 
@@ -57,21 +58,6 @@ def pool(local_ray, config):
     pool = WorkerPool.start(config, 2, cpus_per_worker=0.5)
     yield pool
     pool.close()
-
-
-def output(config, path):
-    return config.outputs[0].model_copy(update={"uri": str(path)})
-
-
-def board(pool):
-    import ray
-
-    return ray.get(pool.board.snapshot.remote())
-
-
-def assert_same_frames_as(path, clip):
-    assert video_timestamps(path) == pytest.approx(video_timestamps(clip), abs=1e-3)
-    assert audio_duration(path) == pytest.approx(audio_duration(clip), abs=0.05)
 
 
 def test_local_ray_listens_on_loopback_only(local_ray):
@@ -110,7 +96,7 @@ def test_killed_worker_has_its_segment_retried_and_nothing_lost_or_doubled(pool,
     killed = None
     deadline = time.monotonic() + 120
     while killed is None and time.monotonic() < deadline and job.is_alive():
-        snapshot = board(pool)
+        snapshot = board_snapshot(pool)
         for key, done in snapshot["frames"].items():
             if str(out) in key and 2 <= done <= 20:  # mid-segment
                 killed = key
@@ -121,7 +107,7 @@ def test_killed_worker_has_its_segment_retried_and_nothing_lost_or_doubled(pool,
     assert killed is not None, "no segment was seen mid-way"
     [result] = results["r"]
     assert result.ok, result.error
-    assert board(pool)["attempts"][killed] == 2  # retried once, on the restarted worker
+    assert board_snapshot(pool)["attempts"][killed] == 2  # retried once, on the restarted worker
     assert_same_frames_as(out, clip)  # every frame once, in order
 
 
@@ -144,10 +130,10 @@ def test_a_stopped_job_resumes_without_redoing_finished_segments(pool, config, t
     assert isinstance(first.error, StoppedError)
     kept = {int(p.stem.split("-")[1]) for p in parts.glob("piece-*.mp4")}
     assert 1 <= len(kept) < 4
-    before = set(board(pool)["attempts"])
+    before = set(board_snapshot(pool)["attempts"])
     [second] = dream_files(config, [(str(clip), output(config, out))], threading.Event(), pool=pool)
     assert second.ok and second.reused == len(kept)
-    redone = {int(key.rsplit("#", 1)[1]) for key in set(board(pool)["attempts"]) - before}
+    redone = {int(key.rsplit("#", 1)[1]) for key in set(board_snapshot(pool)["attempts"]) - before}
     assert redone == {0, 1, 2, 3} - kept  # only the missing segments were dreamed again
     assert_same_frames_as(out, clip)
     assert not parts.exists()

@@ -7,60 +7,24 @@ follow. Clicks and the drag are real mouse events sent through the DevTools prot
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
-
-import pytest
 
 from streamdream.service.recent import RecentErrors
 from streamdream.web.session import Sessions
+from tests.fixtures.control_page import needs_chromium, open_page
 from tests.fixtures.servers import http_request
 from tests.test_service_daemon import TOKEN, Running, fast, wait_for, write
 
 PRESETS = {"presets": {"calm": {"strength": 1.0}, "wild": {"strength": 1.5}}, "crossfade": 0}
 SOURCE = {"uri": "demo?live=1&width=160&height=120&fps=10"}
-needs_chromium = pytest.mark.skipif(
-    shutil.which("chromium") is None and shutil.which("google-chrome") is None, reason="needs chromium"
-)
-
-
-class Page:
-    """The page in a headless Chromium: evaluate JavaScript, click like a mouse."""
-
-    def __init__(self, browser) -> None:
-        self.browser = browser
-
-    def js(self, expression: str):
-        result = self.browser.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        return result["result"].get("value")
-
-    def wait(self, expression: str, what: str, timeout: float = 30.0):
-        return wait_for(lambda: self.js(expression), timeout, what)
-
-    def click(self, selector: str, fraction: float = 0.5) -> None:
-        """A left click at ``fraction`` of the element's width, halfway down."""
-        box = self.js(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect(); "
-                      "return [r.left, r.top, r.width, r.height]; })()")
-        x, y = box[0] + box[2] * fraction, box[1] + box[3] / 2
-        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            self.browser.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
-
-
 @needs_chromium
 def test_page_logs_in_switches_preset_and_moves_the_strength_slider(tiny_model_path, tmp_path: Path):
-    from tests.fixtures.preview_browser import HeadlessChromium, find_chromium
-
     config = write(tmp_path / "page.yaml", fast(tiny_model_path, source=SOURCE, playlist=PRESETS, control={"token": TOKEN}))
     running = Running(config)
-    browser = HeadlessChromium(find_chromium() or "chromium", tmp_path / "profile", url=running.url + "/", width=1100, height=700)
-    page = Page(browser)
+    browser, page = open_page(running.url + "/", tmp_path / "profile")
     try:
         # 1. the API answers 401 without the token, so the page asks for it
-        page.wait("getComputedStyle(document.getElementById('login')).display === 'flex'", "the login form")
-        page.click("#token")
-        browser.call("Input.insertText", text=TOKEN)
-        page.click("#login-form button")
+        page.log_in(TOKEN)
         page.wait("getComputedStyle(document.getElementById('login')).display === 'none'", "the login to go through")
         cookies = browser.call("Network.getAllCookies")["cookies"]
         session = next(c for c in cookies if c["name"] == "streamdream_session")

@@ -32,9 +32,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 from pythonosc.udp_client import SimpleUDPClient
 
-from tests.fixtures.preview_browser import HeadlessChromium, find_chromium
+from tests.fixtures.control_page import needs_chromium, open_page
 from tests.fixtures.servers import free_port, http_request
-from tests.test_control_page import Page, needs_chromium
 from tests.test_service_daemon import wait_for
 
 ROOT = Path(__file__).parent.parent
@@ -225,13 +224,9 @@ def test_every_verb_of_every_surface_changes_the_state_and_the_picture(lite0_dae
     assert answer["/streamdream/layer/block_6/weight"] == [-1.0]
 
     # --- the page, in Chromium: every control -----------------------------------------------
-    browser = HeadlessChromium(find_chromium() or "chromium", tmp_path / "profile", url=daemon.url + "/", width=1100, height=700)
-    page = Page(browser)
+    browser, page = open_page(daemon.url + "/", tmp_path / "profile")
     try:
-        page.wait("getComputedStyle(document.getElementById('login')).display === 'flex'", "the login form")
-        page.click("#token")
-        browser.call("Input.insertText", text=TOKEN)
-        page.click("#login-form button")
+        page.log_in(TOKEN)
         page.wait("getComputedStyle(document.getElementById('login')).display === 'none'", "the login to go through")
         page.wait("document.querySelector('button[data-preset=textures]') !== null", "the preset buttons")
         verbs.check("the page's preset button", lambda: page.click("button[data-preset=textures]"),

@@ -383,21 +383,16 @@ def test_midi_ports_command_lists_ports_and_marks_the_configs(tmp_path, capsys):
 
 
 def test_learn_mode_binds_a_knob_from_the_page_and_keeps_it_after_a_restart(tiny_model_path, tmp_path):
-    from tests.fixtures.preview_browser import HeadlessChromium, find_chromium
-    from tests.test_control_page import Page, needs_chromium
+    from tests.fixtures.control_page import needs_chromium, open_page
 
     if needs_chromium.args[0]:
         pytest.skip("needs chromium")
     pads = Controller("streamdream-test pads")
     config = write(tmp_path / "learn.yaml", tiny_config(tiny_model_path, "pads"))
     running = Running(config)
-    browser = HeadlessChromium(find_chromium() or "chromium", tmp_path / "profile", url=running.url + "/", width=1100, height=900)
-    page = Page(browser)
+    browser, page = open_page(running.url + "/", tmp_path / "profile", height=900)
     try:
-        page.wait("getComputedStyle(document.getElementById('login')).display === 'flex'", "the login form")
-        page.click("#token")
-        browser.call("Input.insertText", text=TOKEN)
-        page.click("#login-form button")
+        page.log_in(TOKEN)
         page.wait("document.getElementById('midi-port').textContent.includes('up')", "the MIDI port shown up")
         # learn: the Learn button, then a click on the strength slider, then a knob
         page.click("#midi-learn")
