@@ -21,8 +21,7 @@ import pytest
 from streamdream.config import OutputConfig
 from streamdream.errors import SinkError
 from streamdream.frames import Frame, SourceInfo
-from streamdream.sinks import open_sink
-from streamdream.sinks.uri import parse_output_uri
+from streamdream.sinks import open_sink, parse_output_uri
 
 ROOT = Path(__file__).resolve().parents[1]
 
