@@ -81,12 +81,12 @@ def apply_transform(image: tf.Tensor, transform: tf.Tensor, fill: str = "REFLECT
             fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode=fill)
         return tf.ensure_shape(out[0], image.shape)
 
-    def warp(picture: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    def warp_affine(picture: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         size = (picture.shape[1], picture.shape[0])
         return cv2.warpAffine(picture, matrix[:6].reshape(2, 3), size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=_BORDERS[fill])
 
-    out = tf.numpy_function(warp, [image, transform], tf.float32, stateful=False)
+    out = tf.numpy_function(warp_affine, [image, transform], tf.float32, stateful=False)
     return tf.ensure_shape(out, image.shape)
 
 
