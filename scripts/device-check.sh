@@ -22,7 +22,8 @@
 #   WHEELHOUSE   default ./wheelhouse (device/, optional base/, bigbuckbunny.mp4)
 #   BASE_PYTHON  the interpreter that holds torch and JAX (default python3)
 #   OUT          where the JSON and the log go (default ./device-check-out)
-#   BUDGET_S     seconds for everything after the install (default 480; 900 with DEVICE=cpu)
+#   BUDGET_S     seconds for everything after the install (default 480; 2400 with DEVICE=cpu)
+#   CAP_S        the most one bench part may take (default 200; 900 with DEVICE=cpu)
 #   VENV         the venv made (default a fresh temporary folder)
 #   SYSTEM_SITE  1: the venv sees BASE_PYTHON's base interpreter's packages too (default 1, 0 for cpu)
 set -uo pipefail
@@ -34,11 +35,11 @@ BASE_PYTHON="${BASE_PYTHON:-python3}"
 OUT="${OUT:-$ROOT/device-check-out}"
 VENV="${VENV:-$(mktemp -d)/venv}"
 if [ "$DEVICE" = cpu ]; then
-    BUDGET_S="${BUDGET_S:-900}"; SYSTEM_SITE="${SYSTEM_SITE:-0}"
+    BUDGET_S="${BUDGET_S:-2400}"; SYSTEM_SITE="${SYSTEM_SITE:-0}"; CAP_S="${CAP_S:-900}"
     SIZES="${SIZES:-160x120}"; LIVE_SIZES="${LIVE_SIZES:-1280x720 1920x1080}"; LIVE_SECONDS="${LIVE_SECONDS:-8}"
     LIVE_WIDTH="${LIVE_WIDTH:-128}"; FILE_FRAMES="${FILE_FRAMES:-2}"; FILE_WIDTH="${FILE_WIDTH:-128}"
 else
-    BUDGET_S="${BUDGET_S:-480}"; SYSTEM_SITE="${SYSTEM_SITE:-1}"
+    BUDGET_S="${BUDGET_S:-480}"; SYSTEM_SITE="${SYSTEM_SITE:-1}"; CAP_S="${CAP_S:-200}"
     SIZES="${SIZES:-640x480,1280x720,1920x1080}"; LIVE_SIZES="${LIVE_SIZES:-1920x1080 1280x720}"; LIVE_SECONDS="${LIVE_SECONDS:-20}"
     LIVE_WIDTH="${LIVE_WIDTH:-0}"; FILE_FRAMES="${FILE_FRAMES:-24}"; FILE_WIDTH="${FILE_WIDTH:-0}"  # 0: the frame's own width
 fi
@@ -111,13 +112,19 @@ part() {  # part NAME CAP_SECONDS COMMAND...: runs COMMAND (stdout: the part's J
     fi
     echo "== $name (limit ${limit}s): $*"
     local t0=$(date +%s)
+    # the functions exec the program, so timeout's signals reach it (streamdream stops on SIGTERM
+    # gracefully, a bench may not: KILL follows 10 s later)
     timeout --kill-after=10 "$limit" bash -c '"$@"' _ "$@" > "$PARTS/$name.out"
     local rc=$?
     local secs=$(( $(date +%s) - t0 ))
     "$PY" - "$PARTS/$name.out" "$rc" "$secs" "$limit" > "$PARTS/$name.json" <<'EOF'
 import json, sys
 path, rc, secs, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-text = open(path, encoding="utf-8", errors="replace").read()
+raw = path.removesuffix(".out") + ".raw.json"  # live_rate.py writes its JSON there, its text to stdout
+try:
+    text = open(raw, encoding="utf-8").read()
+except OSError:
+    text = open(path, encoding="utf-8", errors="replace").read()
 try:
     result = json.loads(text[text.index("{"):]) if rc == 0 else None
 except ValueError:
@@ -129,18 +136,18 @@ EOF
 }
 bench() {  # bench BACKEND PRECISION [extra bench arguments]
     local backend="$1" precision="$2"; shift 2
-    KERAS_BACKEND="$backend" "$PY" -m streamdream.cli bench --models efficientnet_lite0 --measures none \
+    KERAS_BACKEND="$backend" exec "$PY" -m streamdream.cli bench --models efficientnet_lite0 --measures none \
         --sizes "$SIZES" --steps "$STEPS" --precision "$precision" --frames 0 --json --no-progress "$@"
 }
 live() {  # live BACKEND SIZE: the demo source, paced, the live look
     local backend="$1" size="$2" width="$LIVE_WIDTH"
     [ "$width" = 0 ] && width="${size%x*}"
-    KERAS_BACKEND="$backend" "$PY" "$ROOT/benchmarks/live_rate.py" --source demo --size "$size" --width "$width" \
-        --seconds "$LIVE_SECONDS" --json "$PARTS/live-$backend-$size.raw.json" >&2 && cat "$PARTS/live-$backend-$size.raw.json"
+    KERAS_BACKEND="$backend" exec "$PY" "$ROOT/benchmarks/live_rate.py" --source demo --size "$size" --width "$width" \
+        --seconds "$LIVE_SECONDS" --json "$PARTS/live-$backend-$size.raw.json"
 }
 file_run() {  # the 720p clip through the real pipeline into a null sink, on torch
     local width=(); [ "$FILE_WIDTH" != 0 ] && width=(--dream-width "$FILE_WIDTH")
-    KERAS_BACKEND=torch "$PY" -m streamdream.cli bench --models efficientnet_lite0 --measures none --sizes 1280x720 \
+    KERAS_BACKEND=torch exec "$PY" -m streamdream.cli bench --models efficientnet_lite0 --measures none --sizes 1280x720 \
         --steps 0 --file "$WHEELHOUSE/bigbuckbunny.mp4" --frames "$FILE_FRAMES" "${width[@]}" \
         --json --no-progress
 }
@@ -150,14 +157,14 @@ export PY ROOT WHEELHOUSE PARTS SIZES STEPS LIVE_WIDTH LIVE_SECONDS FILE_FRAMES 
 
 first_live="${LIVE_SIZES%% *}"
 for backend in $BACKENDS; do
-    part "bench-$backend-float32" 200 bench "$backend" float32
-    part "bench-$backend-$MIXED" 200 bench "$backend" "$MIXED"
-    part "live-$backend-$first_live" $(( LIVE_SECONDS + 120 )) live "$backend" "$first_live"
-    [ "$backend" = torch ] && part "file-torch-bigbuckbunny" 150 file_run
+    part "bench-$backend-float32" "$CAP_S" bench "$backend" float32
+    part "bench-$backend-$MIXED" "$CAP_S" bench "$backend" "$MIXED"
+    part "live-$backend-$first_live" $(( LIVE_SECONDS + CAP_S / 2 )) live "$backend" "$first_live"
+    [ "$backend" = torch ] && part "file-torch-bigbuckbunny" "$CAP_S" file_run
 done
 for size in ${LIVE_SIZES#"$first_live"}; do
     for backend in $BACKENDS; do
-        part "live-$backend-$size" $(( LIVE_SECONDS + 120 )) live "$backend" "$size"
+        part "live-$backend-$size" $(( LIVE_SECONDS + CAP_S / 2 )) live "$backend" "$size"
     done
 done
 
