@@ -36,11 +36,11 @@ OUT="${OUT:-$ROOT/device-check-out}"
 VENV="${VENV:-$(mktemp -d)/venv}"
 if [ "$DEVICE" = cpu ]; then
     BUDGET_S="${BUDGET_S:-2400}"; SYSTEM_SITE="${SYSTEM_SITE:-0}"; CAP_S="${CAP_S:-900}"
-    SIZES="${SIZES:-160x120}"; LIVE_SIZES="${LIVE_SIZES:-1280x720 1920x1080}"; LIVE_SECONDS="${LIVE_SECONDS:-8}"
+    SIZES="${SIZES:-160x120}"; REPEATS="${REPEATS:-1}"; LIVE_SIZES="${LIVE_SIZES:-1280x720 1920x1080}"; LIVE_SECONDS="${LIVE_SECONDS:-8}"
     LIVE_WIDTH="${LIVE_WIDTH:-128}"; FILE_FRAMES="${FILE_FRAMES:-2}"; FILE_WIDTH="${FILE_WIDTH:-128}"
 else
     BUDGET_S="${BUDGET_S:-480}"; SYSTEM_SITE="${SYSTEM_SITE:-1}"; CAP_S="${CAP_S:-200}"
-    SIZES="${SIZES:-640x480,1280x720,1920x1080}"; LIVE_SIZES="${LIVE_SIZES:-1920x1080 1280x720}"; LIVE_SECONDS="${LIVE_SECONDS:-20}"
+    SIZES="${SIZES:-640x480,1280x720,1920x1080}"; REPEATS="${REPEATS:-3}"; LIVE_SIZES="${LIVE_SIZES:-1920x1080 1280x720}"; LIVE_SECONDS="${LIVE_SECONDS:-20}"
     LIVE_WIDTH="${LIVE_WIDTH:-0}"; FILE_FRAMES="${FILE_FRAMES:-24}"; FILE_WIDTH="${FILE_WIDTH:-0}"  # 0: the frame's own width
 fi
 STEPS="${STEPS:-10}"  # the preset's steps per octave: JAX's compiled step for the full size serves both figures
@@ -54,7 +54,10 @@ started=$(date +%s)
 echo "device check: DEVICE=$DEVICE, wheelhouse $WHEELHOUSE, budget ${BUDGET_S}s, sizes $SIZES, $(date -u +%FT%TZ)"
 
 case "$DEVICE" in
-    cpu) export KERAS_TORCH_DEVICE=cpu JAX_PLATFORMS=cpu CUDA_VISIBLE_DEVICES=""; BACKENDS="torch jax" ;;
+    # one thread per op on a CPU: a small machine shared with other work (ours: 2 cores) loses
+    # 10x to OpenMP threads spinning at barriers while the other thread waits for a core
+    cpu) export KERAS_TORCH_DEVICE=cpu JAX_PLATFORMS=cpu CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+         BACKENDS="torch jax" ;;
     cuda) export KERAS_TORCH_DEVICE=cuda JAX_PLATFORMS=cuda; BACKENDS="torch jax" ;;
     mps) export KERAS_TORCH_DEVICE=mps; BACKENDS="torch" ;;
     *) echo "DEVICE must be cuda, cpu or mps, got '$DEVICE'" >&2; exit 2 ;;
@@ -137,7 +140,7 @@ EOF
 bench() {  # bench BACKEND PRECISION [extra bench arguments]
     local backend="$1" precision="$2"; shift 2
     KERAS_BACKEND="$backend" exec "$PY" -m streamdream.cli bench --models efficientnet_lite0 --measures none \
-        --sizes "$SIZES" --steps "$STEPS" --precision "$precision" --frames 0 --json --no-progress "$@"
+        --sizes "$SIZES" --steps "$STEPS" --repeats "$REPEATS" --precision "$precision" --frames 0 --json --no-progress "$@"
 }
 live() {  # live BACKEND SIZE: the demo source, paced, the live look
     local backend="$1" size="$2" width="$LIVE_WIDTH"
@@ -153,7 +156,7 @@ file_run() {  # the 720p clip through the real pipeline into a null sink, on tor
 }
 # each part runs in its own shell under `timeout`, which sees only what is exported
 export -f bench live file_run
-export PY ROOT WHEELHOUSE PARTS SIZES STEPS LIVE_WIDTH LIVE_SECONDS FILE_FRAMES FILE_WIDTH
+export PY ROOT WHEELHOUSE PARTS SIZES STEPS REPEATS LIVE_WIDTH LIVE_SECONDS FILE_FRAMES FILE_WIDTH
 
 first_live="${LIVE_SIZES%% *}"
 for backend in $BACKENDS; do

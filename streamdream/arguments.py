@@ -209,6 +209,8 @@ def build_parser() -> Parser:
     p.add_argument("--steps", type=int, default=20, metavar="N", help="timed steps per measurement (0: no per-size "
                    "measurements, the end-to-end one alone)")
     p.add_argument("--file", help="video for the end-to-end measurement (default: bigbuckbunny if installed)")
+    p.add_argument("--repeats", type=int, default=3, metavar="N", help="JAX, PyTorch: rounds per measurement, the "
+                   "fastest kept (default: 3)")
     p.add_argument("--dream-width", type=int, metavar="PX", help="dream width for the end-to-end measurement "
                    "(default: the video's)")
     p.add_argument("--frames", type=int, default=24, metavar="N", help="frames for the end-to-end measurement (0: skip it)")

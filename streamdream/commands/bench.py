@@ -256,7 +256,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> dict[str, Any]:
             if tensorflow:
                 rows = bench_model(name, sizes, args.steps, done=lambda: bar.update(1), engine_config=engine_config)
             else:
-                rows = bench_step(name, sizes, args.steps, engine_config, done=lambda: bar.update(1))
+                rows = bench_step(name, sizes, args.steps, engine_config, done=lambda: bar.update(1),
+                                  repeats=max(1, getattr(args, "repeats", 3)))
             report["models"].extend(rows)
         if end_to_end:
             bar.set_description_str("bench end to end")
