@@ -101,6 +101,27 @@ def test_tensorflow_warp_stays_in_the_graph_and_dreams_what_opencv_dreams(tiny):
     assert_within(look(tiny, EngineConfig(transform="tensorflow"), 0), MAIN_SEED0, seed_noise(MAIN_SEED0, other_seed))
 
 
+def test_a_device_dream_sends_the_frame_once_and_brings_the_detail_back_once(tiny, monkeypatch):
+    from streamdream.dream import octaves
+
+    dreamer = DreamEngine(tiny, DreamConfig(seed=0, **DREAM), EngineConfig(transform="tensorflow"))
+    dreamer.ascend(picture(), 1)  # traced before counting: tracing converts constants
+    crossings = {"to the device": 0, "back": 0}
+
+    def counted(name, real):
+        def call(*args, **kwargs):
+            crossings[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(octaves.ops, "convert_to_tensor", counted("to the device", octaves.ops.convert_to_tensor))
+    monkeypatch.setattr(octaves.ops, "convert_to_numpy", counted("back", octaves.ops.convert_to_numpy))
+    monkeypatch.setattr(dreamer.step, "ascend", lambda *args: pytest.fail("a numpy round trip per octave"))
+    dreamed = dreamer.dream(picture())
+    assert crossings == {"to the device": 1, "back": 1}
+    assert np.abs(dreamed - picture()).mean() > 1.0
+
+
 def test_auto_warp_is_opencv_without_a_gpu_and_bad_choices_are_refused(tiny):
     step = DreamEngine(tiny, DreamConfig(seed=0, **DREAM), EngineConfig()).step
     assert EngineConfig().transform == "auto" and step.warp == "opencv"  # this machine has no GPU
