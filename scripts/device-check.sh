@@ -146,10 +146,14 @@ try:
 except OSError:
     text = open(path, encoding="utf-8", errors="replace").read()
 try:
-    result = json.loads(text[text.index("{"):]) if rc == 0 else None
+    result = json.loads(text[text.index("{"):])
 except ValueError:
     result = None
-status = "ok" if result is not None else ("timed out" if rc in (124, 137) else f"failed (exit {rc})")
+if rc == 0 and result is not None:
+    status = "ok"
+else:  # a report written before a crash at exit is kept, and the part still counts as failed
+    status = "timed out" if rc in (124, 137) else f"failed (exit {rc})"
+    status += ", after its report" if result is not None else ""
 print(json.dumps({"status": status, "seconds": secs, "limit_s": limit, "result": result}))
 EOF
     echo "   $name: exit $rc after ${secs}s"
