@@ -3,7 +3,7 @@ source tree, take turns on the same pictures, so the machine's load hits both al
 
     python benchmarks/step_side_by_side.py /path/to/main /path/to/branch [--backend tensorflow]
 
-Reports ms per step (minimum of 5 rounds of 5 steps) and ms per whole dream (minimum of 2) at
+Reports ms per step (minimum of --rounds rounds of 5 steps, each tree first in turn) and ms per whole dream (minimum of 2) at
 320x240 and 640x480, with the ratio second/first. Used for issue 24: TensorFlow's CPU step
 with OpenCV's warp against main's.
 """
@@ -42,6 +42,7 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.R
 parser.add_argument("main", help="the first source tree (the one as it was)")
 parser.add_argument("branch", help="the second source tree (the change)")
 parser.add_argument("--backend", default="tensorflow")
+parser.add_argument("--rounds", type=int, default=5, help="rounds of 5 steps per size (the fastest kept)")
 args = parser.parse_args()
 procs = {}
 for name, path in (("main", args.main), ("branch", args.branch)):
@@ -55,8 +56,9 @@ out = {}
 for (w, h) in [(320, 240), (640, 480)]:
     for steps in (5, 0):
         best = {n: float("inf") for n in procs}
-        for _ in range(5 if steps else 2):
-            for n, p in procs.items():
+        for round_ in range(args.rounds if steps else 2):
+            # each round the other tree goes first, so neither always follows the same one
+            for n, p in (list(procs.items()) if round_ % 2 == 0 else list(procs.items())[::-1]):
                 p.stdin.write(f"{w} {h} {steps}\n")
                 p.stdin.flush()
                 best[n] = min(best[n], float(p.stdout.readline()))

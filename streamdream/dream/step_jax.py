@@ -58,7 +58,7 @@ class JaxStep:
                        tile: int) -> jax.Array:
         self.trace_count += 1  # runs only while tracing
         scale = self._loss_scale
-        gradient = jax.grad(lambda view, weights: self._objective(view, weights) * scale)
+        gradient = jax.grad(self._objective if scale == 1.0 else lambda view, weights: self._objective(view, weights) * scale)
         height, width = image.shape[0], image.shape[1]
         tiles = tile_bounds(height, width, tile)
 

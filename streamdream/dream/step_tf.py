@@ -59,8 +59,12 @@ class TFStep:
     def _objective_gradient(self, view: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             tape.watch(view)
-            loss = self.objective(view) * self._loss_scale
+            loss = self._scaled(self.objective(view))
         return tape.gradient(loss, view)
+
+    def _scaled(self, loss: tf.Tensor) -> tf.Tensor:
+        """float16's loss scale (``objective.loss_scale``); no op at all otherwise."""
+        return loss * self._loss_scale if self._loss_scale != 1.0 else loss
 
     def _tiled_objective_gradient(self, view: tf.Tensor, tile: tf.Tensor) -> tf.Tensor:
         """The same, tile by tile, so a 4K frame needs only one tile's activations at a time.
@@ -86,7 +90,7 @@ class TFStep:
                            [rows * cols, tile_h, tile_w, 3])
         with tf.GradientTape() as tape:
             tape.watch(batch)
-            loss = self.objective.of_batch(batch) * self._loss_scale
+            loss = self._scaled(self.objective.of_batch(batch))
         grad = tape.gradient(loss, batch)
         grad = tf.reshape(tf.transpose(tf.reshape(grad, [rows, cols, tile_h, tile_w, 3]), [0, 2, 1, 3, 4]),
                           [rows * tile_h, cols * tile_w, 3])

@@ -45,7 +45,9 @@ class TorchStep:
 
     def _gradient(self, view: torch.Tensor) -> torch.Tensor:
         view = view.detach().requires_grad_(True)
-        loss = self.objective(view) * self._loss_scale
+        loss = self.objective(view)
+        if self._loss_scale != 1.0:
+            loss = loss * self._loss_scale
         return torch.autograd.grad(loss, view)[0]
 
     def _gradient_of(self, tiles: list[tuple[int, int, int, int]]):
