@@ -222,8 +222,13 @@ def build_parser() -> Parser:
     p = sub.add_parser("bench", help="measure dream speed (and with --soak, memory over time)", **common)
     p.add_argument("--models", help="comma-separated models (default: every available one)")
     p.add_argument("--sizes", default="320x240,640x480", help="comma-separated WIDTHxHEIGHT sizes")
-    p.add_argument("--steps", type=int, default=20, metavar="N", help="timed steps per measurement")
+    p.add_argument("--steps", type=int, default=20, metavar="N", help="timed steps per measurement (0: no per-size "
+                   "measurements, the end-to-end one alone)")
     p.add_argument("--file", help="video for the end-to-end measurement (default: bigbuckbunny if installed)")
+    p.add_argument("--repeats", type=int, default=3, metavar="N", help="JAX, PyTorch: rounds per measurement, the "
+                   "fastest kept (default: 3)")
+    p.add_argument("--dream-width", type=int, metavar="PX", help="dream width for the end-to-end measurement "
+                   "(default: the video's)")
     p.add_argument("--frames", type=int, default=24, metavar="N", help="frames for the end-to-end measurement (0: skip it)")
     p.add_argument("--soak", type=float, metavar="MINUTES", help="run the live demo this long and report memory (default: off)")
     p.add_argument("--chaos", type=float, metavar="MINUTES",
@@ -237,6 +242,9 @@ def build_parser() -> Parser:
     p.add_argument("--measures", default="all", metavar="WORDS",
                    help="engine settings to compare with the baseline step, by words of their names "
                         "(e.g. onednn,threads,jax), 'all' or 'none' (default: all)")
+    p.add_argument("--precision", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="network arithmetic for the step, whole-dream and end-to-end figures (engine.precision; "
+                        "default: float32)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table (default: a table)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
 

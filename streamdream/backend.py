@@ -116,10 +116,14 @@ def device_name() -> str:
     elif backend == "torch":
         import torch  # noqa: PLC0415 - loads PyTorch (the torch extra)
 
-        if torch.cuda.is_available():
-            gpu = torch.cuda.get_device_name(0)
-        elif torch.backends.mps.is_available():
+        # Keras' own order: $KERAS_TORCH_DEVICE, else mps, else cuda, else the CPU
+        wanted = os.environ.get("KERAS_TORCH_DEVICE", "")
+        if wanted.startswith("cpu"):
+            gpu = None
+        elif wanted.startswith("mps") or (not wanted and torch.backends.mps.is_available()):
             gpu = "Apple GPU (mps)"
+        elif torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return gpu or f"CPU: {cpu_model()} ({cores} cores)"
 

@@ -125,12 +125,19 @@ class EngineConfig(Section):
     onednn: bool = Field(True, description="tensorflow: oneDNN kernels (TF_ENABLE_ONEDNN_OPTS) for the convolutions.")
     intra_op_threads: int = Field(0, ge=0, le=256, description="Threads inside one operation (0: one per core).")
     inter_op_threads: int = Field(0, ge=0, le=256, description="Operations run at once (0: the backend's choice).")
-    precision: Literal["float32", "bfloat16"] = Field(
-        "float32", description="Network arithmetic: bfloat16 pays off only where the CPU or GPU has it natively.")
+    precision: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Network arithmetic: bfloat16 pays off only where the CPU or GPU has it natively "
+        "(recent Intel CPUs, NVIDIA Ampere and later, Apple M2 and later); float16 for GPUs without bfloat16 "
+        "(older NVIDIA cards, Apple M1), with a fixed loss scale. Weights, the picture and the conditioning "
+        "stay float32.")
     batch_tiles: bool = Field(False, description="tensorflow: a tiled frame's tiles as one batch (faster on "
                               "many cores or a GPU, needs all tiles' activations at once).")
     fold_batchnorm: bool = Field(True, description="Fold each batch normalisation into the convolution before it "
                                  "(same output to float32 rounding, a third fewer passes over the activations).")
+    transform: Literal["auto", "opencv", "tensorflow"] = Field(
+        "auto", description="tensorflow: who warps the step's random transform. opencv: on the host (fastest on "
+        "a CPU); tensorflow: ImageProjectiveTransformV3 in the graph, on the device (no host round trip per "
+        "step on a GPU); auto: tensorflow when TensorFlow sees a GPU, else opencv.")
     remapper: bool = Field(False, description="tensorflow: Grappler's remapper, which fuses convolution + bias + "
                            "activation into one oneDNN kernel (measured 2x slower for the dream's gradient on CPU).")
 

@@ -5,8 +5,13 @@ Every ratio is measured side by side in one run on the same machine:
   update) beside ms per step of the classic DeepDream step this project had before its
   gradient conditioning (random roll, std-normalised raw gradient) and ms per bare
   forward+backward of the same truncated network;
+- on JAX or PyTorch (``KERAS_BACKEND``), which have no TensorFlow classic or bare step:
+  ms per dream step and ms per whole dream (every octave) per model and size;
 - end to end: frames per second of decode -> dream -> null sink on a real file, beside
   the dream alone on the same frames already in memory.
+
+``--precision`` builds the network in bfloat16 or float16 (``engine.precision``) for all
+of them but the engine settings' comparison, which has its own bfloat16 row.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 import yaml
 
 from ..app import build_engine, run_pipeline
-from ..backend import device_name, prepare
+from ..backend import active_backend, device_name, prepare
 from ..config import Config, EngineConfig, ModelConfig, parse_config
 from ..models.loader import load_dream_model
 from ..models.registry import REGISTRY
@@ -100,15 +105,17 @@ def _best_ms(*fns, repeats: int = 7) -> list[float]:
     return [b * 1000.0 for b in best]
 
 
-def bench_model(name: str, sizes: list[tuple[int, int]], steps: int, done: Callable[[], object] = lambda: None) -> list[dict[str, Any]]:
+def bench_model(name: str, sizes: list[tuple[int, int]], steps: int, done: Callable[[], object] = lambda: None,
+                engine_config: EngineConfig | None = None) -> list[dict[str, Any]]:
     """One row per size; ``done()`` after each (a progress bar)."""
     import tensorflow as tf  # noqa: PLC0415 - the bare and classic steps are TensorFlow's
 
     from ..dream.engine import DreamEngine  # noqa: PLC0415 - loads the Keras backend
 
     config = Config()
-    model = load_dream_model(ModelConfig(name=name), config.engine.precision, config.engine.fold_batchnorm)
-    engine = DreamEngine(model, config.dream, config.engine)
+    engine_config = engine_config or config.engine
+    model = load_dream_model(ModelConfig(name=name), engine_config.precision, engine_config.fold_batchnorm)
+    engine = DreamEngine(model, config.dream, engine_config)
     bare = _bare_gradient(model)
     classic = _classic_step(engine)
     rows = []
@@ -143,11 +150,42 @@ def bench_model(name: str, sizes: list[tuple[int, int]], steps: int, done: Calla
     return rows
 
 
-def bench_end_to_end(path: str, frames: int, stop: StopToken) -> dict[str, Any]:
+def bench_step(name: str, sizes: list[tuple[int, int]], steps: int, engine_config: EngineConfig,
+               done: Callable[[], object] = lambda: None, repeats: int = 3) -> list[dict[str, Any]]:
+    """Any backend: ms per dream step (``steps`` steps at the full size, numpy in and out,
+    so the device's work is finished) and ms per whole dream (every octave), best of
+    ``repeats``; one row per size, ``done()`` after each."""
+    from ..dream.engine import DreamEngine  # noqa: PLC0415 - loads the Keras backend
+
+    config = Config()
+    model = load_dream_model(ModelConfig(name=name), engine_config.precision, engine_config.fold_batchnorm)
+    engine = DreamEngine(model, config.dream.model_copy(update={"seed": 0}), engine_config)
+    rows = []
+    for width, height in sizes:
+        image = np.random.default_rng(0).uniform(0, 255, (height, width, 3)).astype(np.float32)
+        started = time.perf_counter()
+        engine.dream(image)  # compiles every octave's size (JAX) and warms the device up
+        first_ms = (time.perf_counter() - started) * 1000.0
+        engine.ascend(image, steps)  # JAX compiles per step count
+        step_ms, dream_ms = _best_ms(lambda: engine.ascend(image, steps), lambda: engine.dream(image), repeats=repeats)
+        rows.append({"model": name, "size": f"{width}x{height}", "precision": engine_config.precision,
+                     "dream_step_ms": round(step_ms / steps, 1), "dream_ms": round(dream_ms, 1),
+                     "first_dream_ms": round(first_ms), "octaves": engine.config.octaves,
+                     "steps_per_octave": engine.config.steps})
+        log.info("%s %dx%d %s: %.1f ms per step, %.0f ms per dream", name, width, height, engine_config.precision,
+                 step_ms / steps, dream_ms)
+        done()
+    return rows
+
+
+def bench_end_to_end(path: str, frames: int, stop: StopToken, precision: str = "float32",
+                     dream_width: int | None = None) -> dict[str, Any]:
     """Decode -> dream -> null sink on a real file, beside the dream alone on the same frames."""
 
     config = parse_config(
         {
+            "engine": {"precision": precision},
+            "dream": {"width": dream_width},
             "source": {"uri": path},
             "outputs": ["null"],
             "pipeline": {"max_frames": frames, "progress": False},
@@ -176,6 +214,9 @@ def bench_end_to_end(path: str, frames: int, stop: StopToken) -> dict[str, Any]:
     return {
         "file": path,
         "size": f"{info.width}x{info.height}",
+        "dream_width": config.dream.width or info.width,
+        "backend": active_backend(),
+        "precision": precision,
         "frames": result.frames_out,
         "dream_only_fps": round(dream_fps, 2),
         "end_to_end_fps": round(e2e_fps, 2),
@@ -201,20 +242,29 @@ def run(args: argparse.Namespace, stop: StopToken) -> dict[str, Any]:
         only = None if measures == "all" else measures.split(",")
         report["engine"] = bench_engine(names[0], sizes, args.steps, only=only)
 
-    report["backend"] = prepare(EngineConfig())
+    engine_config = EngineConfig(precision=getattr(args, "precision", "float32"))
+    report["backend"] = prepare(engine_config)
     report["device"] = device_name()
+    report["precision"] = engine_config.precision
     tensorflow = report["backend"] == "tensorflow"  # the bare and classic steps are TensorFlow's
     video = args.file or default_video()
     end_to_end = bool(video and args.frames > 0)
-    bar = progress_bar(len(names) * len(sizes) * tensorflow + end_to_end, unit="measurement", desc="bench",
+    per_size = args.steps > 0
+    bar = progress_bar(len(names) * len(sizes) * per_size + end_to_end, unit="measurement", desc="bench",
                        enabled=not args.no_progress)
     try:
-        for name in names if tensorflow else ():
+        for name in names if per_size else ():
             bar.set_description_str(f"bench {name}")
-            report["models"].extend(bench_model(name, sizes, args.steps, done=lambda: bar.update(1)))
+            if tensorflow:
+                rows = bench_model(name, sizes, args.steps, done=lambda: bar.update(1), engine_config=engine_config)
+            else:
+                rows = bench_step(name, sizes, args.steps, engine_config, done=lambda: bar.update(1),
+                                  repeats=max(1, getattr(args, "repeats", 3)))
+            report["models"].extend(rows)
         if end_to_end:
             bar.set_description_str("bench end to end")
-            report["end_to_end"] = bench_end_to_end(video, args.frames, stop)
+            report["end_to_end"] = bench_end_to_end(video, args.frames, stop, engine_config.precision,
+                                                    getattr(args, "dream_width", None))
             bar.update(1)
     finally:
         bar.close()
@@ -226,10 +276,18 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("engine"):
         lines += ["engine settings against the baseline step (the step as it was before them), side by side:",
                   format_engine_report(report["engine"]), ""]
-    lines.append(f"the dream step on {report.get('backend', 'tensorflow')}, {report.get('device', '')}:")
-    lines += [f"{'model':<20} {'size':>9} {'dream step ms':>14} {'classic step ms':>16} {'vs classic':>11} "
-             f"{'bare fwd+bwd ms':>16} {'overhead':>9}"]
-    for row in report.get("models", []):
+    lines.append(f"the dream step on {report.get('backend', 'tensorflow')} in {report.get('precision', 'float32')}, "
+                 f"{report.get('device', '')}:")
+    rows = report.get("models", [])
+    if rows and "classic_step_ms" not in rows[0]:  # JAX, PyTorch: no classic or bare step to compare
+        lines.append(f"{'model':<20} {'size':>9} {'dream step ms':>14} {'whole dream ms':>15} {'first dream ms':>15}")
+        lines += [f"{row['model']:<20} {row['size']:>9} {row['dream_step_ms']:>14.1f} {row['dream_ms']:>15.0f} "
+                  f"{row['first_dream_ms']:>15}" for row in rows]
+        rows = []
+    else:
+        lines += [f"{'model':<20} {'size':>9} {'dream step ms':>14} {'classic step ms':>16} {'vs classic':>11} "
+                  f"{'bare fwd+bwd ms':>16} {'overhead':>9}"]
+    for row in rows:
         lines.append(
             f"{row['model']:<20} {row['size']:>9} {row['dream_step_ms']:>14.1f} {row['classic_step_ms']:>16.1f} "
             f"{row['vs_classic_pct']:>10.1f}% {row['bare_fwd_bwd_ms']:>16.1f} {row['overhead_pct']:>8.1f}%"

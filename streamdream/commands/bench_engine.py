@@ -67,6 +67,8 @@ def measures(cores: int, backends: list[str]) -> list[Setting]:
         Setting(f"threads intra={cores} inter=1", {"intra_op_threads": cores, "inter_op_threads": 1}),
         Setting("threads intra=1 inter=1", {"intra_op_threads": 1, "inter_op_threads": 1}),
         Setting("bfloat16", {"precision": "bfloat16"}),
+        Setting("float16", {"precision": "float16"}),
+        Setting("transform tensorflow", {"transform": "tensorflow"}),
         Setting("XLA jit_compile", {"jit_compile": True}, slow=True),
         Setting("tiles of 256, one by one", {}, tile_size=256),
         Setting("tiles of 256, batched", {"batch_tiles": True}, tile_size=256),

@@ -140,19 +140,23 @@ def laplacian_normalize(image: Any, levels: int, fine_gain: float = 1.0, resize:
     return out
 
 
-def decorrelate_colors(gradient: Any, amount: float = 1.0) -> Any:
-    """The gradient of a picture parametrised in lucid's decorrelated colour space, in RGB."""
-    return ops.tensordot(gradient, ops.convert_to_tensor(color_preconditioner(amount).T), axes=1)
+def decorrelate_colors(gradient: Any, amount: float = 1.0, matrix: Any = None) -> Any:
+    """The gradient of a picture parametrised in lucid's decorrelated colour space, in RGB.
+    ``matrix``: ``color_preconditioner(amount).T`` already on the device (an eager backend
+    would otherwise copy it there on every step)."""
+    if matrix is None:
+        matrix = ops.convert_to_tensor(color_preconditioner(amount).T)
+    return ops.tensordot(gradient, matrix, axes=1)
 
 
-def condition(gradient: Any, cond: Conditioning, resize: Resize = keras_resize) -> Any:
-    """Stages 2-5 on a raw gradient."""
+def condition(gradient: Any, cond: Conditioning, resize: Resize = keras_resize, colors: Any = None) -> Any:
+    """Stages 2-5 on a raw gradient (``colors``: see ``decorrelate_colors``' ``matrix``)."""
     if cond.blur > 0:
         gradient = binomial_blur(gradient, cond.blur)
     if cond.laplacian_levels > 0:
         gradient = laplacian_normalize(gradient, cond.laplacian_levels, cond.fine_gain, resize)
     if cond.decorrelate > 0:
-        gradient = decorrelate_colors(gradient, cond.decorrelate)
+        gradient = decorrelate_colors(gradient, cond.decorrelate, colors)
     return gradient / (ops.std(gradient) + 1e-8)
 
 

@@ -20,6 +20,7 @@ from ..models.loader import DreamModel
 from ..models.registry import Look
 from .conditioning import Conditioning
 from .objective import Objective
+from .octaves import dream_octaves
 from .step import Step
 from .tone import ToneKeeper
 
@@ -161,6 +162,9 @@ class DreamEngine:
         when the detail is shown, so detail carried to other frames stays whole.
         ``on_step(octave, step)`` is called after every step (for a progress bar); the steps
         then run one call each, which gives the same result (the same random draws, in order).
+        Where the step's work is on the device (``Step.device_resident``: JAX, PyTorch, and
+        TensorFlow with its own warp), the octaves run there too (``octaves.dream_octaves``):
+        the frame crosses to the device once and its detail comes back once.
         """
         cfg = self.config
         steps = cfg.steps if steps is None else steps
@@ -173,6 +177,10 @@ class DreamEngine:
             return source - image
         height, width = source.shape[:2]
         sizes = octave_sizes(width, height, octaves, cfg.octave_scale)
+        if self.step.device_resident and on_step is None:
+            detail = dream_octaves(self.step, source, sizes, steps, self.step_size, cfg.jitter, cfg.tile_size)
+            self.steps_total += steps * len(sizes)
+            return self._finish(detail, source, image)
         detail = np.zeros((sizes[0][1], sizes[0][0], 3), np.float32)
         for octave, (w, h) in enumerate(sizes):
             base = resize(source, w, h)
@@ -183,6 +191,9 @@ class DreamEngine:
                 dreamed = self.ascend(dreamed, 1)
                 on_step(octave, step)
             detail = dreamed - base
+        return self._finish(detail, source, image)
+
+    def _finish(self, detail: np.ndarray, source: np.ndarray, image: np.ndarray) -> np.ndarray:
         detail = self.level_detail(detail, source)
         return np.clip(source + detail, 0, 255) - image
 

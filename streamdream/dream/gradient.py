@@ -1,10 +1,17 @@
-"""The random transform of a dream step on TensorFlow: drawn in the graph, warped by OpenCV.
+"""The random transform of a dream step on TensorFlow: drawn in the graph, warped on the device.
 
 Stage 1 of ``conditioning.py``'s five (which says why each is there), in the form
 TensorFlow's step needs: the transform's random numbers come from a ``tf.random.Generator``
-inside the compiled step, and the warp runs on the host through OpenCV's ``warpAffine``
-(2.6x faster than TensorFlow's CPU kernel). Stages 2-5 are ``conditioning.condition``, given
-``tf_resize`` because the graph leaves the frame size open.
+inside the compiled step, and the warp is one of two (``engine.transform``):
+
+* ``opencv``: on the host through OpenCV's ``warpAffine`` (2.6x faster than TensorFlow's
+  CPU kernel), the CPU's choice;
+* ``tensorflow``: TensorFlow's own ``ImageProjectiveTransformV3`` in the graph, so on a GPU
+  the picture never leaves the device during a step (OpenCV would cost two host round
+  trips per step).
+
+``auto`` picks ``tensorflow`` when TensorFlow sees a GPU, else ``opencv``. Stages 2-5 are
+``conditioning.condition``, given ``tf_resize`` because the graph leaves the frame size open.
 """
 
 from __future__ import annotations
@@ -46,33 +53,50 @@ def random_transform(rng: tf.random.Generator, height: tf.Tensor, width: tf.Tens
 
 
 _BORDERS = {"REFLECT": cv2.BORDER_REFLECT, "CONSTANT": cv2.BORDER_CONSTANT}
+WARPS = ("opencv", "tensorflow")
 
 
-def apply_transform(image: tf.Tensor, transform: tf.Tensor, fill: str = "REFLECT") -> tf.Tensor:
+def choose_warp(setting: str) -> str:
+    """``engine.transform`` resolved: ``auto`` is ``tensorflow`` where TensorFlow sees a GPU."""
+    if setting in WARPS:
+        return setting
+    if setting != "auto":
+        raise ValueError(f"engine.transform must be auto, opencv or tensorflow, got {setting!r}")
+    return "tensorflow" if tf.config.list_logical_devices("GPU") else "opencv"
+
+
+def apply_transform(image: tf.Tensor, transform: tf.Tensor, fill: str = "REFLECT", warp: str = "opencv") -> tf.Tensor:
     """``image`` resampled (bilinear) through ``transform``, an 8-vector as
     ``ImageProjectiveTransformV3`` takes it (output pixel -> input pixel).
 
-    OpenCV's ``warpAffine`` does it on the host, 2.6x faster than TensorFlow's CPU kernel
-    (6.3 against 16.5 ms at 640x480, within 0.02 levels of it): the two warps were most of
-    the conditioning's cost per step. No gradient flows through it, none is needed.
+    ``opencv``: ``warpAffine`` on the host, 2.6x faster than TensorFlow's CPU kernel (6.3
+    against 16.5 ms at 640x480, within 0.02 levels of it): the two warps were most of the
+    conditioning's cost per step on a CPU. ``tensorflow``: the kernel itself, on whatever
+    device the graph runs on. Both mirror the edge pixel (``REFLECT``). No gradient flows
+    through either, none is needed.
     """
+    if warp == "tensorflow":
+        out = tf.raw_ops.ImageProjectiveTransformV3(
+            images=image[None], transforms=transform[None], output_shape=tf.shape(image)[:2],
+            fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode=fill)
+        return tf.ensure_shape(out[0], image.shape)
 
-    def warp(picture: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    def warp_affine(picture: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         size = (picture.shape[1], picture.shape[0])
         return cv2.warpAffine(picture, matrix[:6].reshape(2, 3), size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=_BORDERS[fill])
 
-    out = tf.numpy_function(warp, [image, transform], tf.float32, stateful=False)
+    out = tf.numpy_function(warp_affine, [image, transform], tf.float32, stateful=False)
     return tf.ensure_shape(out, image.shape)
 
 
 def transformed_gradient(image: tf.Tensor, gradient_of: Callable[[tf.Tensor], tf.Tensor], rng: tf.random.Generator,
-                         jitter: tf.Tensor, cond: Conditioning) -> tf.Tensor:
+                         jitter: tf.Tensor, cond: Conditioning, warp: str = "opencv") -> tf.Tensor:
     """``gradient_of`` evaluated on a randomly transformed view, mapped back onto ``image``."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     forward, inverse = random_transform(rng, height, width, jitter, cond)
-    view = apply_transform(image, forward)
-    return apply_transform(gradient_of(view), inverse, fill="CONSTANT")
+    view = apply_transform(image, forward, warp=warp)
+    return apply_transform(gradient_of(view), inverse, fill="CONSTANT", warp=warp)
 
 
 def tf_resize(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
@@ -80,4 +104,4 @@ def tf_resize(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tenso
     return tf.image.resize(image[None], tf.stack([height, width]))[0]
 
 
-__all__ = ["apply_transform", "random_transform", "tf_resize", "transformed_gradient"]
+__all__ = ["WARPS", "apply_transform", "choose_warp", "random_transform", "tf_resize", "transformed_gradient"]

@@ -21,6 +21,16 @@ from keras import ops
 from ..models.loader import DreamModel
 
 MAX_GUIDE_FEATURES = 1024  # guide positions kept per layer; bounds the match matrix
+#: float16 (engine.precision) flushes the backward pass's smallest gradients to zero: a mean
+#: over a tile's activations gives each one 1/N, ~1e-5, under float16's smallest normal number
+#: (6e-5). The steps differentiate the loss times this scale instead; the conditioning scales
+#: every gradient to unit size anyway, so the step is the same. bfloat16 has float32's range.
+LOSS_SCALES = {"float16": 4096.0}
+
+
+def loss_scale(precision: str) -> float:
+    """What a step multiplies the objective by before differentiating it, for ``precision``."""
+    return LOSS_SCALES.get(precision, 1.0)
 
 
 class Objective:

@@ -4,12 +4,16 @@ One ``jax.jit`` per frame size and step count: a ``lax.scan`` over the steps' ra
 transforms (drawn on the host, see ``conditioning.random_transforms``), each step the
 network's gradient by ``jax.grad`` through ``stateless_call`` (the weights are arguments,
 not constants baked into the compiled program). Shapes are static inside ``jit``, so
-tiles are cut by plain Python. On CPU, XLA's depthwise-convolution backprop is far
+tiles are cut by plain Python. Per ``ascend`` the picture and the steps' transforms go to
+the device once and the picture comes back once; ``ascend_tensor`` leaves it there, so a
+whole dream's octaves stay on the device (``octaves.dream_octaves``). On CPU, XLA's depthwise-convolution backprop is far
 slower than TensorFlow's kernels (``streamdream bench`` shows by how much); JAX is here
 for GPUs.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +27,7 @@ from .conditioning import (
     tile_bounds,
     transformed_gradient,
 )
-from .objective import Objective
+from .objective import Objective, loss_scale
 
 
 class JaxStep:
@@ -33,6 +37,8 @@ class JaxStep:
         self.objective = objective
         self.conditioning = conditioning
         self.trace_count = 0
+        self.device_resident = True  # every stage is in the compiled program, on JAX's device
+        self._loss_scale = loss_scale(engine.precision)
         self._rng = np.random.default_rng(seed)
         extractor = objective.model.extractor
         self._weights = ([v.value for v in extractor.trainable_variables], [v.value for v in extractor.non_trainable_variables])
@@ -51,7 +57,8 @@ class JaxStep:
     def _ascend_traced(self, image: jax.Array, transforms: jax.Array, step_size: jax.Array, weights: tuple,
                        tile: int) -> jax.Array:
         self.trace_count += 1  # runs only while tracing
-        gradient = jax.grad(self._objective)
+        scale = self._loss_scale
+        gradient = jax.grad(self._objective if scale == 1.0 else lambda view, weights: self._objective(view, weights) * scale)
         height, width = image.shape[0], image.shape[1]
         tiles = tile_bounds(height, width, tile)
 
@@ -71,10 +78,13 @@ class JaxStep:
         return image
 
     def ascend(self, image: np.ndarray, steps: int, step_size: float, jitter: int, tile: int) -> np.ndarray:
-        height, width = image.shape[:2]
-        transforms = random_transforms(self._rng, steps, height, width, jitter, self.conditioning)
-        out = self._ascend(jnp.asarray(image), jnp.asarray(transforms), jnp.float32(step_size), self._weights, tile=tile)
-        return np.asarray(out)
+        return np.asarray(self.ascend_tensor(jnp.asarray(image), steps, step_size, jitter, tile))
+
+    def ascend_tensor(self, image: Any, steps: int, step_size: float, jitter: int, tile: int) -> Any:
+        height, width = int(image.shape[0]), int(image.shape[1])
+        # drawn on the host (reseed repeats them exactly), sent to the device once per call
+        transforms = jnp.asarray(random_transforms(self._rng, steps, height, width, jitter, self.conditioning))
+        return self._ascend(image, transforms, jnp.float32(step_size), self._weights, tile=tile)
 
     def reseed(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)

@@ -4,20 +4,25 @@ Its input signature leaves height and width open, so a new frame size never retr
 (``trace_count`` proves it in the tests). The switches of ``engine:`` that concern
 TensorFlow alone live here: ``jit_compile`` (XLA for the network's gradient; the random
 transform, ``ImageProjectiveTransformV3``, has no XLA kernel, so the loop around it stays
-a graph) and ``batch_tiles`` (a tiled frame's tiles as one batch).
+a graph), ``batch_tiles`` (a tiled frame's tiles as one batch) and ``transform`` (who
+warps the random transform: OpenCV on the host, or TensorFlow's kernel on the device,
+``gradient.choose_warp``). With TensorFlow's warp every stage of a step is in the graph,
+so on a GPU the picture stays there for all the steps of an ``ascend`` and, through
+``ascend_tensor``, for all the octaves of a dream.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from ..config import EngineConfig
 from .conditioning import Conditioning, condition
-from .gradient import tf_resize, transformed_gradient
-from .objective import Objective
+from .gradient import choose_warp, tf_resize, transformed_gradient
+from .objective import Objective, loss_scale
 
 
 def _grid(height: tf.Tensor, width: tf.Tensor, tile: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -34,6 +39,9 @@ class TFStep:
         self.objective = objective
         self.conditioning = conditioning
         self.trace_count = 0
+        self.warp = choose_warp(engine.transform)
+        self.device_resident = self.warp == "tensorflow"  # OpenCV's warp is a host round trip per step
+        self._loss_scale = loss_scale(engine.precision)
         self._rng = tf.random.Generator.from_seed(seed) if seed is not None else tf.random.Generator.from_non_deterministic_state()
         gradient = self._objective_gradient
         # XLA compiles the network's forward and backward pass alone, once per tile shape
@@ -51,8 +59,12 @@ class TFStep:
     def _objective_gradient(self, view: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             tape.watch(view)
-            loss = self.objective(view)
+            loss = self._scaled(self.objective(view))
         return tape.gradient(loss, view)
+
+    def _scaled(self, loss: tf.Tensor) -> tf.Tensor:
+        """float16's loss scale (``objective.loss_scale``); no op at all otherwise."""
+        return loss * self._loss_scale if self._loss_scale != 1.0 else loss
 
     def _tiled_objective_gradient(self, view: tf.Tensor, tile: tf.Tensor) -> tf.Tensor:
         """The same, tile by tile, so a 4K frame needs only one tile's activations at a time.
@@ -78,7 +90,7 @@ class TFStep:
                            [rows * cols, tile_h, tile_w, 3])
         with tf.GradientTape() as tape:
             tape.watch(batch)
-            loss = self.objective.of_batch(batch)
+            loss = self._scaled(self.objective.of_batch(batch))
         grad = tape.gradient(loss, batch)
         grad = tf.reshape(tf.transpose(tf.reshape(grad, [rows, cols, tile_h, tile_w, 3]), [0, 2, 1, 3, 4]),
                           [rows * tile_h, cols * tile_w, 3])
@@ -89,19 +101,21 @@ class TFStep:
         self.trace_count += 1  # runs only while tracing
         gradient_of = functools.partial(gradient_of, tile=tile) if gradient_of else self._gradient
         for _ in tf.range(steps):
-            grad = transformed_gradient(image, gradient_of, self._rng, jitter, self.conditioning)
+            grad = transformed_gradient(image, gradient_of, self._rng, jitter, self.conditioning, self.warp)
             image = tf.clip_by_value(image + step_size * condition(grad, self.conditioning, tf_resize), 0.0, 255.0)
         return image
 
     # --- numpy in, numpy out -----------------------------------------------------------------
 
     def ascend(self, image: np.ndarray, steps: int, step_size: float, jitter: int, tile: int) -> np.ndarray:
-        fits = max(image.shape[0], image.shape[1]) <= tile
-        out = (self._ascend_whole if fits else self._ascend_tiled)(
-            tf.convert_to_tensor(image, tf.float32), tf.constant(steps, tf.int32), tf.constant(step_size, tf.float32),
+        return self.ascend_tensor(tf.convert_to_tensor(image, tf.float32), steps, step_size, jitter, tile).numpy()
+
+    def ascend_tensor(self, image: Any, steps: int, step_size: float, jitter: int, tile: int) -> Any:
+        fits = max(int(image.shape[0]), int(image.shape[1])) <= tile
+        return (self._ascend_whole if fits else self._ascend_tiled)(
+            image, tf.constant(steps, tf.int32), tf.constant(step_size, tf.float32),
             tf.constant(jitter, tf.int32), tf.constant(tile, tf.int32),
         )
-        return out.numpy()
 
     def reseed(self, seed: int) -> None:
         self._rng.reset_from_seed(seed)

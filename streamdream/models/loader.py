@@ -89,8 +89,9 @@ def resolve_look(config: ModelConfig, presets: dict[str, Look], default: str | N
 
 
 def load_dream_model(config: ModelConfig, precision: str = "float32", fold_batchnorm: bool = True) -> DreamModel:
-    """The network cut at the dream layers; ``precision`` "bfloat16" builds it to compute in
-    bfloat16 (weights and gradients stay float32: Keras' mixed_bfloat16 policy);
+    """The network cut at the dream layers; ``precision`` "bfloat16" or "float16" builds it to
+    compute in that type (weights and gradients stay float32: Keras' mixed_bfloat16 and
+    mixed_float16 policies; the steps scale float16's loss, ``objective.LOSS_SCALE``);
     ``fold_batchnorm`` folds batch normalisations into their convolutions (``models/fold.py``)."""
     if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         import_tensorflow()  # quietly, before keras pulls it in
@@ -109,10 +110,11 @@ def load_dream_model(config: ModelConfig, precision: str = "float32", fold_batch
         get_entry(config.name)  # raises the error listing the choices
     if fold_batchnorm:
         base = fold(base)
-    if precision == "bfloat16":
+    if precision in ("bfloat16", "float16"):
+        policy = keras.dtype_policies.get(f"mixed_{precision}")
         for layer in base.layers:  # a built or loaded network alike; the weights stay float32
             if not isinstance(layer, keras.layers.InputLayer):
-                layer.dtype_policy = keras.dtype_policies.get("mixed_bfloat16")
+                layer.dtype_policy = policy
     names = {layer.name for layer in base.layers}
     outputs = []
     for spec in layers:
