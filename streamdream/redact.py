@@ -46,9 +46,16 @@ _FRAGMENT_SCHEMES = frozenset({"http", "https"})
 _RTMP_SCHEMES = frozenset({"rtmp", "rtmps", "rtmpe", "rtmpt", "rtmpte", "rtmpts"})
 
 
+# Config fields whose names hold a secret word but no secret (``coherence.passes``)
+_NOT_SECRET = frozenset({"passes"})
+
+
 def is_secret_name(name: str) -> bool:
     """True for a parameter name that suggests a secret (case and punctuation ignored)."""
-    normal = re.sub(r"[^a-z0-9]", "", unquote(name).lower())
+    name = unquote(name)
+    if re.split(r"[.\-]", name.lower())[-1] in _NOT_SECRET:
+        return False
+    normal = re.sub(r"[^a-z0-9]", "", name.lower())
     return any(word in normal for word in _SECRET_WORDS)
 
 

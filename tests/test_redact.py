@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from streamdream.log import RedactingFilter
-from streamdream.redact import redact_data, redact_url
+from streamdream.redact import redact, redact_data, redact_url
 
 # (URL or text, what must be gone, what must stay)
 CASES = [
@@ -84,3 +84,12 @@ def test_filter_redacts_arguments_and_tracebacks() -> None:
 def test_api_answers_are_redacted_deeply() -> None:
     state = {"source": {"uri": "rtsp://a:pw1@c/x"}, "outputs": ["rtmp://h/app/key"], "n": 3, "ok": True}
     assert redact_data(state) == {"source": {"uri": "rtsp://a:***@c/x"}, "outputs": ["rtmp://h/app/***"], "n": 3, "ok": True}
+
+
+def test_a_config_field_named_like_a_secret_keeps_its_value_in_errors() -> None:
+    """`coherence.passes` holds "pass": its error must still say what was wrong; real secrets still go."""
+    assert redact("c.yaml:3: coherence.passes: must be <= 2, got 3") == "c.yaml:3: coherence.passes: must be <= 2, got 3"
+    assert redact("  passes: 3") == "  passes: 3"
+    assert redact("password: hunter2") == "password: ***"
+    assert redact("coherence.passwd: hunter2") == "coherence.passwd: ***"
+    assert redact("passes_token=abc") == "passes_token=***"
