@@ -37,6 +37,7 @@ from .pipeline.runner import Pipeline, PipelineResult
 from .runtime.observer import PipelineObserver
 from .runtime.workers import StopToken, Workers
 from .sources import ParsedUri, open_source, parse_uri
+from .sources.blend import BlendInputs
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,10 @@ def assemble(
     except BaseException:
         source.close()
         raise
-    looks = LookSwitch(look)
+    blends = BlendInputs(config.source, synced=not info.live, reconnect=config.reconnect, workers=workers, observer=observer)
+    looks = LookSwitch(look, blends)
+    if config.dream.blend_with is not None:
+        blends.get(look.config.dream)  # the second input opens beside the first, before the first frame
     if react is not None and not info.has_audio:
         log.warning("audio_react: %s has no audio track; the dream's strength does not follow any sound", info.uri)
         react = None
@@ -149,6 +153,8 @@ def assemble(
         if not react.live:
             react.start_file(parsed.target, workers)
         looks.modulation = react.strength
+        if config.audio_react is not None and config.audio_react.blend is not None:
+            looks.blend_modulation = react.blend
     return Assembly(config, source, info, looks, observer, workers, daemon, audio, react)
 
 
@@ -161,7 +167,12 @@ def _audio_react(config: Config, parsed: ParsedUri, observer: PipelineObserver) 
 
 def run_pipeline(config: Config, stop: StopToken, observer: PipelineObserver | None = None, engine=None) -> PipelineResult:
     """Dream ``config.source`` into every ``config.outputs`` until the end or ``stop``."""
-    return assemble(config, stop, observer=observer, engine=engine).pipeline().run()
+    assembly = assemble(config, stop, observer=observer, engine=engine)
+    try:
+        return assembly.pipeline().run()
+    finally:
+        if assembly.looks.blends is not None:
+            assembly.looks.blends.close()  # the second input's reader
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

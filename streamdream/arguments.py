@@ -123,8 +123,16 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         help="dream at this width; the detail is added to the full-size picture (default: the picture's own width; config dream.width)",
     )  # fmt: skip
     g.add_argument("--guide", metavar="IMG", help=_config_help(DreamConfig, "dream", "guide", "dream toward this image's features"))
-    g.add_argument("--blend-with", metavar="IMG", help=_config_help(DreamConfig, "dream", "blend_with", "dream a blend of the input and this image"))
+    g.add_argument("--blend-with", metavar="URI", help=_config_help(
+        DreamConfig, "dream", "blend_with", "dream a blend of the input and this second input: a picture, or (run) any "
+        "--input URI: a video file (looped), webcam, rtsp://..., demo, lavfi:..."))
     g.add_argument("--blend", type=float, metavar="R", help="share of --blend-with in the blend, 0..1 (default: 0.5 with --blend-with; config dream.blend)")
+    g.add_argument("--blend-mode", choices=["mix", "screen", "multiply", "difference"],
+                   help=_config_help(DreamConfig, "dream", "blend_mode", "how the two inputs combine"))
+    g.add_argument("--blend-fit", choices=["cover", "contain", "stretch"],
+                   help=_config_help(DreamConfig, "dream", "blend_fit", "how --blend-with is brought to the input's frame"))
+    g.add_argument("--no-blend-loop", dest="blend_loop", action="store_false", default=None,
+                   help="play --blend-with once: the input goes on alone after its end (default: looped; config dream.blend_loop)")
     g.add_argument("--seed", type=int, help=_config_help(DreamConfig, "dream", "seed", "seed for the jitter"))
 
 
@@ -290,6 +298,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "guide": args.guide,
         "blend_with": args.blend_with,
         "blend": args.blend,
+        "blend_mode": args.blend_mode,
+        "blend_fit": args.blend_fit,
+        "blend_loop": args.blend_loop,
         "seed": args.seed,
     }
     if args.blend_with and args.blend is None:

@@ -103,8 +103,23 @@ class DreamConfig(Section):
     tile_size: int = Field(1024, ge=64, le=8192, description="Gradients are computed in tiles this big.")
     width: int | None = Field(None, ge=32, le=8192, description="Dream at this width (None: frame width).")
     guide: Path | None = Field(None, description="Dream toward this image's features.")
-    blend_with: Path | None = Field(None, description="Dream a blend of the input and this image.")
-    blend: float = Field(0.0, ge=0.0, le=1.0, description="Share of blend_with in the blend.")
+    blend_with: str | None = Field(
+        None, description="A second input blended into the first before the dream: any URI --input takes (a video "
+        "file, looped by default; webcam; rtsp:// and other streams; demo; lavfi:...; image:PATH) or a picture file.")
+    blend: float = Field(0.0, ge=0.0, le=1.0, description="Share of blend_with in the blend (0: the first input alone).")
+    blend_mode: Literal["mix", "screen", "multiply", "difference"] = Field(
+        "mix", description="How the two inputs combine: mix (a cross-dissolve), screen (lightens), multiply (darkens), "
+        "difference; blend is the share of the combined picture.")
+    blend_fit: Literal["cover", "contain", "stretch"] = Field(
+        "cover", description="How blend_with is brought to the first input's frame: cover (scaled to fill, cropped), "
+        "contain (scaled to fit, black bars), stretch (scaled to the frame, aspect not kept).")
+    blend_loop: bool = Field(True, description="Start blend_with again at its end (a file, a finite demo); false: "
+                             "the first input goes on alone once it ended.")
+
+    @field_validator("blend_with", mode="before", json_schema_input_type=str | None)
+    @classmethod
+    def _uri_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, Path) else value
     seed: int | None = Field(None, description="Seed for jitter; None for random.")
 
 
@@ -356,6 +371,12 @@ class PresetConfig(Section):
     steps: int | None = Field(None, ge=0, le=1000, description="Gradient steps per octave (None: dream.steps).")
     octaves: int | None = Field(None, ge=1, le=12, description="Number of octaves (None: dream.octaves).")
     coherence: Literal["independent", "blend", "flow"] | None = Field(None, description="Coherence mode (None: coherence.mode).")
+    blend_with: str | None = Field(None, description="This preset's second input (None: dream.blend_with); "
+                                   "switching presets crossfades from one to the other.")
+    blend: float | None = Field(None, ge=0.0, le=1.0, description="This preset's share of the second input "
+                                "(None: dream.blend, or the blend control's value).")
+    blend_mode: Literal["mix", "screen", "multiply", "difference"] | None = Field(
+        None, description="This preset's blend mode (None: dream.blend_mode).")
 
     @field_validator("layers", mode="before", json_schema_input_type=str | list[str | LayerSpec])
     @classmethod
@@ -442,6 +463,9 @@ class AudioReactConfig(Section):
     release: float = Field(0.3, ge=0.001, le=30.0, description="Seconds the level takes to fall (63 %).")
     floor_db: float = Field(-50.0, ge=-120.0, lt=0.0, description="Loudness (dBFS RMS) at or below which the level is 0.")
     ceiling_db: float = Field(-10.0, ge=-120.0, le=0.0, description="Loudness (dBFS RMS) at or above which the level is 1.")
+    blend: tuple[float, float] | None = Field(
+        None, description="Factor on the share of dream.blend_with in silence and at full loudness, e.g. [0, 1]: "
+        "the second input shows with the sound (None: the blend does not follow the sound).")
     onsets: float = Field(0.3, ge=0.0, le=1.0, description="Level an onset (a sudden rise) adds, fading with `release`; 0: off.")
     onset_db: float = Field(9.0, ge=1.0, le=60.0, description="Rise in dB within 50 ms that counts as an onset.")
 
@@ -452,6 +476,13 @@ class AudioReactConfig(Section):
             raise ValueError(f"strength: both factors must be within 0..10, got {list(value)}")
         return value
 
+    @field_validator("blend")
+    @classmethod
+    def _blend_factors(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not all(0.0 <= v <= 10.0 for v in value):
+            raise ValueError(f"blend: both factors must be within 0..10, got {list(value)}")
+        return value
+
     @model_validator(mode="after")
     def _range(self) -> AudioReactConfig:
         if self.floor_db >= self.ceiling_db:
@@ -459,7 +490,7 @@ class AudioReactConfig(Section):
         return self
 
 
-MIDI_VERBS = ("strength", "step_size", "carry", "layer", "crossfade", "preset", "next", "previous")
+MIDI_VERBS = ("strength", "step_size", "carry", "layer", "crossfade", "blend", "preset", "next", "previous")
 
 
 class MidiBinding(Section):
@@ -467,8 +498,8 @@ class MidiBinding(Section):
 
     cc: int | None = Field(None, ge=0, le=127, description="Control change number (a knob or fader).")
     note: int | None = Field(None, ge=0, le=127, description="Note number (a pad or key); its velocity is the value.")
-    verb: Literal["strength", "step_size", "carry", "layer", "crossfade", "preset", "next", "previous"] = Field(
-        description="What it drives: strength, step_size, carry, layer, crossfade (scaled from 0-127); "
+    verb: Literal["strength", "step_size", "carry", "layer", "crossfade", "blend", "preset", "next", "previous"] = Field(
+        description="What it drives: strength, step_size, carry, layer, crossfade, blend (scaled from 0-127); "
         "preset, next, previous (on a press: a note, or a control change crossing 64).")
     layer: str | None = Field(None, min_length=1, max_length=200, description="verb layer: the layer whose weight it sets.")
     preset: str | None = Field(None, min_length=1, max_length=64, description="verb preset: the preset it switches to.")

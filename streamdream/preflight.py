@@ -40,7 +40,8 @@ from .models.layer_names import layer_names
 from .models.loader import keras_file_problem
 from .models.registry import KERAS_WEIGHTS_URL, REGISTRY, missing_weights_message
 from .sinks import CheckContext, check_sink, exclusive_key, parse_output_uri
-from .sources import check_source, input_paths, parse_uri
+from .sources import KINDS, check_source, input_paths, parse_uri
+from .sources.blend import is_still, still_path
 from .web.binding import check_control_binding, check_listen
 
 Command = Literal["run", "serve"]
@@ -195,7 +196,7 @@ def check_output(output: OutputConfig, command: Command, inputs: tuple[str, ...]
 
 
 def check_outputs(config: Config, command: Command, problems: Problems, ports: bool = True) -> None:
-    inputs = input_paths(config.source.uri)
+    inputs = input_paths(config.source.uri) + (input_paths(config.dream.blend_with) if config.dream.blend_with else ())
     seen: dict[str, str] = {}
     for output in config.outputs:
         problems.check(check_output, output, command, inputs, ports)
@@ -219,7 +220,7 @@ def check_config(config: Config, command: Command = "run", *, ports: bool = True
     config whose daemon runs and holds them).
     """
     problems = Problems()
-    check_dream(config, problems)
+    check_dream(config, problems, command)
     problems.check(check_input, config, command)
     check_outputs(config, command, problems, ports)
     if config.metrics.enabled or command == "serve":
@@ -251,7 +252,27 @@ def _find_module(name: str) -> object:
         return None
 
 
-def check_dream(config: Config, problems: Problems) -> None:
+def check_dream(config: Config, problems: Problems, command: Command | None = None) -> None:
+    """The model, the guide and the second input; ``command`` None: one picture dreamed (`image`,
+    `zoom`, the cluster), where only a picture can be blended."""
     check_models(config, problems)
     problems.check(check_picture, config.dream.guide, "dream.guide", max_pixels=config.source.max_pixels)
-    problems.check(check_picture, config.dream.blend_with, "dream.blend_with", max_pixels=config.source.max_pixels)
+    problems.check(check_blend_with, config, command)
+
+
+def check_blend_with(config: Config, command: Command | None) -> None:
+    """``dream.blend_with``: a picture that can be read, or an input its kind accepts (``run``, ``serve``)."""
+    uri = config.dream.blend_with
+    if uri is None:
+        return
+    if is_still(uri):
+        check_picture(still_path(uri), "dream.blend_with", max_pixels=config.source.max_pixels)
+        return
+    if command is None:
+        raise ConfigError(f"dream.blend_with {redact_url(uri)}: a moving second input is blended by `run` and "
+                          "`serve` on one machine; here (`image`, `zoom`, --workers, --cluster) give a picture file")
+    try:
+        parsed = parse_uri(uri)
+        KINDS[parsed.kind].check(parsed, config.source.model_copy(update={"uri": uri}), command)
+    except StreamdreamError as exc:
+        raise ConfigError(f"dream.blend_with: {exc}") from None

@@ -31,12 +31,13 @@ from pathlib import Path
 import av
 import numpy as np
 
-from ..app import build_engine
+from ..app import build_engine, to_uint8
 from ..config import Config, OutputConfig
 from ..errors import SourceError, StreamdreamError
 from ..frames import Frame, SourceInfo, freeze
 from ..sinks import open_sink
 from ..sinks.file import split_file_uri
+from ..sources.blend import still_blend
 from .plan import Segment
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ class SegmentDreamer:
     def __init__(self, config: Config, engine=None) -> None:
         self.config = config
         self.engine = engine or build_engine(config)
+        self._blend = still_blend(config.dream, config.source.max_pixels)  # a picture; preflight refuses a moving one
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def _processor(self):
@@ -195,6 +197,8 @@ class SegmentDreamer:
                     timing["read"] += now - started
                     if cancelled is not None and cancelled():
                         raise SegmentCancelled(f"segment {seg.index} of {task.input} cancelled")
+                    if self._blend is not None:
+                        frame = Frame(to_uint8(self._blend(frame.image)), frame.index, frame.pts, frame.captured_at)
                     small = main.downscale(frame.image)
                     if frame.index < seg.start:  # warm-up: the previous worker's handover chain
                         self.engine.reseed(chain_seed(task.seed, frame.index))

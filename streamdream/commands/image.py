@@ -10,6 +10,7 @@ from ..arguments import config_from_args
 from ..images import read_image, write_image
 from ..progress import progress_bar
 from ..runtime.workers import StopToken
+from ..sources.blend import still_blend
 from .job_checks import check_image_job
 from .stills import dream_at_width, dream_size, total_steps
 
@@ -32,7 +33,8 @@ def command(args: argparse.Namespace, stop: StopToken) -> int:
         bar.update(1)
 
     try:
-        dreamed = dream_at_width(engine, picture, config.dream.width, on_step=on_step)
+        dreamed = dream_at_width(engine, picture, config.dream.width, on_step=on_step,
+                                 blend=still_blend(config.dream, config.source.max_pixels))
     finally:
         bar.close()
     write_image(args.output, to_uint8(dreamed), overwrite=args.overwrite)

@@ -132,6 +132,8 @@ class Service:
             )
             self.director.start(self.assembly.looks, self.workers)
             self.assembly.looks.modulation = self._modulation()
+            if self.audio is not None and config.audio_react is not None and config.audio_react.blend is not None:
+                self.assembly.looks.blend_modulation = self.audio.blend
             self._start_pipeline()
             if self.osc is not None:
                 self.workers.start(self.osc)
@@ -149,6 +151,8 @@ class Service:
                 self.pipeline.finish()
             if self.source is not None:
                 self.source.close()
+            if self.assembly is not None and self.assembly.looks.blends is not None:
+                self.assembly.looks.blends.close()
             self.server.shutdown()
             if self.osc is not None and not self.osc.alive:
                 self.osc.end()  # never started: close its socket here
@@ -308,6 +312,10 @@ class Service:
             "config": {"path": str(self.path), "last_reload": self.last_reload},
             "errors": self.recent.entries(),
         })  # fmt: skip
+        blends = self.assembly.looks.blends.states() if self.assembly and self.assembly.looks.blends else []
+        if blends:
+            state["blend_source"] = blends[-1]  # the one used last: the look shown (or fading in)
+            state["blend_sources"] = blends
         if self.audio is not None:
             state["audio_react"] = self.audio.state()
         if self.midi is not None:
@@ -359,6 +367,9 @@ class Service:
 
     def set_layer_weight(self, layer: str, value: float) -> dict[str, Any]:
         return self._running_director().set_layer_weight(layer, value)
+
+    def set_blend(self, value: float) -> dict[str, Any]:
+        return self._running_director().set_blend(value)
 
 
 def _midi_input(config: Config, controller: Service):

@@ -46,6 +46,7 @@ class HealthMonitor(PipelineObserver):
         self._up: bool | None = None
         self._down_since: float | None = None
         self._outputs_down: dict[str, float] = {}  # output -> since when; replaced whole
+        self._blend_down_since: float | None = None  # the second input (dream.blend_with): a note, never unhealthy
 
     def configure(self, config: HealthConfig) -> None:
         self.config = config
@@ -63,6 +64,10 @@ class HealthMonitor(PipelineObserver):
             elif self._down_since is None:
                 self._down_since = self._clock()
             self._up = up
+
+    def blend_source_up(self, up: bool) -> None:
+        with self._lock:
+            self._blend_down_since = None if up else (self._blend_down_since or self._clock())
 
     def output_up(self, output: str, up: bool) -> None:
         with self._lock:
@@ -110,4 +115,7 @@ class HealthMonitor(PipelineObserver):
                 return HealthStatus(False, reason, up, down_for, age)
         notes = [f"source down for {down_for:.0f} s, showing idle frames"] if up is False else []
         notes += [f"output {o} down for {now - t:.0f} s, retrying" for o, t in sorted(outputs_down.items())]
+        blend_down = self._blend_down_since
+        if blend_down is not None:
+            notes.append(f"second input (dream.blend_with) down for {now - blend_down:.0f} s, the first goes on alone")
         return HealthStatus(True, "ok" + (f" ({'; '.join(notes)})" if notes else ""), up, down_for, age)

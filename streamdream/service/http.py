@@ -14,6 +14,7 @@
 ``POST /api/step_size``            ``{"value": 2.0}``: the dream's base step size
 ``POST /api/carry``                ``{"value": 0.95}``: flow mode's carry
 ``POST /api/crossfade``            ``{"value": 2.0}``: seconds the next switches blend
+``POST /api/blend``                ``{"value": 0.5}``: the second input's share (``dream.blend``)
 ``POST /api/layer/NAME/weight``    ``{"value": 0.5}``: one layer's weight in the objective
 ``POST /api/midi/learn``           ``{"control": "strength"}``: bind the next MIDI knob or pad
                                    to it (``layer``/``preset`` too for those; null: stop)
@@ -139,6 +140,7 @@ class ServiceServer:
             web.post("/api/step_size", lambda r: verb(r, "step_size")),
             web.post("/api/carry", lambda r: verb(r, "carry")),
             web.post("/api/crossfade", lambda r: verb(r, "crossfade")),
+            web.post("/api/blend", lambda r: verb(r, "blend")),
             web.post("/api/layer/{layer}/weight", lambda r: verb(r, "layer")),
             web.post("/api/midi/learn", self._midi_learn),
             web.route("*", "/{tail:.*}", self._not_found),
@@ -190,7 +192,7 @@ class ServiceServer:
     async def _not_found(self, request: web.Request) -> web.Response:
         return _error(404, f"no such endpoint {request.method} {request.path}; try GET /, GET {self.config.path}, "
                            "GET /healthz, GET /api/state or POST /api/preset/next, /api/preset/previous, /api/preset, "
-                           "/api/strength, /api/step_size, /api/carry, /api/crossfade, /api/layer/NAME/weight")
+                           "/api/strength, /api/step_size, /api/carry, /api/crossfade, /api/blend, /api/layer/NAME/weight")
 
     # --- the control API ----------------------------------------------------------------------
 
