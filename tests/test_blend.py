@@ -27,6 +27,7 @@ from streamdream.preflight import check_config
 from streamdream.sources.blend import blend_images, fit_to, is_still
 from tests.fixtures.media import write_clip, write_frames
 from tests.fixtures.servers import http_request
+from tests.fixtures.sound import write_burst_clip
 from tests.helpers import wait_for
 from tests.test_pipeline import audio_duration, video_timestamps
 from tests.test_service_daemon import TOKEN, Running, fast, write
@@ -102,6 +103,33 @@ def test_a_file_run_blends_a_looped_shorter_clip_into_every_frame(tiny_model_pat
         # the loop's own frame fits; its neighbours do not
         wrong = share(picture, base, fitted[(index + 3) % SECOND_FRAMES])[1]
         assert residual < 3.0 and wrong > 2 * residual, f"frame {index}: residual {residual:.2f}, wrong frame {wrong:.2f}"
+
+
+def test_the_soundtrack_drives_the_blend(tiny_model_path: Path, tmp_path: Path) -> None:
+    """audio_react.blend: [0, 1]: the second input's share, measured per frame, follows loud bursts."""
+    from tests.test_audio_react import BURSTS, in_bursts, video_frames
+
+    clip = write_burst_clip(tmp_path / "bursts.mp4", BURSTS)
+    seconds = second_clip(tmp_path / "second.mkv")
+    out = tmp_path / "out.mkv"
+    config = parse_config({
+        "source": str(clip), "outputs": [{"uri": str(out), "crf": 0}],
+        "model": {"name": str(tiny_model_path), "layers": "conv2"},
+        "dream": {"octaves": 1, "steps": 0, "blend_with": str(tmp_path / "second.mkv"), "blend": 0.8},
+        "audio_react": {"strength": [1.0, 1.0], "blend": [0.0, 1.0]}, "pipeline": {"progress": False},
+    })  # fmt: skip
+    result = run_pipeline(config, threading.Event())
+    assert result.error is None and result.frames_out == 100
+    times, firsts = video_frames(clip)
+    _, outs = video_frames(out)
+    height, width = firsts[0].shape[:2]
+    fitted = [fit_to(p, width, height, "cover") for p in seconds]
+    shares = np.array([share(o, f, fitted[i % SECOND_FRAMES])[0] for i, (o, f) in enumerate(zip(outs, firsts, strict=True))])
+    loud = in_bursts(times)
+    correlation = float(np.corrcoef(shares, loud)[0, 1])
+    assert correlation >= 0.7, (correlation, shares.round(2).tolist())
+    # silence before the first burst: the first input alone; in the bursts: most of the 0.8 asked for
+    assert shares[times < BURSTS[0][0]].max() < 0.05 and shares[loud == 1].mean() > 0.5, shares.round(2).tolist()
 
 
 def test_only_run_and_serve_blend_a_moving_input(tmp_path: Path) -> None:
