@@ -5,7 +5,8 @@ been down longer than ``health.source_down_after`` (the outputs then show the id
 animation, which is fine for a while but not forever), when no output frame was
 written for ``health.stuck_after`` seconds (a stuck pipeline), or when an output has
 been failing (retried meanwhile) for longer than ``health.output_down_after``. An output
-that is down for less is named in the 200 answer.
+that is down for less is named in the 200 answer, as is a second input (``dream.blend_with``)
+that is down: the first goes on alone, so the piece still runs.
 """
 
 from __future__ import annotations

@@ -172,7 +172,7 @@ class StillInput:
     def picture(self, frame: Frame) -> np.ndarray | None:
         return self._image
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         pass
 
 
@@ -320,14 +320,16 @@ class SecondSource:
         if self.state.up and not before.up and before.reconnects:
             log.info("second input %s is back: blended again", self.display)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Stop the reader; ``wait``: until it ended (else it ends on its own, joined by the owner)."""
         self._workers.stop.set()
         with self._lock:
             inner = self._inner
         if inner is not None:
             inner.close()  # interrupts a blocked read
         self._queue.close()
-        self._workers.join(5.0)
+        if wait:
+            self._workers.join(5.0)
 
 
 class BlendInputs:
@@ -364,7 +366,7 @@ class BlendInputs:
             for old in evicted:
                 self._inputs = {k: v for k, v in self._inputs.items() if v is not old}
         for old in evicted:
-            old.close()
+            old.close(wait=False)  # on the dream's or the director's thread: not waited for
         return found
 
     def _open(self, uri: str, loop: bool) -> StillInput | SecondSource | None:
