@@ -261,18 +261,24 @@ def check_dream(config: Config, problems: Problems, command: Command | None = No
 
 
 def check_blend_with(config: Config, command: Command | None) -> None:
-    """``dream.blend_with``: a picture that can be read, or an input its kind accepts (``run``, ``serve``)."""
-    uri = config.dream.blend_with
-    if uri is None:
-        return
+    """``dream.blend_with`` and each preset's: a picture that can be read, or an input its kind
+    accepts (``run``, ``serve``)."""
+    where = {"dream.blend_with": config.dream.blend_with}
+    where.update({f"playlist.presets.{name}.blend_with": p.blend_with for name, p in config.playlist.presets.items()})
+    for key, uri in where.items():
+        if uri is not None:
+            _check_second_input(config, uri, key, command)
+
+
+def _check_second_input(config: Config, uri: str, key: str, command: Command | None) -> None:
     if is_still(uri):
-        check_picture(still_path(uri), "dream.blend_with", max_pixels=config.source.max_pixels)
+        check_picture(still_path(uri), key, max_pixels=config.source.max_pixels)
         return
     if command is None:
-        raise ConfigError(f"dream.blend_with {redact_url(uri)}: a moving second input is blended by `run` and "
-                          "`serve` on one machine; here (`image`, `zoom`, --workers, --cluster) give a picture file")
+        raise ConfigError(f"{key} {redact_url(uri)}: a moving second input is blended by `run` and `serve` on one "
+                          "machine; here (`image`, `zoom`, --workers, --cluster) give a picture file")
     try:
         parsed = parse_uri(uri)
         KINDS[parsed.kind].check(parsed, config.source.model_copy(update={"uri": uri}), command)
     except StreamdreamError as exc:
-        raise ConfigError(f"dream.blend_with: {exc}") from None
+        raise ConfigError(f"{key}: {exc}") from None

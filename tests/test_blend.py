@@ -145,6 +145,9 @@ def test_only_run_and_serve_blend_a_moving_input(tmp_path: Path) -> None:
     missing = parse_config({"dream": {"blend_with": str(tmp_path / "none.mp4"), "blend": 0.5}, "outputs": ["null"]})
     with pytest.raises(ConfigError, match=r"dream.blend_with: .*none\.mp4"):
         check_config(missing, "run")
+    typo = parse_config({"playlist": {"presets": {"night": {"blend_with": str(tmp_path / "nigth.mp4")}}}, "outputs": ["null"]})
+    with pytest.raises(ConfigError, match=r"playlist.presets.night.blend_with: .*nigth\.mp4"):
+        check_config(typo, "serve")
     old = parse_config({"dream": {"blend_with": tmp_path / "still.png", "blend": 0.5}})  # a Path, as configs had it
     assert old.dream.blend_with == str(tmp_path / "still.png")
 
