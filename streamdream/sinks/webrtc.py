@@ -74,7 +74,7 @@ class WebRtcHub:
         self.sound = Fanout()
         self.peers: set[Any] = set()  # aiortc RTCPeerConnections, on the HTTP loop
         self.frames_encoded = 0
-        self.marker: Callable[[np.ndarray, int], np.ndarray] | None = None  # benchmarks only: draws seq into a picture
+        self.marker: Callable[[Frame, int], np.ndarray] | None = None  # benchmarks only: the picture with seq drawn in
         self._loop: asyncio.AbstractEventLoop | None = None
         self._new_picture: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
@@ -97,7 +97,7 @@ class WebRtcHub:
         with self._lock:
             self._seq += 1
             if self.marker is not None:
-                image = self.marker(image, self._seq)
+                image = self.marker(frame, self._seq)
             self._image = image
         self.feed.output_latency(time.monotonic() - frame.captured_at)
         loop, event = self._loop, self._new_picture
@@ -122,16 +122,18 @@ class WebRtcHub:
         webrtc_peer = _peer_module()
         if len(self.peers) >= MAX_VIEWERS:
             raise ViewerLimit(f"{MAX_VIEWERS} viewers are watching already; try again later")
-        self._loop = asyncio.get_running_loop()
-        if self._new_picture is None:
-            self._new_picture = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # the first viewer, or the first since the HTTP loop was made anew
+            self._loop, self._new_picture, self._tasks = loop, asyncio.Event(), []
+            self.video, self.sound = Fanout(), Fanout()
         sound = self.sound if self._has_sound() else None
         pc, sdp = await webrtc_peer.answer(offer_sdp, self.video, sound, self._ended)
         self.peers.add(pc)
         self.video.keyframe_wanted = True
+        for fanout in (self.video, self.sound):
+            if fanout.stopped:  # the last viewer left a moment ago
+                fanout.restart()
         if not any(not t.done() for t in self._tasks):
-            self.video.restart()
-            self.sound.restart()
             self._tasks = [asyncio.ensure_future(self._encode_video()), asyncio.ensure_future(self._encode_sound())]
         log.info("webrtc: a viewer joined (%d watching)%s", len(self.peers), "" if sound else ", without sound")
         return sdp
