@@ -21,6 +21,13 @@ received); 1 MJPEG viewer of ``/stream.mjpg`` (bytes/s and frames/s of the body 
 Python client; no WebRTC viewer then); 5 WebRTC viewers at once (four more peer connections
 opened by the page itself, each playing in its own muted video element): frames decoded and
 bytes per viewer, the pictures encoded (one encode for all), the daemon's CPU.
+
+Then sound and picture together (``--sync-seconds``; 0 skips it): a second daemon serves a clip
+written here (640x480, 25 fps, looped like a live input) whose picture turns white and whose
+sound bursts loud for 0.2 s at the same moments, once a second. The page, after a click on
+*Sound on* (the user's gesture), notes every presented frame's brightness
+(``requestVideoFrameCallback``) and the received sound's loudness every 5 ms (Web Audio); each
+flash is paired with the burst nearest it: ``audio_minus_video`` (p50, p95 of its size).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import av  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from cluster_node_loss import tiny_model  # noqa: E402
@@ -48,6 +56,7 @@ from cluster_node_loss import tiny_model  # noqa: E402
 from streamdream.frames import Frame  # noqa: E402
 from streamdream.sinks import webrtc  # noqa: E402
 from tests.fixtures.control_page import open_page  # noqa: E402
+from tests.fixtures.sound import RATE, burst_signal  # noqa: E402
 from tests.test_service_daemon import TOKEN, Running, wait_for  # noqa: E402
 
 BLOCK, BITS, CHECK = 16, 16, 4
@@ -102,6 +111,121 @@ STATS = """(async () => {
   }
   return out;
 })()"""
+
+
+SYNC = """(async () => {
+  const video = document.getElementById("video");
+  const context = new AudioContext();
+  await context.resume();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 256;
+  context.createMediaStreamSource(new MediaStream(video.srcObject.getAudioTracks())).connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  const canvas = document.createElement("canvas");
+  canvas.width = 16; canvas.height = 12;
+  const picture = canvas.getContext("2d", { willReadFrequently: true });
+  const light = [], loud = [];
+  let running = true;
+  const look = (now) => {
+    picture.drawImage(video, 0, 0, 16, 12);
+    const data = picture.getImageData(0, 0, 16, 12).data;
+    let sum = 0;
+    for (let i = 0; i < data.length; i += 4) sum += data[i] + data[i + 1] + data[i + 2];
+    light.push([performance.timeOrigin + now, sum / (data.length / 4) / 3]);
+    if (running) video.requestVideoFrameCallback(look);
+  };
+  video.requestVideoFrameCallback(look);
+  const listen = setInterval(() => {
+    analyser.getFloatTimeDomainData(samples);
+    let sum = 0;
+    for (const v of samples) sum += v * v;
+    loud.push([performance.timeOrigin + performance.now(), Math.sqrt(sum / samples.length)]);
+  }, 5);
+  await new Promise((resolve) => setTimeout(resolve, %d));
+  running = false;
+  clearInterval(listen);
+  context.close();
+  return { light, loud };
+})()"""
+
+
+def write_flash_clip(path: Path, seconds: float = 4.0, fps: int = FPS) -> tuple[Path, list[tuple[float, float]]]:
+    """A clip that turns white and bursts loud together for 0.2 s once a second."""
+    bursts = [(t + 0.5, t + 0.7) for t in range(int(seconds))]
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps, options={"crf": "18"})
+        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        sound = container.add_stream("aac", rate=RATE)
+        sound.layout = "mono"
+        for i in range(round(seconds * fps)):
+            t = (i + 0.5) / fps
+            level = 235 if any(a <= t < b for a, b in bursts) else 30
+            image = np.full((HEIGHT, WIDTH, 3), level, np.uint8)
+            container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        signal = burst_signal(np.arange(int(seconds * RATE)) / RATE, bursts)
+        for start in range(0, len(signal), 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(signal[start:start + 1024][None, :]), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = RATE, start
+            container.mux(sound.encode(frame))
+        container.mux(video.encode())
+        container.mux(sound.encode())
+    return path, bursts
+
+
+def rising_edges(series: list, threshold: float, refractory: float = 0.5) -> list[float]:
+    """Times (s) at which ``series`` [(ms, value)] first goes above ``threshold``, at most one per ``refractory``."""
+    edges: list[float] = []
+    below = True
+    for ms, value in series:
+        if value > threshold and below and (not edges or ms / 1000 - edges[-1] > refractory):
+            edges.append(ms / 1000)
+        below = value <= threshold
+    return edges
+
+
+def sync(args, work: Path) -> dict:
+    clip, _ = write_flash_clip(work / "flash.mp4")
+    config = {
+        "model": {"name": str(tiny_model(work)), "layers": "conv2"},
+        "dream": {"octaves": 1, "steps": 1, "width": 160, "seed": 0},
+        "coherence": {"mode": "independent"},
+        "source": {"uri": str(clip), "loop": True},
+        "outputs": ["webrtc:"],
+        "metrics": {"port": 0},
+        "control": {"token": TOKEN},
+    }
+    path = work / "sync.yaml"
+    path.write_text(yaml.safe_dump(config))
+    running = Running(path)
+    browser, page = open_page(running.url + "/", work / "sync-profile")
+    try:
+        page.log_in(TOKEN)
+        page.wait("!document.getElementById('sound').hidden", "the sound track", timeout=60)
+        page.click("#sound")
+        time.sleep(args.warmup)
+        browser.ws.sock.settimeout(args.sync_seconds + 30)  # the evaluation answers after it
+        got = browser.call("Runtime.evaluate", expression=SYNC % int(args.sync_seconds * 1000), awaitPromise=True,
+                           returnByValue=True, userGesture=True, timeout=int(args.sync_seconds * 1000) + 30000)["result"]["value"]
+    finally:
+        browser.close()
+        running.close()
+    lights = [v for _, v in got["light"]]
+    flashes = rising_edges(got["light"], (min(lights) + max(lights)) / 2)
+    bursts = rising_edges(got["loud"], 0.05)
+    offsets = []
+    for flash in flashes:
+        nearest = min(bursts, key=lambda b: abs(b - flash), default=None)
+        if nearest is not None and abs(nearest - flash) < 0.45:
+            offsets.append(nearest - flash)
+    ms = np.array(offsets) * 1000
+    frames = np.diff([t for t, _ in got["light"]])
+    return {
+        "flashes": len(flashes), "bursts": len(bursts), "paired": len(offsets),
+        "audio_minus_video_ms": {"p50": round(float(np.percentile(ms, 50)), 1), "p95_abs": round(float(np.percentile(abs(ms), 95)), 1),
+                                 "mean": round(float(ms.mean()), 1)} if len(ms) else None,
+        "frame_interval_ms_p50": round(float(np.percentile(frames, 50)), 1) if len(frames) else None,
+        "offsets_ms": [round(float(v), 1) for v in ms],
+    }
 
 
 class Marker:
@@ -251,6 +375,8 @@ def run(args) -> dict:
         webrtc.hub().marker = None
     one = results["one_viewer"]["viewers"][0]["bytes_per_s"]
     results["webrtc_bytes_vs_mjpeg"] = round(one / results["mjpeg"]["bytes_per_s"], 3)
+    if args.sync_seconds > 0:
+        results["sound_and_picture"] = sync(args, work)
     return results
 
 
@@ -258,6 +384,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds each phase measures")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before each phase measures")
+    parser.add_argument("--sync-seconds", type=float, default=20.0, help="seconds of flashes and bursts (0: skip)")
     parser.add_argument("--viewers", type=int, default=5, help="WebRTC viewers at once in the last phase")
     parser.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
     args = parser.parse_args()
