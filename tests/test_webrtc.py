@@ -162,3 +162,20 @@ def test_a_source_with_sound_sends_it_to_the_page(tiny_model_path, tmp_path: Pat
     finally:
         browser.close()
         running.close()
+
+
+def test_without_aiortc_the_check_says_what_to_install(tiny_model_path, tmp_path: Path, monkeypatch):
+    import importlib.util
+
+    from streamdream.config import load_config
+    from streamdream.errors import StreamdreamError
+    from streamdream.preflight import check_config
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "aiortc" else real(name, *a))
+    config = load_config(write(tmp_path / "serve.yaml", fast(tiny_model_path, source=SOURCE, outputs=["webrtc:"])))
+    try:
+        check_config(config, "serve", ports=False)
+        raise AssertionError("webrtc: accepted without aiortc")
+    except StreamdreamError as exc:
+        assert "needs aiortc" in str(exc) and "pip install 'streamdream[webrtc]'" in str(exc)
