@@ -71,6 +71,12 @@ def test_page_plays_the_webrtc_output_and_a_viewer_that_leaves_is_freed(tiny_mod
         page.js("webrtc.close(), true")
         wait_for(lambda: viewers(running) == 0, 30, "the viewers gauge back to 0")
         assert running.state()["webrtc"]["viewers"] == 0
+        # a tab that reloads (its session cookie logs it in) watches again; one that goes elsewhere leaves
+        browser.navigate(running.url + "/")
+        wait_for(lambda: viewers(running) == 1, 40, "the reloaded page watching again")
+        page.wait("webrtc !== null && webrtc.connectionState === 'connected'", "the WebRTC connection again", timeout=40)
+        browser.navigate("about:blank")
+        wait_for(lambda: viewers(running) == 0, 45, "the viewers gauge back to 0 after the tab left")
     finally:
         browser.close()
         running.close()
