@@ -207,7 +207,7 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("run", help="dream a video source into outputs (default: demo -> dream.mp4)", **common)
     p.add_argument("--input", help="file, webcam[:N], /dev/videoN, rtsp://..., http(s)://..., demo, lavfi:GRAPH, image:PIC?seconds=N (default: demo; config source.uri)")
-    p.add_argument("--output", action="append", help="output, repeatable: file, window, virtualcam, rtsp://, rtmp://, preview:HOST:PORT, null (default: dream.mp4; config outputs)")
+    p.add_argument("--output", action="append", help="output, repeatable: file, window, virtualcam, rtsp://, rtmp://, preview:HOST:PORT, webrtc: (serve), null (default: dream.mp4; config outputs)")
     _overwrite_arg(p)
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (default: all; config pipeline.max_frames)")
     p.add_argument("--coherence", choices=["independent", "blend", "flow"], help="how frames' dreams relate (default: flow; config coherence.mode)")

@@ -197,11 +197,11 @@ def parse_duration(value: Any) -> Any:
 class OutputConfig(Section):
     """One output (``--output``, repeatable): a file, a window, a virtual camera, a publish, a preview, NDI."""
 
-    uri: str = Field(description="file path (.mp4/.mkv/.webm/.ts), window, virtualcam, rtsp://, rtmp://, preview:HOST:PORT, null")
+    uri: str = Field(description="file path (.mp4/.mkv/.webm/.ts), window, virtualcam, rtsp://, rtmp://, preview:HOST:PORT, webrtc:, null")
     crf: int | None = Field(None, ge=0, le=63, description="Constant quality (lower is better).")
-    bitrate: str | None = Field(None, pattern=r"^\d+(\.\d+)?[kKmM]?$", description="e.g. 4M; overrides crf.")
+    bitrate: str | None = Field(None, pattern=r"^\d+(\.\d+)?[kKmM]?$", description="e.g. 4M; overrides crf (webrtc: its video bitrate, 1.5M by default).")
     codec: str | None = Field(None, description="Encoder name, e.g. libx264, libvpx-vp9.")
-    audio: bool = Field(True, description="Carry the source's audio into file outputs.")
+    audio: bool = Field(True, description="Carry the source's audio into file outputs and webrtc:.")
     overwrite: bool = Field(False, description="Replace an existing file (otherwise refused; --overwrite/-y sets it).")
     rotate: float | None = Field(
         None, ge=10.0, le=366 * 86400.0, description="Files: start a new file this often, e.g. 1h (None: one file)."

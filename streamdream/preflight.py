@@ -39,7 +39,7 @@ from .log import redact_url
 from .models.layer_names import layer_names
 from .models.loader import keras_file_problem
 from .models.registry import KERAS_WEIGHTS_URL, REGISTRY, missing_weights_message
-from .sinks import CheckContext, check_sink, exclusive_key, parse_output_uri
+from .sinks import CheckContext, check_sink, exclusive_key, parse_output_uri, webrtc
 from .sources import KINDS, check_source, input_paths, parse_uri
 from .sources.blend import is_still, still_path
 from .web.binding import check_control_binding, check_listen
@@ -229,7 +229,15 @@ def check_config(config: Config, command: Command = "run", *, ports: bool = True
         if command == "serve":
             problems.check(check_control_binding, config.metrics.host, config.control)
             problems.check(check_midi, config)
+            problems.check(check_webrtc_control, config)
     problems.raise_first()
+
+
+def check_webrtc_control(config: Config) -> None:
+    """``webrtc:`` is answered by the control API: it must be on."""
+    if webrtc.configured(config.outputs) and not config.control.enabled:
+        raise ConfigError("outputs: webrtc: is offered through the control API, which is off (control.enabled: false): "
+                          "turn it on, or use preview:[HOST:]PORT for an open MJPEG preview")
 
 
 def check_midi(config: Config) -> None:

@@ -34,6 +34,7 @@ from ..pipeline.runner import Pipeline
 from ..runtime.interrupts import signalled, stop_watched
 from ..runtime.observer import ObserverGroup
 from ..runtime.workers import JOIN_TIMEOUT, POLL, Backoff, StopToken, Workers
+from ..sinks import webrtc
 from ..sources import comes_back, open_source, parse_uri
 from ..web.binding import check_control_binding
 from .director import Director, LookBuilder, describe_failure
@@ -163,7 +164,10 @@ class Service:
         return 0
 
     def _source_factory(self, config: SourceConfig):
-        audio = self.audio.tap if self.audio is not None else None
+        taps = [self.audio.tap] if self.audio is not None else []
+        if webrtc.configured(self.config.outputs):  # the webrtc: output carries the source's sound
+            taps.append(webrtc.hub().feed)
+        audio = taps[0] if len(taps) == 1 else (_Taps(taps) if taps else None)
         return lambda: open_source(config, workers=self.workers, audio=audio)
 
     def _start_pipeline(self) -> None:
@@ -370,6 +374,21 @@ class Service:
 
     def set_blend(self, value: float) -> dict[str, Any]:
         return self._running_director().set_blend(value)
+
+
+class _Taps:
+    """The source's sound heard by several: the audio-reactive analysis and the webrtc: output."""
+
+    def __init__(self, taps: list[Any]) -> None:
+        self.taps = taps
+
+    def video(self, stream_seconds: float | None, arrival: float) -> None:
+        for tap in self.taps:
+            tap.video(stream_seconds, arrival)
+
+    def audio(self, frame: Any) -> None:
+        for tap in self.taps:
+            tap.audio(frame)
 
 
 def _midi_input(config: Config, controller: Service):
