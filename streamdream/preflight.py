@@ -38,6 +38,7 @@ from .images import check_picture
 from .log import redact_url
 from .models.layer_names import layer_names
 from .models.loader import keras_file_problem
+from .models.student_file import check_teacher, load_student, resolve_student
 from .models.registry import KERAS_WEIGHTS_URL, REGISTRY, missing_weights_message
 from .sinks import CheckContext, check_sink, exclusive_key, parse_output_uri
 from .sources import check_source, input_paths, parse_uri
@@ -251,7 +252,14 @@ def _find_module(name: str) -> object:
         return None
 
 
+def check_student(config: Config) -> None:
+    student = load_student(resolve_student(config.dream.student, config.model))
+    check_teacher(student, config.model, config.dream)
+
+
 def check_dream(config: Config, problems: Problems) -> None:
     check_models(config, problems)
     problems.check(check_picture, config.dream.guide, "dream.guide", max_pixels=config.source.max_pixels)
     problems.check(check_picture, config.dream.blend_with, "dream.blend_with", max_pixels=config.source.max_pixels)
+    if config.dream.engine == "student":  # read, hash-checked and its teacher compared: numpy only
+        problems.check(check_student, config)

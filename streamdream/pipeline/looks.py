@@ -36,9 +36,9 @@ log = logging.getLogger(__name__)
 
 def make_processor(config: Config, engine: Any, observer: PipelineObserver | None = None) -> DreamProcessor:
     """The frame processor for ``config.coherence.mode`` (independent, blend or flow)."""
-    from ..coherence.processors import PROCESSORS  # noqa: PLC0415 - loads Keras and its backend
+    from ..coherence.processors import processor_class  # noqa: PLC0415 - loads Keras and its backend
 
-    cls = PROCESSORS[config.coherence.mode]
+    cls = processor_class(config.coherence.mode, engine)
     return cls(engine, config.coherence, width=config.dream.width, observer=observer)
 
 
