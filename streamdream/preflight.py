@@ -38,8 +38,8 @@ from .images import check_picture
 from .log import redact_url
 from .models.layer_names import layer_names
 from .models.loader import keras_file_problem
-from .models.student_file import check_teacher, load_student, resolve_student
 from .models.registry import KERAS_WEIGHTS_URL, REGISTRY, missing_weights_message
+from .models.student_file import check_teacher, load_student, resolve_student
 from .sinks import CheckContext, check_sink, exclusive_key, parse_output_uri
 from .sources import check_source, input_paths, parse_uri
 from .web.binding import check_control_binding, check_listen

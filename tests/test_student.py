@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import skimage.data
 
+from streamdream.config import ModelConfig
 from streamdream.images import write_image
-from streamdream.models.student_file import load_student
+from streamdream.models.student_file import load_student, resolve_student
 
-from .helpers import streamdream
+from .helpers import REPO, streamdream
 
 TINY = ["--frames", "3", "--pair-width", "128", "--train-steps", "20", "--batch", "2", "--crop", "64",
         "--channels", "8", "--blocks", "2", "--no-progress"]
@@ -88,6 +89,21 @@ def test_a_truncated_or_altered_student_is_refused(tiny_student: Path, photo: Pa
     assert done.returncode == 3 and "truncated or damaged" in done.stderr and str(truncated) in done.stderr
     missing = streamdream("image", photo, "-o", tmp_path / "b.png", "--student", tmp_path / "none.student.npz")
     assert missing.returncode == 3 and "does not exist" in missing.stderr
+
+
+def test_the_shipped_student_and_its_live_config(tmp_path: Path) -> None:
+    student = load_student(resolve_student("efficientnet_lite0-mid", ModelConfig()))
+    assert student.teacher["model"] == "efficientnet_lite0" and student.teacher["preset"] == "mid"
+    assert student.path.stat().st_size < 3_000_000
+    done = streamdream("validate-config", REPO / "configs" / "live-student.yaml")
+    assert done.returncode == 0, done.stderr
+    # a changed shipped file is refused like a damaged weights download
+    altered = dict(np.load(student.path, allow_pickle=False))
+    altered["w000"] = altered["w000"] + 1.0
+    fake = tmp_path / "fake.student.npz"
+    np.savez(fake, **altered)
+    refused = streamdream("image", "x.png", "-o", tmp_path / "o.png", "--student", fake)
+    assert refused.returncode == 3 and "do not match their recorded sha256" in refused.stderr
 
 
 def test_run_with_a_student_on_a_clip(tiny_student: Path, make_clip, tmp_path: Path) -> None:

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 MULTIPLE = 16  # the network's largest stride: pictures are padded to a multiple of it
 DETAIL_SCALE = 32.0  # the head's output times this is the detail in levels of 255
 MIN_GAIN, MAX_GAIN = 0.5, 3.0  # as DreamEngine.level_detail
+SMOOTH_SIGMA = 1.0  # px: the network's detail is smoothed by this (its finest band is upsampling's)
+SHIFT_SOFTNESS = 2.0  # px: sigma of the luminance the student's tone shift is taken out along
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+LEVEL_WIDTH = 320  # the detail's level is measured on a copy at most this wide: a full-size tone pass costs more than the network
 
 
 @dataclass(frozen=True)
@@ -202,15 +206,37 @@ class StudentEngine:
         target = self.config.detail_level * self.config.strength
         if target <= 0:
             return detail
-        shown = float(np.abs(self.tone.apply(detail, source)).mean())
+        small_detail, small_source = detail, source
+        while small_detail.shape[1] > LEVEL_WIDTH:  # the mean of a smooth detail barely changes at half size
+            half = (small_detail.shape[1] // 2, small_detail.shape[0] // 2)
+            small_detail = cv2.resize(small_detail, half, interpolation=cv2.INTER_AREA)
+            small_source = cv2.resize(np.asarray(small_source, np.float32), half, interpolation=cv2.INTER_AREA)
+        shown = float(np.abs(self.tone.apply(small_detail, small_source)).mean())
         return detail * float(np.clip(target / max(shown, 1e-6), MIN_GAIN, MAX_GAIN))
+
+    def detail_of(self, source: np.ndarray) -> np.ndarray:
+        """The network's detail, smoothed, with its tone shift taken out along the picture's
+        *smoothed* luminance. A student learns some of the teacher's detail as a local contrast
+        change, which the tone keeper (following each pixel's own luminance) would take out
+        pixel by pixel, tracing the picture's finest texture into the detail as grain; taken
+        out here, smoothly, it leaves the tone keeper almost nothing to do."""
+        detail = cv2.GaussianBlur(self.network.detail(source), (0, 0), SMOOTH_SIGMA)
+        height, width = detail.shape[:2]
+        # the shift is smooth (a function of the smoothed luminance): found at half size, where
+        # it costs a quarter, and applied at full size
+        half = (max(1, width // 2), max(1, height // 2))
+        small_detail = cv2.resize(detail, half, interpolation=cv2.INTER_AREA)
+        luma = cv2.GaussianBlur(cv2.resize(np.asarray(source, np.float32), half, interpolation=cv2.INTER_AREA) @ LUMA,
+                                (0, 0), SHIFT_SOFTNESS / 2)
+        shift = cv2.resize(self.tone.tone_shift(small_detail, luma), (width, height), interpolation=cv2.INTER_LINEAR)
+        return detail - shift[..., None]
 
     def dream_detail(self, image: np.ndarray, *, steps: int | None = None, octaves: int | None = None,
                      on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
         """The student's dream of ``image``: the detail to add to it (levelled, within range)."""
         image = np.asarray(image, np.float32)
         source = self.blend_source(image)
-        detail = self.level_detail(self.network.detail(source), source)
+        detail = self.level_detail(self.detail_of(source), source)
         self.passes += 1
         if on_step is not None:
             on_step(0, 0)

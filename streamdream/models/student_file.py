@@ -40,7 +40,9 @@ SUFFIX = ".student.npz"
 SHIPPED_DIR = Path(__file__).resolve().parent / "students"
 #: the students in the package, by name, with the sha256 of their weights: a shipped file that
 #: was changed or swapped is refused like a damaged weights download
-SHIPPED: dict[str, str] = {}
+SHIPPED: dict[str, str] = {
+    "efficientnet_lite0-mid": "b5dcd0af6cc3182d0c5f9bb43afa0e378cd4987a177abb437d83a34f814de310",
+}
 #: dream settings that shape the teacher's look; the others (strength, detail level, tones, width,
 #: tiles, seed) are applied when the detail is shown, for teacher and student alike
 LOOK_FIELDS = ("octaves", "octave_scale", "steps", "step_size", "jitter", "transform_scale", "transform_rotate",
@@ -81,7 +83,7 @@ def identity_key(identity: dict[str, Any]) -> str:
 
 def describe(identity: dict[str, Any]) -> str:
     """``efficientnet_lite0 preset mid (octaves 4, steps 10, ...)``: a teacher, for messages."""
-    what = f"preset {identity['preset']}" if identity.get("preset") else "layers " + ",".join(l[0] for l in identity["layers"])
+    what = f"preset {identity['preset']}" if identity.get("preset") else "layers " + ",".join(layer[0] for layer in identity["layers"])
     settings = ", ".join(f"{k} {v}" for k, v in identity["settings"].items())
     return f"{identity['model']} {what} ({settings})"
 

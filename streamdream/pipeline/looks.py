@@ -62,7 +62,8 @@ def build_look(
 ) -> Look:
     """A look for ``config``; a live one is warmed up on ``warm_on`` (see ``LiveDream.warm_up``)."""
     processor = make_processor(config, engine, observer)
-    dream = LiveDream(processor, observer) if live else None
+    # a one-pass engine (a student) dreams every frame it shows, in line: no refresh beside the frames
+    dream = LiveDream(processor, observer) if live and not getattr(engine, "one_pass", False) else None
     if dream is not None and warm_on is not None:
         dream.warm_up(warm_on, shown=shown)
     return Look(preset, config, engine, processor, dream)
