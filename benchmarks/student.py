@@ -6,9 +6,11 @@
    tones kept, added to the frame), frames per second on this machine.
 2. **Live, side by side** (``benchmarks/live_rate.py``'s paced Big Buck Bunny source,
    640x480 at 30 fps, through the real ``Pipeline``): today's flow mode (the full dream at
-   320 px, carried along the flow and refined) against the student (flow mode: every frame
-   dreamed at 640x480 in one pass, the last detail carried and mixed in): output fps and
-   dream refreshes per second.
+   320 px refreshed beside the frames, carried along the flow to each) against the student
+   with the live demo's settings (``configs/live-student.yaml``: every frame dreamed in one
+   pass at 320 px, its detail added to the 640x480 frame), the same with the flow carry on
+   (``student_carry: 0.5``), and the student at the frame's own 640x480: output fps and dream
+   refreshes per second (a student dreams every frame it shows, so the two are one).
 3. **The look on held-out pictures** (scikit-image's photos and a demo landscape of another
    seed; the shipped student was trained on the demo scene of seed 7 and Big Buck Bunny
    only), at ``--quality-width``: grain, strength, blacks and whites (``streamdream/measure.py``,
@@ -33,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,6 +56,7 @@ from streamdream.pipeline.looks import LookSwitch, build_look  # noqa: E402
 from streamdream.pipeline.runner import Pipeline  # noqa: E402
 from streamdream.sources.demo import DemoScene  # noqa: E402
 
+LIVE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "live-student.yaml"
 HELD_OUT_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
 HELD_OUT_DEMO_SEED = 3  # the shipped student saw the demo scene of seed 7 only
 TARGETS = {"grain_max": 0.05, "strength_min": 12.0, "blacks_max_abs": 4.0}
@@ -189,7 +193,8 @@ def live(config_data: dict, seconds: float, clip: Path) -> dict:
         "refresh_ms_mean": round(refresh_ms, 1) if refresh_ms is not None else None,
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
-    print(f"live {report['engine']:<9} dream width {report['dream_width']}: output {report['output_fps']} fps, "
+    print(f"live {report['engine']:<9} dream width {report['dream_width']}, {config.coherence.mode} "
+          f"(student carry {config.coherence.student_carry}): output {report['output_fps']} fps, "
           f"dream refreshes {report['dream_refreshes_per_s']}/s ({report['refresh_ms_mean']} ms each)")
     return report
 
@@ -200,8 +205,6 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds of each live run")
     parser.add_argument("--quality-width", type=int, default=320)
     parser.add_argument("--skip-live", action="store_true")
-    parser.add_argument("--student-widths", type=lambda s: [int(v) for v in s.split(",")], default=[640, 320],
-                        help="dream widths of the student's live runs (640: the frame's own)")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--images", default="docs/images/student-side-by-side.jpg")
     parser.add_argument("--json", default="benchmarks/student.json")
@@ -226,9 +229,14 @@ def main() -> int:
             "source": "bigbuckbunny 640x480 at 30 fps (paced, live), flow mode",
             "flow_today": live({"dream": {"width": 320, "seed": 0}, "coherence": {"mode": "flow"}}, args.seconds, clip),
         }
-        for width in args.student_widths:
-            dream = {"engine": "student", **student_arg, **({"width": width} if width < 640 else {})}
-            report["live"][f"student_{width}"] = live({"dream": dream, "coherence": {"mode": "flow"}}, args.seconds, clip)
+        # the live demo's own settings (configs/live-student.yaml), then with the flow carry on, then at 640 px
+        shipped = yaml.safe_load(LIVE_CONFIG.read_text())
+        dream, coherence = {**shipped["dream"], **student_arg}, shipped["coherence"]
+        report["live"]["student_live_config"] = live({"dream": dream, "coherence": coherence}, args.seconds, clip)
+        report["live"]["student_with_flow_carry"] = live(
+            {"dream": dream, "coherence": {**coherence, "student_carry": 0.5}}, args.seconds, clip)
+        report["live"]["student_at_640"] = live(
+            {"dream": {k: v for k, v in dream.items() if k != "width"}, "coherence": coherence}, args.seconds, clip)
     if not args.skip_quality:
         report["quality"] = quality(config, student, args.quality_width, Path(args.images) if args.images else None)
     Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

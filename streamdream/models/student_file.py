@@ -41,7 +41,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "students"
 #: the students in the package, by name, with the sha256 of their weights: a shipped file that
 #: was changed or swapped is refused like a damaged weights download
 SHIPPED: dict[str, str] = {
-    "efficientnet_lite0-mid": "b5dcd0af6cc3182d0c5f9bb43afa0e378cd4987a177abb437d83a34f814de310",
+    "efficientnet_lite0-mid": "268f605c79532c2140c6755fbba175c1946d606cad0eeaed8044b78365020cdf",
 }
 #: dream settings that shape the teacher's look; the others (strength, detail level, tones, width,
 #: tiles, seed) are applied when the detail is shown, for teacher and student alike
