@@ -127,7 +127,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--blend", type=float, metavar="R", help="share of --blend-with in the blend, 0..1 (default: 0.5 with --blend-with; config dream.blend)")
     g.add_argument("--seed", type=int, help=_config_help(DreamConfig, "dream", "seed", "seed for the jitter"))
     g.add_argument("--student", metavar="FILE", help="dream with this student (a .student.npz from `streamdream distill`, "
-                   "or a shipped one: efficientnet_lite0-mid), one pass per frame (config dream.engine: student, dream.student)")
+                   "or a shipped one: efficientnet_lite0-mid), one pass per frame (default: the full dream, gradient ascent; config dream.engine: student, dream.student)")
 
 
 def _distill_args(p: argparse.ArgumentParser) -> None:
