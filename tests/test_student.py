@@ -7,6 +7,9 @@ once for the module; the tests then use it as a user would: through the CLI.
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -18,7 +21,7 @@ from streamdream.config import ModelConfig
 from streamdream.images import write_image
 from streamdream.models.student_file import load_student, resolve_student
 
-from .helpers import REPO, streamdream
+from .helpers import ENV, REPO, streamdream, wait_for
 
 TINY = ["--frames", "3", "--pair-width", "128", "--train-steps", "20", "--batch", "2", "--crop", "64",
         "--channels", "8", "--blocks", "2", "--no-progress"]
@@ -58,6 +61,21 @@ def test_distill_writes_a_student_that_records_its_teacher_and_resumes(tiny_stud
     # an existing student is not replaced without -y or --resume
     again = streamdream("distill", "demo", "-o", copy, *TINY)
     assert again.returncode == 5 and "exists" in again.stderr
+
+
+def test_ctrl_c_saves_a_usable_student_and_its_checkpoint(tiny_student: Path, tmp_path: Path) -> None:
+    out = tmp_path / "stopped.student.npz"
+    args = [a if a != "20" else "100000" for a in TINY]
+    command = [sys.executable, "-m", "streamdream.cli", "distill", "demo", "-o", str(out), "--cache",
+               str(tiny_student.parent / "pairs"), *args]
+    with subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE, text=True) as proc:
+        checkpoint = tmp_path / "stopped.student.npz.ckpt.npz"
+        wait_for(checkpoint.exists, 120, "the first checkpoint (step 100)")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "the student is saved; carry on with --resume" in stderr
+    assert load_student(out).meta["training"]["steps"] >= 100
 
 
 def test_image_with_a_student(tiny_student: Path, photo: Path, tmp_path: Path) -> None:
