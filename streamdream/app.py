@@ -31,6 +31,7 @@ from .backend import prepare
 from .config import Config, OutputConfig
 from .frames import SourceInfo
 from .models.loader import load_dream_model
+from .models.student_file import StudentFile, check_teacher, load_student, resolve_student
 from .pipeline.looks import Look, LookSwitch, build_look
 from .pipeline.outputs import OutputSet
 from .pipeline.runner import Pipeline, PipelineResult
@@ -42,12 +43,31 @@ from .sources.blend import BlendInputs
 log = logging.getLogger(__name__)
 
 
-def build_engine(config: Config):  # -> DreamEngine; imported lazily: TensorFlow is slow to import
+def build_teacher(config: Config):  # -> DreamEngine; imported lazily: TensorFlow is slow to import
+    """The full dream (gradient ascent) of ``config``, whatever ``dream.engine`` says."""
     prepare(config.engine)  # before the backend is imported (a no-op when the CLI already did)
     from .dream.engine import DreamEngine  # noqa: PLC0415 - loads Keras and its backend
 
     model = load_dream_model(config.model, config.engine.precision, config.engine.fold_batchnorm)
     return DreamEngine(model, config.dream, config.engine)
+
+
+def load_checked_student(config: Config) -> StudentFile:
+    """``dream.student`` read and checked against the config's teacher (no TensorFlow)."""
+    student = load_student(resolve_student(config.dream.student, config.model))
+    check_teacher(student, config.model, config.dream)
+    return student
+
+
+def build_engine(config: Config):  # -> DreamEngine or StudentEngine
+    """The engine ``dream.engine`` names: the full dream, or a student standing in for it."""
+    if config.dream.engine != "student":
+        return build_teacher(config)
+    student = load_checked_student(config)  # a wrong or damaged file fails before TensorFlow loads
+    prepare(config.engine)
+    from .dream.student import StudentEngine  # noqa: PLC0415 - loads Keras and its backend
+
+    return StudentEngine(student, config.dream, config.model, config.engine)
 
 
 def progress_factory(enabled: bool, max_frames: int | None = None):

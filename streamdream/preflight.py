@@ -39,6 +39,7 @@ from .log import redact_url
 from .models.layer_names import layer_names
 from .models.loader import keras_file_problem
 from .models.registry import KERAS_WEIGHTS_URL, REGISTRY, missing_weights_message
+from .models.student_file import check_teacher, load_student, resolve_student
 from .sinks import CheckContext, check_sink, exclusive_key, parse_output_uri, webrtc
 from .sources import KINDS, check_source, input_paths, parse_uri
 from .sources.blend import is_still, still_path
@@ -266,6 +267,13 @@ def check_dream(config: Config, problems: Problems, command: Command | None = No
     check_models(config, problems)
     problems.check(check_picture, config.dream.guide, "dream.guide", max_pixels=config.source.max_pixels)
     problems.check(check_blend_with, config, command)
+    if config.dream.engine == "student":  # read, hash-checked and its teacher compared: numpy only
+        problems.check(check_student, config)
+
+
+def check_student(config: Config) -> None:
+    student = load_student(resolve_student(config.dream.student, config.model))
+    check_teacher(student, config.model, config.dream)
 
 
 def check_blend_with(config: Config, command: Command | None) -> None:

@@ -160,9 +160,9 @@ class SegmentDreamer:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def _processor(self):
-        from ..coherence.processors import PROCESSORS  # noqa: PLC0415 - loads Keras and its backend
+        from ..coherence.processors import processor_class  # noqa: PLC0415 - loads Keras and its backend
 
-        mode = PROCESSORS[self.config.coherence.mode]  # flow unless asked otherwise, as for `run`
+        mode = processor_class(self.config.coherence.mode, self.engine)  # flow unless asked otherwise, as for `run`
         return mode(self.engine, self.config.coherence, width=self.config.dream.width, adaptive=False)
 
     def dream(

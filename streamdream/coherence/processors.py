@@ -294,12 +294,56 @@ class FlowProcessor(DreamProcessor):
         return detail, self.engine.steps_total - before
 
 
+class StudentFlowProcessor(DreamProcessor):
+    """Flow mode with a student (``dream.engine: student``): every frame gets its own one-pass
+    dream, and the previous frame's detail, carried along the optical flow, is mixed into it
+    (``coherence.student_carry``) where the flow is trusted, so patterns hold still where the
+    picture does. A student's dream is a function of its frame, so its steadiness follows the
+    source's; the carry smooths what the student itself jitters between similar frames."""
+
+    mode = "flow"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        cfg = self.coherence
+        self.warper = FlowWarper(FlowEstimator(cfg.flow, cfg.flow_preset), color_tolerance=cfg.ghost_tolerance,
+                                 still_flow=cfg.still_flow)
+        self._detail: np.ndarray | None = None
+        self._gray: np.ndarray | None = None
+
+    def dream_detail(self, small: np.ndarray, cut: bool | None = None) -> Dreamed:
+        fresh, steps = self._dream(small)
+        gray = to_gray(small)
+        cut = self.cuts(small) if cut is None else cut
+        share = self.coherence.student_carry
+        previous, previous_gray = self._detail, self._gray
+        detail = fresh
+        if previous is not None and share > 0 and not cut:
+            height, width = small.shape[:2]
+            if previous.shape[:2] != (height, width):
+                previous, previous_gray = resize(previous, width, height), resize(previous_gray, width, height)
+            carried = self.warper.carry(previous, previous_gray, gray)
+            weight = (share * carried.visible.astype(np.float32))[..., None]
+            detail = fresh * (1.0 - weight) + carried.values * weight
+        self._detail, self._gray = freeze(detail), freeze(gray)
+        return Dreamed(self._detail, steps, True)
+
+
 PROCESSORS: dict[str, type[DreamProcessor]] = {
     cls.mode: cls for cls in (IndependentProcessor, BlendProcessor, FlowProcessor)
 }
 
+
+def processor_class(mode: str, engine: object) -> type[DreamProcessor]:
+    """The processor for ``mode``; a student (an engine with ``one_pass``) has its own flow mode."""
+    if mode == "flow" and getattr(engine, "one_pass", False):
+        return StudentFlowProcessor
+    return PROCESSORS[mode]
+
 __all__ = [
     "PROCESSORS",
+    "StudentFlowProcessor",
+    "processor_class",
     "BlendProcessor",
     "DreamProcessor",
     "Dreamed",

@@ -25,7 +25,7 @@ def command(args: argparse.Namespace, stop: StopToken) -> int:
     engine = build_engine(config)
     height, width = picture.shape[:2]
     log.info("dreaming %s (%dx%d) at %dx%d", args.input, width, height, *dream_size(width, height, config.dream.width))
-    steps = total_steps(engine.config, width, height)
+    steps = 1 if getattr(engine, "one_pass", False) else total_steps(engine.config, width, height)
     bar = progress_bar(steps, unit="step", desc="dreaming", enabled=not args.no_progress)
 
     def on_step(octave: int, step: int) -> None:

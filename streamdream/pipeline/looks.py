@@ -37,9 +37,9 @@ log = logging.getLogger(__name__)
 
 def make_processor(config: Config, engine: Any, observer: PipelineObserver | None = None) -> DreamProcessor:
     """The frame processor for ``config.coherence.mode`` (independent, blend or flow)."""
-    from ..coherence.processors import PROCESSORS  # noqa: PLC0415 - loads Keras and its backend
+    from ..coherence.processors import processor_class  # noqa: PLC0415 - loads Keras and its backend
 
-    cls = PROCESSORS[config.coherence.mode]
+    cls = processor_class(config.coherence.mode, engine)
     return cls(engine, config.coherence, width=config.dream.width, observer=observer)
 
 
@@ -63,7 +63,8 @@ def build_look(
 ) -> Look:
     """A look for ``config``; a live one is warmed up on ``warm_on`` (see ``LiveDream.warm_up``)."""
     processor = make_processor(config, engine, observer)
-    dream = LiveDream(processor, observer) if live else None
+    # a one-pass engine (a student) dreams every frame it shows, in line: no refresh beside the frames
+    dream = LiveDream(processor, observer) if live and not getattr(engine, "one_pass", False) else None
     if dream is not None and warm_on is not None:
         dream.warm_up(warm_on, shown=shown)
     return Look(preset, config, engine, processor, dream)

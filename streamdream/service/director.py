@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..app import load_checked_student
 from ..backend import prepare
 from ..config import Config, ModelConfig
 from ..errors import ControlError, ModelError, StreamdreamError
@@ -72,6 +73,7 @@ class LookBuilder:
         self._models: OrderedDict[ModelConfig, Any] = OrderedDict()
         self._engines: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._steps: OrderedDict[tuple[Any, ...], Any] = OrderedDict()  # compiled steps, by step_key
+        self._student_networks: OrderedDict[str, Any] = OrderedDict()  # by the student file's sha256
 
     def model(self, config: ModelConfig) -> Any:
         return _cached(self._models, config, lambda: load_dream_model(config), MODEL_CACHE)
@@ -79,6 +81,10 @@ class LookBuilder:
     def engine(self, config: Config) -> Any:
         prepare(config.engine)  # the first build picks the backend; a reload asking for another is refused
         from ..dream.engine import DreamEngine  # noqa: PLC0415 - loads Keras and its backend
+
+        if config.dream.engine == "student":
+            return _cached(self._engines, (config.model, config.dream, config.engine), lambda: self._student(config),
+                           ENGINE_CACHE)
 
         def build() -> Any:
             # a new strength (an OSC fader, the API) reuses the step traced for the old one
@@ -93,6 +99,16 @@ class LookBuilder:
     def _engine_key(config: Config) -> tuple[Any, ...]:
         # the blend happens before the dream: looks that differ only in their second input share an engine
         return (config.model, unblended(config.dream), config.engine)
+
+    def _student(self, config: Config) -> Any:
+        """A student engine; engines of one student file (other strengths, tones) share its network."""
+        from ..dream.student import StudentEngine  # noqa: PLC0415 - loads Keras and its backend
+
+        student = load_checked_student(config)
+        network = self._student_networks.get(student.sha256)
+        engine = StudentEngine(student, config.dream, config.model, config.engine, network=network)
+        _cached(self._student_networks, student.sha256, lambda: engine.network, MODEL_CACHE)
+        return engine
 
     @staticmethod
     def _step_key(config: Config) -> tuple[Any, ...]:
