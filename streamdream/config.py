@@ -245,12 +245,13 @@ class CoherenceConfig(Section):
                         "it; the input is read twice and every frame's detail kept on disk until the end.")
     full_every: int = Field(0, ge=0, le=100000, description="flow mode: a full dream every N frames (0: only first frame and scene cuts).")
     reveal_steps: int = Field(2, ge=0, le=100, description="flow mode: gradient steps per frame, at half the dream resolution, "
-                              "on pixels the flow could not carry (revealed at an edge, uncovered, failing a check); 0: off.")
+                              "on pixels the flow could not carry (revealed at an edge, uncovered, failing a check), their level then raised "
+                              "to the full dream's; the frame's refine_steps give way to them (at least 1 left); 0: off.")
     reveal_frames: int = Field(1, ge=1, le=30, description="flow mode: a revealed pixel is dreamed in this many frames, "
                                "from the one it appears in (the newest take all the steps, older ones less); its level is "
                                "raised to the full dream's in the first.")
     reveal_margin: int = Field(16, ge=0, le=256, description="flow mode: pixels (at the dream resolution) around revealed ones "
-                               "dreamed with them, over which their new detail is feathered into the carried detail.")
+                               "dreamed with them as context: the network sees the carried patterns the new ones continue.")
     reveal_budget: float = Field(0.25, gt=0.0, le=1.0, description="flow mode: most of the picture's pixels the revealed region "
                                  "is dreamed at; a larger region (a zoom out) is dreamed smaller and scaled up.")
     scene_cut: float = Field(30.0, ge=0.0, le=255.0, description="Grey-thumbnail mean difference (0-255) that starts a new shot; 0: off.")

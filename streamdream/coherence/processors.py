@@ -270,11 +270,14 @@ class FlowProcessor(DreamProcessor):
         cfg = self.coherence
         height, width = small.shape[:2]
         previous, previous_gray = self._detail, self._gray
+        assert previous is not None and previous_gray is not None  # a full dream came first
         if previous.shape[:2] != (height, width):  # the adaptive controller moved the width
             previous, previous_gray = resize(previous, width, height), resize(previous_gray, width, height)
         # 1. carry: the last detail, and each pixel's age (frames since it was revealed), moved
         # onto this frame; occluded and revealed pixels get no detail and age 0
-        age = self._age if self._age is not None and self._age.shape == (height, width) else np.full((height, width), AGE_SETTLED, np.float32)
+        age = self._age
+        if age is None or age.shape != (height, width):  # all settled (a full dream), or resized
+            age = np.full((height, width), AGE_SETTLED, np.float32)
         carried = self.warper.carry(np.dstack([previous, age]), previous_gray, gray)
         self.visible_fraction = carried.visible_fraction
         detail = np.ascontiguousarray(carried.values[..., :3])
