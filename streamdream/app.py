@@ -162,10 +162,10 @@ def _two_passes(config: Config, look: Look, info: SourceInfo, parsed: ParsedUri,
     """``look`` dreaming in two passes (``coherence/passes.py``): the first pass and the backward
     second one read the input a second time, before the pipeline's first frame goes out."""
     if info.live or config.source.loop:
-        raise ConfigError(f"coherence.passes: 2 needs a file input read once, got {'a live input' if info.live else 'source.loop: true'} "
-                          f"({info.uri}); use passes: 1")
+        raise ConfigError(f"two passes (coherence.passes set to 2) need a file input read once, got "
+                          f"{'a live input' if info.live else 'source.loop true'} ({info.uri}); use one pass")
     if config.coherence.mode != "flow":
-        raise ConfigError(f"coherence.passes: 2 needs coherence.mode: flow, got {config.coherence.mode}")
+        raise ConfigError(f"two passes (coherence.passes set to 2) need coherence.mode flow, got {config.coherence.mode}")
     group = workers.group("two-pass")
 
     def frames() -> Iterator[Frame]:

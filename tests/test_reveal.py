@@ -170,3 +170,12 @@ def test_live_refresh_dreams_the_entering_edge(engine: DreamEngine, panned) -> N
     full = detail(panned["full"][0], images[7])[strip].mean()
     assert detail(shown, images[7])[strip].mean() >= 0.85 * full
 
+
+
+def test_two_passes_need_one_process_and_flow_mode(tmp_path: Path) -> None:
+    clip = write_frames(tmp_path / "pan.mp4", [cv2.resize(f, (96, 72), interpolation=cv2.INTER_AREA) for f in pan(3)])
+    spread = streamdream("run", "--input", clip, "--output", tmp_path / "a.mp4", "--passes", "2", "--workers", "2")
+    assert spread.returncode == 2 and "without --workers and --cluster" in spread.stderr, spread.stderr
+    blend = streamdream("run", "--input", clip, "--output", tmp_path / "b.mp4", "--passes", "2", "--coherence", "blend",
+                        "--width", "64", "--no-progress")
+    assert blend.returncode == 2 and "need coherence.mode flow, got blend" in blend.stderr, blend.stderr

@@ -37,8 +37,8 @@ def command(args: argparse.Namespace, stop: StopToken) -> int:
 
     if args.workers is not None or args.cluster is not None:
         if config.coherence.passes == 2:  # the second pass walks the whole file back: one process
-            raise ConfigError("coherence.passes: 2 dreams a file in one process; use it without --workers and --cluster, "
-                              "or passes: 1 with them")
+            raise ConfigError("two passes (coherence.passes set to 2, --passes 2) dream a file in one process: "
+                              "run them without --workers and --cluster, or one pass with them")
         config = resuming(config)  # a stopped run's partial output is replaced when it resumes, not refused
         check_config(config, "run")
         return run_command(config, stop, workers=args.workers, cluster=args.cluster, resources=dict(args.worker_resource or ()))
