@@ -16,7 +16,7 @@ Modes:
   new frame (occluded and newly revealed pixels get none), faded by ``carry``, then a
   few gradient steps on the smallest octave(s) only. Pixels the flow cannot carry
   (revealed at an edge, disoccluded, failing a check) are dreamed at once in the same
-  frame (``reveal.py``): a local dream of their bounding box at the finest octave,
+  frame (``reveal.py``): a local dream of their bounding box at half the dream resolution,
   brought to the full dream's level and feathered in. Full dreams only on the first
   frame, on scene cuts and, optionally, every ``full_every`` frames.
 """

@@ -5,20 +5,29 @@ checks (entering at an edge as the camera pans, uncovered behind a moving object
 the flow is wrong) get none. The smallest-octave refinement alone gives them a faint, coarse
 start, and on a fast pan the entering side then stays a plain strip that follows the camera.
 
-``RevealDreamer`` dreams those pixels in the same frame, at a bounded cost:
+``RevealDreamer`` dreams those pixels in the same frame, at a bounded cost. Flow mode carries
+each pixel's *age* (frames since it was revealed, 0 in the frame it appears in) with its
+detail; pixels younger than ``frames`` are the young ones:
 
-1. *Region*: the failed pixels, specks removed (flow noise on a still picture is not a
-   reveal), grown by ``margin`` pixels; their bounding box is the crop dreamed, at least
-   ``MIN_SIDE`` pixels each way so the network sees enough around them.
-2. *Dream*: ``steps`` gradient steps on the crop (the frame plus the detail it has so far)
-   at the dream resolution, the finest octave: the refinement before it gave the coarse
-   shapes, these steps give the fine ones that carried detail has. A crop larger than
-   ``budget`` of the picture (a zoom out reveals a ring) is dreamed at a reduced size
-   holding that many pixels, so a frame costs about the same whatever moves.
-3. *Level*: the detail there is raised to what the last full dream showed per pixel that
-   tones let show (at most ``MAX_GAIN`` times), so revealed content has full strength at once.
-4. *Seam*: the new steps and the gain are blended in by a feathered mask (the region, blurred
-   over the margin), so carried and new detail meet without an edge.
+1. *Region*: the young pixels, specks and clusters under ``MIN_AREA`` removed (a camera's
+   noise failing the colour check on a still picture is not a reveal), grown by ``margin``
+   pixels of carried context; their bounding box is the crop, at least ``MIN_CROP`` each way.
+2. *Dream*: ``steps`` gradient steps on the crop (the frame plus the detail it has so far) at
+   1/``OCTAVE`` of the dream resolution, with ``PAD`` mirrored pixels around it so the
+   network's border streaks fall outside (a pan brings every pixel in at the border; raised,
+   the streaks would stay as bands). The smallest-octave refinement before gave the coarse
+   shapes; these give mid-sized ones. A crop larger than ``budget`` of the picture (a zoom
+   out reveals a ring) is dreamed smaller. The newest pixels take all of the change, older
+   young ones less (``frames`` > 1).
+3. *Level*: the newest pixels' detail is raised, pixel by pixel (a level map smoothed over
+   the newest pixels only), to ``AIM`` x what the last full dream showed per pixel that tones
+   let show (at most ``MAX_GAIN`` times): full strength in the frame it appears in.
+4. *Seam*: the change and the gain are blended in by masks blurred over ``FEATHER`` pixels, so
+   carried and new detail meet without a hard edge and the carried pixels around are hardly
+   touched (their change would be flicker).
+
+The frame's refinement gives ``steps`` of its own steps to this dream (``processors.py``), so
+a frame that reveals content costs about what a still frame does.
 
 The new detail comes from the new frame itself, never from a neighbour, so a revealed region
 cannot inherit a ghost of what was there before.
@@ -43,9 +52,9 @@ AIM = 1.2  # revealed detail is raised to this much of the full dream's level: c
 AGE_SETTLED = 255.0  # the age of pixels of a full dream: settled, never young again
 FEATHER = 2  # px over which new detail fades into carried detail at the region's edge
 OCTAVE = 2.0  # the crop is dreamed at 1/OCTAVE of the dream resolution: mid-sized patterns
-PAD = 16  # px mirrored around a picture before its steps (no border streaks)
+PAD = 16  # px mirrored around the crop (at its dreamed size) before its steps: no border streaks
 LEVEL_RADIUS = 12.0  # px: the neighbourhood a pixel's detail level is measured over
-SMOOTH = 6.0  # px: the Gaussian the per-pixel weights are smoothed with, so no band marks each frame's strip
+SMOOTH = 6.0  # px: the Gaussian the refinement's weight on young pixels is smoothed with (no line where each strip began)
 _SPECK = np.ones((3, 3), np.uint8)
 
 
@@ -57,15 +66,6 @@ def revealed_core(missing: np.ndarray) -> np.ndarray:
     keep = stats[:, cv2.CC_STAT_AREA] >= MIN_AREA
     keep[0] = False  # the background
     return keep[labels] if count > 1 else np.zeros(missing.shape, bool)
-
-
-def feather(core: np.ndarray, margin: int) -> np.ndarray:
-    """HxW float32 in [0, 1]: 1 on ``core``, falling to 0 over about ``margin`` pixels around it."""
-    if margin <= 0:
-        return core.astype(np.float32)
-    grown = cv2.dilate(core.astype(np.uint8), np.ones((margin // 2 * 2 + 1,) * 2, np.uint8))
-    soft = cv2.GaussianBlur(grown.astype(np.float32), (0, 0), max(margin / 4.0, 0.5))
-    return np.maximum(soft, core.astype(np.float32))
 
 
 def soft_mask(region: np.ndarray, values: np.ndarray | float = 1.0) -> np.ndarray:
@@ -187,4 +187,4 @@ class RevealDreamer:
         way = soft_mask(newest)
         part *= (1.0 + (wanted - 1.0) * way)[..., None]
 
-__all__ = ["AGE_SETTLED", "ascend_padded", "MAX_GAIN", "MIN_REVEALED", "MIN_CROP", "MIN_SIDE", "RevealDreamer", "crop_box", "feather", "soft_mask", "revealed_core"]
+__all__ = ["AGE_SETTLED", "ascend_padded", "MAX_GAIN", "MIN_REVEALED", "MIN_CROP", "MIN_SIDE", "RevealDreamer", "crop_box", "soft_mask", "revealed_core"]
