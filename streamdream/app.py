@@ -16,9 +16,11 @@ again to rebuild a stuck one.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,10 @@ from tqdm import tqdm
 
 from .audio import AudioReact
 from .backend import prepare
+from .coherence.passes import TwoPassProcessor
 from .config import Config, OutputConfig
-from .frames import SourceInfo
+from .errors import ConfigError
+from .frames import Frame, SourceInfo
 from .models.loader import load_dream_model
 from .models.student_file import StudentFile, check_teacher, load_student, resolve_student
 from .pipeline.looks import Look, LookSwitch, build_look
@@ -159,6 +163,8 @@ def assemble(
             look = build_look("default", config, engine, live=info.live, observer=observer)
         else:
             look = first_look(config, info)
+        if config.coherence.passes == 2:
+            look = _two_passes(config, look, info, parsed, workers)
     except BaseException:
         source.close()
         raise
@@ -176,6 +182,27 @@ def assemble(
         if config.audio_react is not None and config.audio_react.blend is not None:
             looks.blend_modulation = react.blend
     return Assembly(config, source, info, looks, observer, workers, daemon, audio, react)
+
+
+def _two_passes(config: Config, look: Look, info: SourceInfo, parsed: ParsedUri, workers: Workers) -> Look:
+    """``look`` dreaming in two passes (``coherence/passes.py``): the first pass and the backward
+    second one read the input a second time, before the pipeline's first frame goes out."""
+    if info.live or config.source.loop:
+        raise ConfigError(f"two passes (coherence.passes set to 2) need a file input read once, got "
+                          f"{'a live input' if info.live else 'source.loop true'} ({info.uri}); use one pass")
+    if config.coherence.mode != "flow":
+        raise ConfigError(f"two passes (coherence.passes set to 2) need coherence.mode flow, got {config.coherence.mode}")
+    group = workers.group("two-pass")
+
+    def frames() -> Iterator[Frame]:
+        second = open_source(config.source, workers=group, parsed=parsed)
+        second.open()
+        try:
+            yield from itertools.islice(second.frames(), config.pipeline.max_frames)
+        finally:
+            second.close()
+
+    return dataclasses.replace(look, processor=TwoPassProcessor(look.processor, frames, stopped=group.stop.is_set))
 
 
 def _audio_react(config: Config, parsed: ParsedUri, observer: PipelineObserver) -> AudioReact | None:

@@ -236,6 +236,8 @@ def build_parser() -> Parser:
     _overwrite_arg(p)
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (default: all; config pipeline.max_frames)")
     p.add_argument("--coherence", choices=["independent", "blend", "flow"], help="how frames' dreams relate (default: flow; config coherence.mode)")
+    p.add_argument("--passes", type=int, choices=[1, 2], help="flow mode, file input: 2 adds a second pass backward in time, so "
+                   "content dreamed late lends its dream to the frames before it (default: 1; config coherence.passes)")
     p.add_argument("--metrics", nargs="?", const="127.0.0.1:9108", metavar="HOST:PORT", help="serve Prometheus metrics (default: off; 127.0.0.1:9108 if no address is given)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown; config pipeline.progress)")
     _cluster_args(p)
@@ -343,7 +345,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if args.output or args.overwrite:
             sections["outputs"] = [{**o, "overwrite": True} if args.overwrite else o for o in outputs]
         sections["pipeline"] = {"max_frames": args.max_frames, "progress": False if args.no_progress else None}
-        sections["coherence"] = {"mode": args.coherence}
+        sections["coherence"] = {"mode": args.coherence, "passes": args.passes}
         if args.metrics:
             host, port = parse_listen_address(args.metrics)
             sections["metrics"] = {"enabled": True, "host": host, "port": port}

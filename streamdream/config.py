@@ -247,7 +247,8 @@ class CoherenceConfig(Section):
     )
     blend_ratio: float = Field(0.5, ge=0.0, lt=1.0, description="blend mode: share of the previous dream in the blend.")
     carry: float = Field(1.0, gt=0.0, le=1.0, description="flow mode: factor on the carried detail each frame (< 1 fades old detail).")
-    refine_steps: int = Field(3, ge=0, le=100, description="flow mode: gradient steps per frame on the carried dream.")
+    refine_steps: int = Field(3, ge=0, le=100, description="flow mode: gradient steps per frame on the carried dream "
+                              "(0: the carry alone; revealed pixels then stay bare too).")
     refine_carried: float = Field(0.25, ge=0.0, le=1.0, description="flow mode: share of the refinement taken where "
                                   "detail was carried (all of it is taken where detail was dropped or revealed).")
     refine_octaves: int = Field(1, ge=1, le=12, description="flow mode: refine this many of the smallest octaves.")
@@ -262,7 +263,20 @@ class CoherenceConfig(Section):
     student_carry: float = Field(0.5, ge=0.0, lt=1.0, description="flow mode with a student (dream.engine: student): "
                                  "share of the previous frame's detail, carried along the flow, mixed into each frame's own "
                                  "one-pass dream; 0: every frame's dream alone.")
+    passes: int = Field(1, ge=1, le=2, description="flow mode, file input (`run`): 2 adds a second pass backward in time "
+                        "over the first pass's dreams (Ruder et al.), so content dreamed late lends its dream to the frames before "
+                        "it; the input is read twice and every frame's detail kept on disk until the end.")
     full_every: int = Field(0, ge=0, le=100000, description="flow mode: a full dream every N frames (0: only first frame and scene cuts).")
+    reveal_steps: int = Field(2, ge=0, le=100, description="flow mode: gradient steps per frame, at half the dream resolution, "
+                              "on pixels the flow could not carry (revealed at an edge, uncovered, failing a check), their level then raised "
+                              "to the full dream's; the frame's refine_steps give way to them (at least 1 left); 0: off.")
+    reveal_frames: int = Field(1, ge=1, le=30, description="flow mode: a revealed pixel is dreamed in this many frames, "
+                               "from the one it appears in (the newest take all the steps, older ones less); its level is "
+                               "raised to the full dream's in the first.")
+    reveal_margin: int = Field(16, ge=0, le=256, description="flow mode: pixels (at the dream resolution) around revealed ones "
+                               "dreamed with them as context: the network sees the carried patterns the new ones continue.")
+    reveal_budget: float = Field(0.25, gt=0.0, le=1.0, description="flow mode: most of the picture's pixels the revealed region "
+                                 "is dreamed at; a larger region (a zoom out) is dreamed smaller and scaled up.")
     scene_cut: float = Field(30.0, ge=0.0, le=255.0, description="Grey-thumbnail mean difference (0-255) that starts a new shot; 0: off.")
     flow: Literal["dis", "farneback"] = Field("dis", description="Optical flow method.")
     flow_preset: Literal["ultrafast", "fast", "medium"] = Field("fast", description="DIS preset (speed vs accuracy).")
