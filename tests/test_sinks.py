@@ -590,6 +590,23 @@ def test_socket_watchdog_unblocks_a_stuck_send(silent_server: int) -> None:
         client.close()
 
 
+def test_socket_watchdog_shuts_its_peer_beside_unix_sockets(silent_server: int) -> None:
+    """A daemon holds Unix sockets too (asyncio, Ray): their peer name is a string, which once
+    raised an IndexError that skipped the container's close and left its socket and encoder behind."""
+    unix_a, unix_b = socket.socketpair()
+    watchdog = SocketWatchdog("127.0.0.1", silent_server, timeout=5.0)
+    client = socket.create_connection(("127.0.0.1", silent_server))
+    try:
+        watchdog.shutdown_sockets()
+        assert client.recv(1) == b""  # our end was shut down: the read sees the end at once
+        unix_a.sendall(b"ok")  # the Unix pair is left alone
+        assert unix_b.recv(2) == b"ok"
+    finally:
+        watchdog.stop_watching()
+        for sock in (client, unix_a, unix_b):
+            sock.close()
+
+
 # --- browser preview --------------------------------------------------------------------------
 
 

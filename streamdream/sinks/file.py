@@ -348,6 +348,7 @@ class FileSink:
             self._container.mux(packets)
         except (av.FFmpegError, OSError) as exc:
             self._failed = True
+            packets = []  # a packet holds its stream: the error's traceback keeps this frame, not the encoder
             raise SinkError(f"cannot write to {self.path}: {exc}") from exc
         self.frames_written += 1
 
@@ -379,6 +380,9 @@ class FileSink:
                     errors.append(f"finishing the file: {exc}")
         if self._video is None and container is not None:
             log.warning("%s: no frame was written; the file was not created", self.path)
+        # The encoder's threads live as long as its stream object: let them go now, not when a
+        # traceback that still holds this sink is collected (a soak's retries would pile them up).
+        self._container, self._video = None, None
         try:
             self._place(finished=not errors)
         except SinkError as exc:

@@ -113,9 +113,9 @@ class SocketWatchdog(Worker):
                 sock = socket.socket(fileno=os.dup(fd))
             except (ValueError, OSError):
                 continue
-            try:
-                peer = sock.getpeername()
-                if peer[0] in self._addresses and peer[1] == self._port:
+            try:  # a Unix socket's peer name is a string (often empty): only TCP peers are ours
+                peer = sock.getpeername() if sock.family in (socket.AF_INET, socket.AF_INET6) else None
+                if peer is not None and peer[0] in self._addresses and peer[1] == self._port:
                     sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
@@ -195,6 +195,7 @@ class PublishSink:
                 self._container.mux(packets)
         except (av.FFmpegError, OSError) as exc:
             self._failed = True
+            packets = []  # a packet holds its stream: the error's traceback keeps this frame, not the encoder
             raise self._error("lost the connection to", exc) from exc
         self.frames_written += 1
 
@@ -222,20 +223,27 @@ class PublishSink:
     def _abort(self) -> None:
         """Close the container (trailer / RTSP TEARDOWN) and the watchdog, whatever happens."""
         container, self._container = self._container, None
+        self._video = None  # its encoder threads end with it, not when this sink is collected
         try:
             if container is not None and self._watchdog is not None and (self._failed or self._watchdog.fired):
                 self._watchdog.shutdown_sockets()  # the trailer must not wait on a dead server
-            if container is not None:
-                if self._watchdog is not None:
-                    with self._watchdog.guard():
-                        container.close()
-                else:
-                    container.close()
-        except Exception as exc:  # on a dead connection PyAV raises odd things (even an IndexError)
-            log.debug("closing %s: %r", self.safe_uri, exc)
         finally:
+            try:
+                if container is not None:  # closed whatever happened above: else its socket and encoder stay
+                    self._close_container(container)
+            finally:
+                if self._watchdog is not None:
+                    self._watchdog.stop_watching()  # its thread must end whatever happened
+
+    def _close_container(self, container: av.container.OutputContainer) -> None:
+        try:
             if self._watchdog is not None:
-                self._watchdog.stop_watching()  # its thread must end whatever happened
+                with self._watchdog.guard():
+                    container.close()
+            else:
+                container.close()
+        except Exception as exc:  # a dead connection's trailer fails; the socket is closed all the same
+            log.debug("closing %s: %r", self.safe_uri, exc)
 
     def _error(self, what: str, exc: BaseException, elapsed: float = 0.0) -> SinkError:
         reason = redact_url(str(exc))

@@ -272,6 +272,9 @@ class AvSource(OpenedInfo):
             halt = self._halt = group.stop
         handoff: FrameQueue[Frame | EndOfStream] = FrameQueue("decode", self._handoff_size, QueuePolicy.WAIT)
         group.spawn("source-decode", self._read, container, handoff, halt)
+        # The reader owns the container now. A raised error's traceback holds this frame: without
+        # its container, the decoder's threads end with the reader, not when that error is collected.
+        del container
         try:
             while True:
                 try:
@@ -307,7 +310,9 @@ class AvSource(OpenedInfo):
         try:
             self._decode_all(container, handoff, halt)
         except SourceError as exc:
-            end = EndOfStream("source", exc)
+            # without the reader's stack (its frames hold the container and the decoder):
+            # the error crosses to the consumer, which may keep it
+            end = EndOfStream("source", exc.with_traceback(None))
         except Exception as exc:  # a bug, not an input problem: keep the traceback in the log
             log.exception("reader for %s failed", self._display)
             end = EndOfStream("source", SourceError(f"reading {self._display} failed: {type(exc).__name__}: {_ffmpeg_said(exc)}"))
