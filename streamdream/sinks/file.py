@@ -380,13 +380,13 @@ class FileSink:
                     errors.append(f"finishing the file: {exc}")
         if self._video is None and container is not None:
             log.warning("%s: no frame was written; the file was not created", self.path)
-        # The encoder's threads live as long as its stream object: let them go now, not when a
-        # traceback that still holds this sink is collected (a soak's retries would pile them up).
-        self._container, self._video = None, None
         try:
             self._place(finished=not errors)
         except SinkError as exc:
             errors.append(str(exc))
+        # The encoder's threads live as long as its stream object: let them go now, not when a
+        # traceback that still holds this sink is collected (a soak's retries would pile them up).
+        self._container, self._video = None, None
         if self._clock is not None and self._clock.adjusted:
             log.info("%s: %d frame timestamps did not increase and were moved forward", self.path, self._clock.adjusted)
         if errors:
