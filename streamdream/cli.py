@@ -32,6 +32,7 @@ log = logging.getLogger("streamdream")
 COMMANDS = {
     "image": "image",
     "zoom": "zoom",
+    "distill": "distill",
     "gallery": "gallery",
     "run": "run",
     "batch": "batch",

@@ -103,9 +103,29 @@ class DreamConfig(Section):
     tile_size: int = Field(1024, ge=64, le=8192, description="Gradients are computed in tiles this big.")
     width: int | None = Field(None, ge=32, le=8192, description="Dream at this width (None: frame width).")
     guide: Path | None = Field(None, description="Dream toward this image's features.")
-    blend_with: Path | None = Field(None, description="Dream a blend of the input and this image.")
-    blend: float = Field(0.0, ge=0.0, le=1.0, description="Share of blend_with in the blend.")
+    blend_with: str | None = Field(
+        None, description="A second input blended into the first before the dream: any URI --input takes (a video "
+        "file, looped by default; webcam; rtsp:// and other streams; demo; lavfi:...; image:PATH) or a picture file.")
+    blend: float = Field(0.0, ge=0.0, le=1.0, description="Share of blend_with in the blend (0: the first input alone).")
+    blend_mode: Literal["mix", "screen", "multiply", "difference"] = Field(
+        "mix", description="How the two inputs combine: mix (a cross-dissolve), screen (lightens), multiply (darkens), "
+        "difference; blend is the share of the combined picture.")
+    blend_fit: Literal["cover", "contain", "stretch"] = Field(
+        "cover", description="How blend_with is brought to the first input's frame: cover (scaled to fill, cropped), "
+        "contain (scaled to fit, black bars), stretch (scaled to the frame, aspect not kept).")
+    blend_loop: bool = Field(True, description="Start blend_with again at its end (a file, a finite demo); false: "
+                             "the first input goes on alone once it ended.")
+
+    @field_validator("blend_with", mode="before", json_schema_input_type=str | None)
+    @classmethod
+    def _uri_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, Path) else value
     seed: int | None = Field(None, description="Seed for jitter; None for random.")
+    engine: Literal["gradient", "student"] = Field(
+        "gradient", description="gradient: the full dream, gradient ascent over octaves; student: a distilled "
+        "feed-forward network (`streamdream distill`) that dreams each frame in one pass.")
+    student: str | None = Field(None, description="engine student: a student file (.student.npz) or the name of a "
+                                "shipped one (efficientnet_lite0-mid); None: the one shipped for model and preset.")
 
 
 MAX_PIXELS_8K = 7680 * 4320
@@ -182,11 +202,11 @@ def parse_duration(value: Any) -> Any:
 class OutputConfig(Section):
     """One output (``--output``, repeatable): a file, a window, a virtual camera, a publish, a preview, NDI."""
 
-    uri: str = Field(description="file path (.mp4/.mkv/.webm/.ts), window, virtualcam, rtsp://, rtmp://, preview:HOST:PORT, null")
+    uri: str = Field(description="file path (.mp4/.mkv/.webm/.ts), window, virtualcam, rtsp://, rtmp://, preview:HOST:PORT, webrtc:, null")
     crf: int | None = Field(None, ge=0, le=63, description="Constant quality (lower is better).")
-    bitrate: str | None = Field(None, pattern=r"^\d+(\.\d+)?[kKmM]?$", description="e.g. 4M; overrides crf.")
+    bitrate: str | None = Field(None, pattern=r"^\d+(\.\d+)?[kKmM]?$", description="e.g. 4M; overrides crf (webrtc: its video bitrate, 1.5M by default).")
     codec: str | None = Field(None, description="Encoder name, e.g. libx264, libvpx-vp9.")
-    audio: bool = Field(True, description="Carry the source's audio into file outputs.")
+    audio: bool = Field(True, description="Carry the source's audio into file outputs and webrtc:.")
     overwrite: bool = Field(False, description="Replace an existing file (otherwise refused; --overwrite/-y sets it).")
     rotate: float | None = Field(
         None, ge=10.0, le=366 * 86400.0, description="Files: start a new file this often, e.g. 1h (None: one file)."
@@ -227,7 +247,8 @@ class CoherenceConfig(Section):
     )
     blend_ratio: float = Field(0.5, ge=0.0, lt=1.0, description="blend mode: share of the previous dream in the blend.")
     carry: float = Field(1.0, gt=0.0, le=1.0, description="flow mode: factor on the carried detail each frame (< 1 fades old detail).")
-    refine_steps: int = Field(3, ge=0, le=100, description="flow mode: gradient steps per frame on the carried dream.")
+    refine_steps: int = Field(3, ge=0, le=100, description="flow mode: gradient steps per frame on the carried dream "
+                              "(0: the carry alone; revealed pixels then stay bare too).")
     refine_carried: float = Field(0.25, ge=0.0, le=1.0, description="flow mode: share of the refinement taken where "
                                   "detail was carried (all of it is taken where detail was dropped or revealed).")
     refine_octaves: int = Field(1, ge=1, le=12, description="flow mode: refine this many of the smallest octaves.")
@@ -239,7 +260,23 @@ class CoherenceConfig(Section):
     steady_jitter: bool = Field(True, description="flow mode: refine every frame with the same random transforms, so still "
                                 "parts stay still instead of shimmering.")
     max_detail_gain: float = Field(1.0, gt=0.0, le=10.0, description="flow mode: cap on how much of the carried detail shows (mean |detail|), relative to the last full dream's.")
+    student_carry: float = Field(0.5, ge=0.0, lt=1.0, description="flow mode with a student (dream.engine: student): "
+                                 "share of the previous frame's detail, carried along the flow, mixed into each frame's own "
+                                 "one-pass dream; 0: every frame's dream alone.")
+    passes: int = Field(1, ge=1, le=2, description="flow mode, file input (`run`): 2 adds a second pass backward in time "
+                        "over the first pass's dreams (Ruder et al.), so content dreamed late lends its dream to the frames before "
+                        "it; the input is read twice and every frame's detail kept on disk until the end.")
     full_every: int = Field(0, ge=0, le=100000, description="flow mode: a full dream every N frames (0: only first frame and scene cuts).")
+    reveal_steps: int = Field(2, ge=0, le=100, description="flow mode: gradient steps per frame, at half the dream resolution, "
+                              "on pixels the flow could not carry (revealed at an edge, uncovered, failing a check), their level then raised "
+                              "to the full dream's; the frame's refine_steps give way to them (at least 1 left); 0: off.")
+    reveal_frames: int = Field(1, ge=1, le=30, description="flow mode: a revealed pixel is dreamed in this many frames, "
+                               "from the one it appears in (the newest take all the steps, older ones less); its level is "
+                               "raised to the full dream's in the first.")
+    reveal_margin: int = Field(16, ge=0, le=256, description="flow mode: pixels (at the dream resolution) around revealed ones "
+                               "dreamed with them as context: the network sees the carried patterns the new ones continue.")
+    reveal_budget: float = Field(0.25, gt=0.0, le=1.0, description="flow mode: most of the picture's pixels the revealed region "
+                                 "is dreamed at; a larger region (a zoom out) is dreamed smaller and scaled up.")
     scene_cut: float = Field(30.0, ge=0.0, le=255.0, description="Grey-thumbnail mean difference (0-255) that starts a new shot; 0: off.")
     flow: Literal["dis", "farneback"] = Field("dis", description="Optical flow method.")
     flow_preset: Literal["ultrafast", "fast", "medium"] = Field("fast", description="DIS preset (speed vs accuracy).")
@@ -356,6 +393,12 @@ class PresetConfig(Section):
     steps: int | None = Field(None, ge=0, le=1000, description="Gradient steps per octave (None: dream.steps).")
     octaves: int | None = Field(None, ge=1, le=12, description="Number of octaves (None: dream.octaves).")
     coherence: Literal["independent", "blend", "flow"] | None = Field(None, description="Coherence mode (None: coherence.mode).")
+    blend_with: str | None = Field(None, description="This preset's second input (None: dream.blend_with); "
+                                   "switching presets crossfades from one to the other.")
+    blend: float | None = Field(None, ge=0.0, le=1.0, description="This preset's share of the second input "
+                                "(None: dream.blend, or the blend control's value).")
+    blend_mode: Literal["mix", "screen", "multiply", "difference"] | None = Field(
+        None, description="This preset's blend mode (None: dream.blend_mode).")
 
     @field_validator("layers", mode="before", json_schema_input_type=str | list[str | LayerSpec])
     @classmethod
@@ -442,6 +485,9 @@ class AudioReactConfig(Section):
     release: float = Field(0.3, ge=0.001, le=30.0, description="Seconds the level takes to fall (63 %).")
     floor_db: float = Field(-50.0, ge=-120.0, lt=0.0, description="Loudness (dBFS RMS) at or below which the level is 0.")
     ceiling_db: float = Field(-10.0, ge=-120.0, le=0.0, description="Loudness (dBFS RMS) at or above which the level is 1.")
+    blend: tuple[float, float] | None = Field(
+        None, description="Factor on the share of dream.blend_with in silence and at full loudness, e.g. [0, 1]: "
+        "the second input shows with the sound (None: the blend does not follow the sound).")
     onsets: float = Field(0.3, ge=0.0, le=1.0, description="Level an onset (a sudden rise) adds, fading with `release`; 0: off.")
     onset_db: float = Field(9.0, ge=1.0, le=60.0, description="Rise in dB within 50 ms that counts as an onset.")
 
@@ -452,6 +498,13 @@ class AudioReactConfig(Section):
             raise ValueError(f"strength: both factors must be within 0..10, got {list(value)}")
         return value
 
+    @field_validator("blend")
+    @classmethod
+    def _blend_factors(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not all(0.0 <= v <= 10.0 for v in value):
+            raise ValueError(f"blend: both factors must be within 0..10, got {list(value)}")
+        return value
+
     @model_validator(mode="after")
     def _range(self) -> AudioReactConfig:
         if self.floor_db >= self.ceiling_db:
@@ -459,7 +512,7 @@ class AudioReactConfig(Section):
         return self
 
 
-MIDI_VERBS = ("strength", "step_size", "carry", "layer", "crossfade", "preset", "next", "previous")
+MIDI_VERBS = ("strength", "step_size", "carry", "layer", "crossfade", "blend", "preset", "next", "previous")
 
 
 class MidiBinding(Section):
@@ -467,8 +520,8 @@ class MidiBinding(Section):
 
     cc: int | None = Field(None, ge=0, le=127, description="Control change number (a knob or fader).")
     note: int | None = Field(None, ge=0, le=127, description="Note number (a pad or key); its velocity is the value.")
-    verb: Literal["strength", "step_size", "carry", "layer", "crossfade", "preset", "next", "previous"] = Field(
-        description="What it drives: strength, step_size, carry, layer, crossfade (scaled from 0-127); "
+    verb: Literal["strength", "step_size", "carry", "layer", "crossfade", "blend", "preset", "next", "previous"] = Field(
+        description="What it drives: strength, step_size, carry, layer, crossfade, blend (scaled from 0-127); "
         "preset, next, previous (on a press: a note, or a control change crossing 64).")
     layer: str | None = Field(None, min_length=1, max_length=200, description="verb layer: the layer whose weight it sets.")
     preset: str | None = Field(None, min_length=1, max_length=64, description="verb preset: the preset it switches to.")

@@ -45,6 +45,10 @@ class WeightsIntegrityError(ModelError):
     """A weights file failed its hash check or contains something forbidden."""
 
 
+class StudentError(ModelError):
+    """A student file (a distilled dreamer) is missing, damaged, or was distilled from another teacher."""
+
+
 class SourceError(StreamdreamError):
     """An input cannot be opened or read."""
 

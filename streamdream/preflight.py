@@ -39,8 +39,10 @@ from .log import redact_url
 from .models.layer_names import layer_names
 from .models.loader import keras_file_problem
 from .models.registry import KERAS_WEIGHTS_URL, REGISTRY, missing_weights_message
-from .sinks import CheckContext, check_sink, exclusive_key, parse_output_uri
-from .sources import check_source, input_paths, parse_uri
+from .models.student_file import check_teacher, load_student, resolve_student
+from .sinks import CheckContext, check_sink, exclusive_key, parse_output_uri, webrtc
+from .sources import KINDS, check_source, input_paths, parse_uri
+from .sources.blend import is_still, still_path
 from .web.binding import check_control_binding, check_listen
 
 Command = Literal["run", "serve"]
@@ -195,7 +197,7 @@ def check_output(output: OutputConfig, command: Command, inputs: tuple[str, ...]
 
 
 def check_outputs(config: Config, command: Command, problems: Problems, ports: bool = True) -> None:
-    inputs = input_paths(config.source.uri)
+    inputs = input_paths(config.source.uri) + (input_paths(config.dream.blend_with) if config.dream.blend_with else ())
     seen: dict[str, str] = {}
     for output in config.outputs:
         problems.check(check_output, output, command, inputs, ports)
@@ -219,7 +221,7 @@ def check_config(config: Config, command: Command = "run", *, ports: bool = True
     config whose daemon runs and holds them).
     """
     problems = Problems()
-    check_dream(config, problems)
+    check_dream(config, problems, command)
     problems.check(check_input, config, command)
     check_outputs(config, command, problems, ports)
     if config.metrics.enabled or command == "serve":
@@ -228,7 +230,15 @@ def check_config(config: Config, command: Command = "run", *, ports: bool = True
         if command == "serve":
             problems.check(check_control_binding, config.metrics.host, config.control)
             problems.check(check_midi, config)
+            problems.check(check_webrtc_control, config)
     problems.raise_first()
+
+
+def check_webrtc_control(config: Config) -> None:
+    """``webrtc:`` is answered by the control API: it must be on."""
+    if webrtc.configured(config.outputs) and not config.control.enabled:
+        raise ConfigError("outputs: webrtc: is offered through the control API, which is off (control.enabled: false): "
+                          "turn it on, or use preview:[HOST:]PORT for an open MJPEG preview")
 
 
 def check_midi(config: Config) -> None:
@@ -251,7 +261,40 @@ def _find_module(name: str) -> object:
         return None
 
 
-def check_dream(config: Config, problems: Problems) -> None:
+def check_dream(config: Config, problems: Problems, command: Command | None = None) -> None:
+    """The model, the guide and the second input; ``command`` None: one picture dreamed (`image`,
+    `zoom`, the cluster), where only a picture can be blended."""
     check_models(config, problems)
     problems.check(check_picture, config.dream.guide, "dream.guide", max_pixels=config.source.max_pixels)
-    problems.check(check_picture, config.dream.blend_with, "dream.blend_with", max_pixels=config.source.max_pixels)
+    problems.check(check_blend_with, config, command)
+    if config.dream.engine == "student":  # read, hash-checked and its teacher compared: numpy only
+        problems.check(check_student, config)
+
+
+def check_student(config: Config) -> None:
+    student = load_student(resolve_student(config.dream.student, config.model))
+    check_teacher(student, config.model, config.dream)
+
+
+def check_blend_with(config: Config, command: Command | None) -> None:
+    """``dream.blend_with`` and each preset's: a picture that can be read, or an input its kind
+    accepts (``run``, ``serve``)."""
+    where = {"dream.blend_with": config.dream.blend_with}
+    where.update({f"playlist.presets.{name}.blend_with": p.blend_with for name, p in config.playlist.presets.items()})
+    for key, uri in where.items():
+        if uri is not None:
+            _check_second_input(config, uri, key, command)
+
+
+def _check_second_input(config: Config, uri: str, key: str, command: Command | None) -> None:
+    if is_still(uri):
+        check_picture(still_path(uri), key, max_pixels=config.source.max_pixels)
+        return
+    if command is None:
+        raise ConfigError(f"{key} {redact_url(uri)}: a moving second input is blended by `run` and `serve` on one "
+                          "machine; here (`image`, `zoom`, --workers, --cluster) give a picture file")
+    try:
+        parsed = parse_uri(uri)
+        KINDS[parsed.kind].check(parsed, config.source.model_copy(update={"uri": uri}), command)
+    except StreamdreamError as exc:
+        raise ConfigError(f"{key}: {exc}") from None

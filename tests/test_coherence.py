@@ -114,9 +114,10 @@ def test_revealed_pixels_get_no_detail_and_show_the_fresh_frame(engine: DreamEng
     carried = FlowWarper(FlowEstimator("dis", "medium")).carry(detail, to_gray(first), to_gray(second))
     assert np.all(carried.values[~carried.visible] == 0)
 
-    # through the processor (no refinement, so only the carry acts): revealed pixels are the fresh
-    # frame (all but the two columns next to the carried detail, which its light smoothing reaches)
-    processor = FlowProcessor(engine, CoherenceConfig(refine_steps=0, carry=1.0))
+    # through the processor (no refinement and no revealed-content dream, so only the carry acts):
+    # revealed pixels are the fresh frame (all but the two columns next to the carried detail,
+    # which its light smoothing reaches); tests/test_reveal.py dreams them
+    processor = FlowProcessor(engine, CoherenceConfig(refine_steps=0, reveal_steps=0, carry=1.0))
     processor.process(Frame(first, 0))
     out = processor.process(Frame(second, 1)).image
     assert np.array_equal(out[:, : k - 3], second[:, : k - 3])

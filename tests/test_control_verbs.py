@@ -7,7 +7,9 @@ same settings are alike and any setting shows. Then every HTTP endpoint, every O
 each must change what ``/api/state`` reports and what the output shows: the dream's detail
 (the picture minus the still it was dreamed from) moves by more than its noise from
 picture to picture. ``carry`` acts in flow mode only, so the carry verbs come last, after
-a reload into flow mode (whose carried detail keeps moving a little: its noise).
+a reload into flow mode (whose carried detail keeps moving a little: its noise). ``blend``
+mixes a second picture (``dream.blend_with``, at share 0 until a blend verb moves it) into
+the still before it is dreamed.
 """
 
 from __future__ import annotations
@@ -56,6 +58,13 @@ def still_picture(path: Path) -> np.ndarray:
     return picture
 
 
+def second_picture(path: Path) -> None:
+    """The second input: rings, nothing like the still's waves and squares."""
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    rings = 128 + 120 * np.sin(np.hypot(x - WIDTH / 2, y - HEIGHT / 2) / 4)
+    cv2.imwrite(str(path), np.stack([rings, 255 - rings, rings / 2], axis=-1).clip(0, 255).astype(np.uint8))
+
+
 @dataclass
 class Daemon:
     url: str
@@ -100,11 +109,13 @@ class Daemon:
 def lite0_daemon(tmp_path_factory) -> Iterator[Daemon]:
     folder = tmp_path_factory.mktemp("control_verbs")
     still = still_picture(folder / "still.png")
+    second_picture(folder / "second.png")
     port, osc_port = free_port(), free_port()
     config = {
         "source": {"uri": f"image:{folder / 'still.png'}?seconds=86400&fps=10"},
         # model: the default, efficientnet_lite0; a small, repeatable dream
-        "dream": {"width": 96, "octaves": 1, "steps": 3, "seed": 0, "jitter": 0, "transform_scale": 0, "transform_rotate": 0},
+        "dream": {"width": 96, "octaves": 1, "steps": 3, "seed": 0, "jitter": 0, "transform_scale": 0, "transform_rotate": 0,
+                  "blend_with": str(folder / "second.png"), "blend": 0.0},
         "coherence": {"mode": "independent"},
         "playlist": {"presets": {"patterns": {"preset": "mid"}, "textures": {"preset": "shallow"}}, "crossfade": 0},
         "outputs": ["null"],
@@ -204,6 +215,7 @@ def test_every_verb_of_every_surface_changes_the_state_and_the_picture(lite0_dae
     verbs.check("POST /api/preset textures", lambda: post("/api/preset", {"name": "textures"}),
                 lambda s: s["preset"] == "textures")
     verbs.check("POST /api/preset/next", lambda: post("/api/preset/next", {}), lambda s: s["preset"] == "patterns")
+    verbs.check("POST /api/blend 0.6", lambda: post("/api/blend", {"value": 0.6}), lambda s: s["blend"] == 0.6)
 
     # --- OSC: every address -----------------------------------------------------------------
     osc = SimpleUDPClient("127.0.0.1", daemon.osc_port)
@@ -219,9 +231,11 @@ def test_every_verb_of_every_surface_changes_the_state_and_the_picture(lite0_dae
                 lambda s: s["dream"]["step_size"] == 0.1)
     verbs.check("/streamdream/step_size 2.0", lambda: send("/streamdream/step_size", 2.0),
                 lambda s: s["dream"]["step_size"] == 2.0)
+    verbs.check("/streamdream/blend 0.1", lambda: send("/streamdream/blend", 0.1), lambda s: abs(s["blend"] - 0.1) < 1e-6)
     answer = osc_query(daemon.osc_port)  # the one address that changes nothing: it answers the state
     assert answer["/streamdream/preset"] == ["patterns"] and answer["/streamdream/strength"] == [1.0]
     assert answer["/streamdream/layer/block_6/weight"] == [-1.0]
+    assert answer["/streamdream/blend"][0] == pytest.approx(0.1)
 
     # --- the page, in Chromium: every control -----------------------------------------------
     browser, page = open_page(daemon.url + "/", tmp_path / "profile")
@@ -236,6 +250,10 @@ def test_every_verb_of_every_surface_changes_the_state_and_the_picture(lite0_dae
         verbs.check("the page's strength slider", lambda: page.click("#strength", fraction=0.1),
                     lambda s: abs(s["strength"] - float(page.js("document.getElementById('strength').value"))) < 1e-9
                     and s["strength"] < 0.6)  # fmt: skip
+        page.wait("!document.getElementById('blend-section').hidden", "the blend slider (dream.blend_with is set)")
+        verbs.check("the page's blend slider", lambda: page.click("#blend", fraction=0.9),
+                    lambda s: abs(s["blend"] - float(page.js("document.getElementById('blend').value"))) < 1e-9
+                    and s["blend"] > 0.7)  # fmt: skip
     finally:
         browser.close()
 
@@ -245,4 +263,4 @@ def test_every_verb_of_every_surface_changes_the_state_and_the_picture(lite0_dae
     verbs.before, verbs.noise = verbs.steady_detail()
     verbs.check("POST /api/carry 0.3", lambda: post("/api/carry", {"value": 0.3}), lambda s: s["carry"] == 0.3)
     verbs.check("/streamdream/carry 1.0", lambda: send("/streamdream/carry", 1.0), lambda s: s["carry"] == 1.0)
-    assert len(verbs.done) == 19
+    assert len(verbs.done) == 22

@@ -111,11 +111,15 @@ def test_guide_image_pulls_toward_the_guide(lite0_model, tmp_path):
 
 
 def test_blend_dreams_a_mix_of_two_pictures(lite0_model, tmp_path):
+    from streamdream.commands.stills import dream_at_width
+    from streamdream.sources.blend import still_blend
+
     other_path = tmp_path / "other.png"
     write_image(other_path, np.zeros((50, 80, 3), np.uint8))
-    engine = DreamEngine(lite0_model, DreamConfig(octaves=1, steps=0, blend_with=other_path, blend=0.25))
+    config = DreamConfig(octaves=1, steps=0, blend_with=str(other_path), blend=0.25)
+    engine = DreamEngine(lite0_model, config)
     image = photo(width=160)
-    np.testing.assert_allclose(engine.dream(image), image * 0.75, atol=1e-3)
+    np.testing.assert_allclose(dream_at_width(engine, image, None, blend=still_blend(config)), image * 0.75, atol=1e-3)
 
 
 def test_octave_sizes_and_zoom():

@@ -163,7 +163,7 @@ def test_cli_hostile_input(cli_results, case: CliCase) -> None:
 
 
 def test_guide_and_blend_images_are_capped(tmp_path: Path) -> None:
-    from streamdream.images import read_image  # what DreamEngine reads dream.guide and dream.blend_with with
+    from streamdream.images import read_image  # what DreamEngine reads dream.guide with (a blend_with picture: read_rgb8 too)
 
     huge = huge_png(tmp_path / "guide.png", 20000, 20000)
     with pytest.raises(ConfigError, match=r"guide\.png is 20000x20000 .* over the limit") as info:

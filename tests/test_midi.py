@@ -172,8 +172,8 @@ def test_http_has_the_verbs_midi_added_previous_and_crossfade(lite):
     settle(lite, lambda s: s["preset"] == cycle[cycle.index(start) - 1], "the previous preset over HTTP")
     status, body = http_request(lite.url + "/api/crossfade", token=TOKEN, method="POST", body={"value": 75})
     assert status == 400 and "crossfade: must be <= 60" in body and "got 75" in body
-    status, body = http_request(lite.url + "/api/midi/learn", token=TOKEN, method="POST", body={"control": "blend"})
-    assert status == 400 and "learn: give a control to bind" in body and "'blend'" in body
+    status, body = http_request(lite.url + "/api/midi/learn", token=TOKEN, method="POST", body={"control": "warp"})
+    assert status == 400 and "learn: give a control to bind" in body and "'warp'" in body
 
 
 # --- a controller unplugged and plugged again ------------------------------------------------------
@@ -317,7 +317,7 @@ def test_midi_config_errors_name_the_key_and_value():
         ({"midi": {"controls": [{"cc": 1, "note": 3, "verb": "strength"}]}}, "give either cc or note"),
         ({"midi": {"controls": [{"cc": 1, "verb": "layer"}]}}, "verb layer needs layer"),
         ({"midi": {"controls": [{"cc": 128, "verb": "strength"}]}}, "midi.controls.0.cc: must be <= 127, got 128"),
-        ({"midi": {"controls": [{"cc": 1, "verb": "blend"}]}}, "midi.controls.0.verb"),
+        ({"midi": {"controls": [{"cc": 1, "verb": "warp"}]}}, "midi.controls.0.verb"),
         ({"midi": {"switch_every": 4}}, "set clock: true"),
         ({"midi": {"clock": True, "switch_every": 0.3}}, "must come to whole beats"),
         ({"midi": {"clock": True, "switch_every": 2}, "playlist": {"interval": 30}}, "keep one"),

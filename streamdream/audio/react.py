@@ -244,6 +244,14 @@ class AudioReact:
         self.observer.audio_level(level, factor)
         return factor
 
+    def blend(self, frame: Frame) -> float:
+        """The factor on the blend's share (``audio_react.blend``) at the level ``strength`` found for
+        this frame (the ``LookSwitch`` asks for the strength first); 1 without ``blend``."""
+        if self.config.blend is None:
+            return 1.0
+        low, high = self.config.blend
+        return low + (high - low) * self.last_level
+
     def state(self) -> dict[str, Any]:
         return {"level": round(self.last_level, 3), "strength": round(strength_factor(self.config, self.last_level), 3),
                 "onsets": self._analysis.follower.onsets, "range": list(self.config.strength)}

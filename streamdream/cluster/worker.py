@@ -27,16 +27,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 
-from ..app import build_engine
+from ..app import build_engine, to_uint8
 from ..config import Config, OutputConfig
-from ..errors import SourceError, StreamdreamError
+from ..errors import SinkError, SourceError, StreamdreamError
 from ..frames import Frame, SourceInfo, freeze
+from ..pipeline.runner import Pipeline
 from ..sinks import open_sink
 from ..sinks.file import split_file_uri
+from ..sources.base import OpenedInfo
+from ..sources.blend import still_blend
 from .plan import Segment
 
 log = logging.getLogger(__name__)
@@ -149,18 +153,103 @@ def _decode_from(container, stream, target: int | None, time_base: Fraction) -> 
         yield from frames
 
 
+class SegmentSource(OpenedInfo):
+    """A segment as a ``Source`` for the pipeline: its warm-up frames, then its own."""
+
+    def __init__(self, task: SegmentTask) -> None:
+        self._task = task
+        self._display = f"segment {task.segment.index} of {task.input}"
+        self._closed = False
+        self.read_seconds = 0.0
+
+    def open(self) -> SourceInfo:
+        self._info = self._task.info
+        return self._info
+
+    def frames(self) -> Iterator[Frame]:
+        started = time.perf_counter()
+        for frame in read_segment(self._task):
+            self.read_seconds += time.perf_counter() - started
+            if self._closed:
+                return
+            yield frame
+            started = time.perf_counter()
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class SegmentLook:
+    """The pipeline's dreamer for one segment: warm-up frames dreamed for their carry and not
+    shown (``None``), output frames dreamed, crossfaded into the next chain over the handover."""
+
+    def __init__(self, dreamer: SegmentDreamer, task: SegmentTask, cancelled: Callable[[], bool] | None) -> None:
+        self._d, self._task, self._cancelled = dreamer, task, cancelled
+        self._main = dreamer.processor()
+        self._chain: Any = None  # the next segment's chain during the handover
+        self.seconds = 0.0
+
+    def process(self, frame: Frame) -> Frame | None:
+        if self._cancelled is not None and self._cancelled():
+            raise SegmentCancelled(f"segment {self._task.segment.index} of {self._task.input} cancelled")
+        started = time.perf_counter()
+        try:
+            return self._dream(frame)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _dream(self, frame: Frame) -> Frame | None:
+        from ..coherence.processors import compose  # noqa: PLC0415 - loads Keras and its backend
+
+        seg, engine = self._task.segment, self._d.engine
+        if self._d.blend is not None:
+            frame = Frame(to_uint8(self._d.blend(frame.image)), frame.index, frame.pts, frame.captured_at)
+        small = self._main.downscale(frame.image)
+        if frame.index < seg.start:  # warm-up: the previous worker's handover chain
+            engine.reseed(chain_seed(self._task.seed, frame.index))
+            self._main.dream_detail(small)
+            return None
+        detail = self._main.dream_detail(small).detail
+        handover_from = seg.end - seg.handover
+        if seg.handover and frame.index >= handover_from:
+            self._chain = self._chain or self._d.processor()
+            engine.reseed(chain_seed(self._task.seed, frame.index))
+            ahead = self._chain.dream_detail(small).detail
+            weight = (frame.index - handover_from + 1) / seg.handover
+            detail = (1.0 - weight) * detail + weight * ahead
+        image = compose(frame.image, np.asarray(detail, np.float32), tone=engine.tone)
+        return Frame(image, frame.index, frame.pts, frame.captured_at)
+
+
+class _Report:
+    """The pipeline's progress hook as the caller's ``report(frames written)``."""
+
+    def __init__(self, report: Callable[[int], None] | None) -> None:
+        self._report, self.frames = report, 0
+
+    def update(self, n: int) -> None:
+        self.frames += n
+        if self._report is not None:
+            self._report(self.frames)
+
+    def close(self) -> None:
+        pass
+
+
 class SegmentDreamer:
-    """One worker's dreamer: the model is loaded once, then segment after segment."""
+    """One worker's dreamer: the model is loaded once, then segment after segment, each through
+    the same stage loop as `run` (``pipeline/runner.py``): capture, dream, output."""
 
     def __init__(self, config: Config, engine=None) -> None:
         self.config = config
         self.engine = engine or build_engine(config)
+        self.blend = still_blend(config.dream, config.source.max_pixels)  # a picture; preflight refuses a moving one
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
-    def _processor(self):
-        from ..coherence.processors import PROCESSORS  # noqa: PLC0415 - loads Keras and its backend
+    def processor(self):
+        from ..coherence.processors import processor_class  # noqa: PLC0415 - loads Keras and its backend
 
-        mode = PROCESSORS[self.config.coherence.mode]  # flow unless asked otherwise, as for `run`
+        mode = processor_class(self.config.coherence.mode, self.engine)  # flow unless asked otherwise, as for `run`
         return mode(self.engine, self.config.coherence, width=self.config.dream.width, adaptive=False)
 
     def dream(
@@ -170,14 +259,8 @@ class SegmentDreamer:
         cancelled: Callable[[], bool] | None = None,
     ) -> PieceResult:
         """Dream ``task``'s segment; ``report(n)`` after each output frame; stop if ``cancelled()``."""
-        from ..coherence.processors import compose  # noqa: PLC0415 - loads Keras and its backend
-
         seg = task.segment
-        main = self._processor()
-        chain = None  # the next segment's chain during the handover
-        handover_from = seg.end - seg.handover
         steps_before = self.engine.steps_total
-        timing = {"read": 0.0, "dream": 0.0, "encode": 0.0}
         path, options = split_file_uri(task.output.uri)
         query = "&".join(f"{k}={v}" for k, v in options.items())
         with tempfile.TemporaryDirectory(prefix="streamdream-piece-") as tmp:
@@ -186,55 +269,29 @@ class SegmentDreamer:
                 OutputConfig(uri=str(piece) + (f"?{query}" if query else ""), codec=task.output.codec,
                              crf=task.output.crf, bitrate=task.output.bitrate, audio=False)
             )  # fmt: skip
-            sink.open(task.info)
-            written = 0
-            try:
-                started = time.perf_counter()
-                for frame in read_segment(task):
-                    now = time.perf_counter()
-                    timing["read"] += now - started
-                    if cancelled is not None and cancelled():
-                        raise SegmentCancelled(f"segment {seg.index} of {task.input} cancelled")
-                    small = main.downscale(frame.image)
-                    if frame.index < seg.start:  # warm-up: the previous worker's handover chain
-                        self.engine.reseed(chain_seed(task.seed, frame.index))
-                        main.dream_detail(small)
-                        timing["dream"] += time.perf_counter() - now
-                        started = time.perf_counter()
-                        continue
-                    detail = main.dream_detail(small).detail
-                    if seg.handover and frame.index >= handover_from:
-                        chain = chain or self._processor()
-                        self.engine.reseed(chain_seed(task.seed, frame.index))
-                        ahead = chain.dream_detail(small).detail
-                        weight = (frame.index - handover_from + 1) / seg.handover
-                        detail = (1.0 - weight) * detail + weight * ahead
-                    image = compose(frame.image, np.asarray(detail, np.float32), tone=self.engine.tone)
-                    dreamed = time.perf_counter()
-                    timing["dream"] += dreamed - now
-                    sink.write(Frame(image, frame.index, frame.pts, frame.captured_at))
-                    written += 1
-                    timing["encode"] += time.perf_counter() - dreamed
-                    if report is not None:
-                        report(written)
-                    started = time.perf_counter()
-            finally:
-                closing = time.perf_counter()
-                sink.close()
-                timing["encode"] += time.perf_counter() - closing
-            if written != seg.frames:
-                raise SourceError(f"segment {seg.index} of {task.input}: {written} of {seg.frames} frames dreamed")
+            source, look, progress = SegmentSource(task), SegmentLook(self, task, cancelled), _Report(report)
+            started = time.perf_counter()
+            result = Pipeline(source, look, [sink], queue_size=2, progress=lambda info: progress).run()
+            wall = time.perf_counter() - started
+            if result.error is not None:
+                raise result.error
+            down = result.outputs_down
+            if down:
+                raise SinkError(f"segment {seg.index} of {task.input}: {down[0].error}")
+            if progress.frames != seg.frames:
+                raise SourceError(f"segment {seg.index} of {task.input}: {progress.frames} of {seg.frames} frames dreamed")
             data = piece.read_bytes()
         return PieceResult(
             job=task.job,
             segment=seg.index,
             data=data,
-            frames=written,
+            frames=progress.frames,
             warmup=seg.warmup,
             steps=self.engine.steps_total - steps_before,
             worker=self.name,
-            seconds=timing,
-        )
+            seconds={"read": source.read_seconds, "dream": look.seconds,
+                     "encode": max(0.0, wall - look.seconds - source.read_seconds)},  # what the stages did not overlap
+        )  # fmt: skip
 
 
-__all__ = ["PieceResult", "SegmentCancelled", "SegmentDreamer", "SegmentTask", "chain_seed", "read_segment"]
+__all__ = ["PieceResult", "SegmentCancelled", "SegmentDreamer", "SegmentLook", "SegmentSource", "SegmentTask", "chain_seed", "read_segment"]

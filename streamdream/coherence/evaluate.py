@@ -22,6 +22,20 @@ Metrics (pictures on 0-255 unless said otherwise):
   Pairs across a cut are left out here too.
 * ``visible_fraction``: mean share of pixels the forward-backward check kept.
 * ``scene_cuts``: cuts found in the input (pairs left out of the warping error).
+* ``detail_instability``: mean relative change, frame to frame, of a frame's mean detail
+  (|output - input| averaged over the frame): the dream pumping. Pairs across a cut are left out.
+* Revealed content (``reveal_*``): pixels of frame t that fail the forward-backward check
+  against frame t-1 (specks removed) were revealed there: entering at an edge, uncovered,
+  or where the flow is lost. Each such region is followed along the input's flow for the
+  next frames (dropped where it fails the check again). ``revealed_share`` is the mean share
+  of a frame revealed; ``revealed_detail`` the mean detail (mean |output - input| over the
+  channels) on revealed pixels in the frame they appear in, ``carried_detail`` on the frame's
+  settled pixels (not revealed in the last ``REVEAL_AGES`` frames). ``reveal_detail_K`` is a
+  revealed region's mean detail in its K-th frame (1: the frame it appears in) and
+  ``reveal_strength_K`` the same over the settled pixels' detail of that frame;
+  ``reveal_frames_to_90`` the frames a revealed region takes to reach 90% of the settled
+  pixels' detail (1: at once; ``REVEAL_AGES`` + 1: not within ``REVEAL_AGES`` frames; 0: no
+  revealed content in the clip).
 
 An output of another size than the input is resized to the input's size first.
 """
@@ -38,6 +52,7 @@ from ..errors import SourceError
 from ..media import read_frames, video_fps
 from .flow import FlowEstimator, FlowPreset, to_gray, warp
 from .occlusion import consistency_mask
+from .reveal import revealed_core
 from .scenecut import DEFAULT_THRESHOLD, SceneCutDetector
 
 KEYS = (
@@ -57,7 +72,21 @@ KEYS = (
     "flicker_input",
     "visible_fraction",
     "scene_cuts",
+    "detail_instability",
+    "revealed_share",
+    "revealed_detail",
+    "carried_detail",
+    "reveal_detail_1",
+    "reveal_detail_2",
+    "reveal_detail_3",
+    "reveal_strength_1",
+    "reveal_strength_2",
+    "reveal_strength_3",
+    "reveal_frames_to_90",
 )
+REVEAL_AGES = 8  # frames a revealed region is followed for
+REVEAL_MIN_PIXELS = 64  # a revealed region (or what is left of it) smaller than this is not measured
+REVEAL_FULL = 0.9  # share of the settled pixels' detail that counts as full strength
 
 
 
@@ -70,6 +99,39 @@ class _Track:
         self.brightness: list[float] = []
         self.previous: np.ndarray | None = None
         self.compared: list[bool] = []  # per frame after the first: same shot as the one before
+        self.details: list[float] = []  # per frame: mean detail
+        self.reveal_detail = [0.0] * REVEAL_AGES  # sums over revealed regions, by age
+        self.reveal_ratio = [0.0] * REVEAL_AGES
+        self.reveal_count = [0] * REVEAL_AGES
+        self.carried_sum = 0.0
+        self.carried_count = 0
+
+    def measure_reveals(self, detail: np.ndarray, regions: list[tuple[int, np.ndarray]], settled: np.ndarray | None) -> None:
+        if settled is None or not settled.any():
+            return
+        carried = float(detail[settled].mean())
+        self.carried_sum += carried
+        self.carried_count += 1
+        for age, region in regions:
+            here = float(detail[region].mean())
+            self.reveal_detail[age] += here
+            self.reveal_ratio[age] += here / carried if carried > 0 else 0.0
+            self.reveal_count[age] += 1
+
+
+def _follow(regions: list[tuple[int, np.ndarray]], backward: np.ndarray, visible: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """The revealed regions one frame on: moved along the flow, aged, and joined by the new one."""
+    moved = []
+    for age, region in regions:
+        if age + 1 >= REVEAL_AGES:
+            continue
+        region = (warp(region.astype(np.float32), backward) > 0.5) & visible
+        if region.sum() >= REVEAL_MIN_PIXELS:
+            moved.append((age + 1, region))
+    revealed = revealed_core(~visible)
+    if revealed.sum() >= REVEAL_MIN_PIXELS:
+        moved.append((0, revealed))
+    return moved
 
 
 def _brightness(image: np.ndarray) -> float:
@@ -106,6 +168,9 @@ def evaluate_frames(
     tracks = [_Track() for _ in outputs]
     input_track = _Track()
     visible_fractions: list[float] = []
+    revealed_shares: list[float] = []
+    regions: list[tuple[int, np.ndarray]] = []  # revealed regions followed: (age, mask on this frame)
+    settled: np.ndarray | None = None  # pixels carried, not revealed lately
     previous_gray: np.ndarray | None = None
     size = (0, 0)
     for frame in inputs:
@@ -127,18 +192,47 @@ def evaluate_frames(
             visible = consistency_mask(forward, backward)
             visible_fractions.append(float(visible.mean()))
             input_track.errors.append(_masked_error(frame, input_track.previous, backward, visible))
+            regions = _follow(regions, backward, visible)
+            revealed_shares.append(float(sum(r.sum() for a, r in regions if a == 0)) / visible.size)
+            settled = visible.copy()
+            for _, region in regions:
+                settled &= ~region
+        else:
+            regions, settled = [], None
         input_track.brightness.append(_brightness(frame))
         for track, output in zip(tracks, produced):
             if output.shape[:2] != (height, width):
                 output = cv2.resize(output, (width, height), interpolation=cv2.INTER_AREA)
             if compare:
                 track.errors.append(_masked_error(output, track.previous, backward, visible))
-            track.strength_sum += float(np.abs(output.astype(np.int16) - frame.astype(np.int16)).mean())
+            detail = np.abs(output.astype(np.int16) - frame.astype(np.int16)).mean(axis=2)
+            track.strength_sum += float(detail.mean())
+            track.details.append(float(detail.mean()))
+            track.measure_reveals(detail, regions, settled)
             track.brightness.append(_brightness(output))
             track.previous = output
         input_track.previous = frame
         previous_gray = gray
-    return [_summary(track, input_track, visible_fractions, size, fps, cut_count) for track in tracks]
+    summaries = [_summary(track, input_track, visible_fractions, size, fps, cut_count) for track in tracks]
+    for summary, track in zip(summaries, tracks):
+        summary.update(_reveal_summary(track, revealed_shares))
+    return summaries
+
+
+def _reveal_summary(track: _Track, shares: list[float]) -> dict[str, float]:
+    count = track.reveal_count
+    detail = [track.reveal_detail[a] / count[a] if count[a] else 0.0 for a in range(REVEAL_AGES)]
+    ratio = [track.reveal_ratio[a] / count[a] if count[a] else 0.0 for a in range(REVEAL_AGES)]
+    reached = [a + 1 for a in range(REVEAL_AGES) if count[a] and ratio[a] >= REVEAL_FULL]
+    frames_to_full = (reached[0] if reached else REVEAL_AGES + 1) if count[0] else 0
+    return {
+        "revealed_share": float(np.mean(shares)) if shares else 0.0,
+        "revealed_detail": detail[0],
+        "carried_detail": track.carried_sum / track.carried_count if track.carried_count else 0.0,
+        **{f"reveal_detail_{a + 1}": detail[a] for a in range(3)},
+        **{f"reveal_strength_{a + 1}": ratio[a] for a in range(3)},
+        "reveal_frames_to_90": frames_to_full,
+    }
 
 
 def _summary(track: _Track, inputs: _Track, visible: list[float], size: tuple[int, int], fps: float | None, cuts: int) -> dict[str, float]:
@@ -168,7 +262,15 @@ def _summary(track: _Track, inputs: _Track, visible: list[float], size: tuple[in
         "flicker_input": float(np.std(np.diff(in_b)[same_shot])),
         "visible_fraction": float(np.mean(visible)) if visible else 1.0,
         "scene_cuts": cuts,
+        "detail_instability": _instability(track.details, same_shot),
     }
+
+
+def _instability(details: list[float], same_shot: np.ndarray) -> float:
+    values = np.array(details)
+    changes = np.abs(np.diff(values))[same_shot]
+    mean = float(values.mean())
+    return float(changes.mean() / mean) if changes.size and mean > 0 else 0.0
 
 
 def evaluate_many(
@@ -192,4 +294,4 @@ def evaluate_many(
         raise SourceError(f"cannot evaluate {names} against {input_path}: {exc}") from None
 
 
-__all__ = ["KEYS", "evaluate_frames", "evaluate_many"]
+__all__ = ["KEYS", "REVEAL_AGES", "evaluate_frames", "evaluate_many"]

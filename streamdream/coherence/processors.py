@@ -14,7 +14,10 @@ Modes:
   persist a little, but ghost behind moving things and still change every frame.
 * ``flow`` (default): the previous frame's detail, moved along the optical flow onto the
   new frame (occluded and newly revealed pixels get none), faded by ``carry``, then a
-  few gradient steps on the smallest octave(s) only. Full dreams only on the first
+  few gradient steps on the smallest octave(s) only. Pixels the flow cannot carry
+  (revealed at an edge, disoccluded, failing a check) are dreamed at once in the same
+  frame (``reveal.py``): a local dream of their bounding box at half the dream resolution,
+  brought to the full dream's level and feathered in. Full dreams only on the first
   frame, on scene cuts and, optionally, every ``full_every`` frames.
 """
 
@@ -35,6 +38,8 @@ from ..runtime.observer import PipelineObserver
 from .adaptive import Quality, QualityController
 from .carry import FlowWarper
 from .flow import FlowEstimator, to_gray
+from .reveal import AGE_SETTLED, RevealDreamer
+from .reveal import SMOOTH as REVEAL_SMOOTH
 from .scenecut import SceneCutDetector
 
 log = logging.getLogger(__name__)
@@ -220,7 +225,9 @@ class FlowProcessor(DreamProcessor):
         self._reference_level = 0.0  # what showed of the last full dream's detail (mean |.|)
         self._reference_share = 0.0  # the share of that frame where tones let detail show
         self._since_full = 0
+        self._age: np.ndarray | None = None  # per pixel: frames since it was revealed (None: all settled)
         self.visible_fraction = 1.0  # of the last carried frame, for diagnostics
+        self.reveal = RevealDreamer(self.engine, cfg.reveal_steps, cfg.reveal_frames, cfg.reveal_margin, cfg.reveal_budget)
 
     def dream_detail(self, small: np.ndarray, cut: bool | None = None) -> Dreamed:
         cfg = self.coherence
@@ -256,18 +263,25 @@ class FlowProcessor(DreamProcessor):
         detail = self.engine.dream_detail(small)  # the configured octaves and steps
         self._reference_level = shown_level(self.engine, detail, small)
         self._reference_share = float(self.engine.tone.mask(small).mean())
+        self._age = None  # every pixel dreamed in full: settled
         return detail, self.engine.steps_total - before
 
     def _warm_start(self, small: np.ndarray, gray: np.ndarray) -> tuple[np.ndarray, int]:
         cfg = self.coherence
         height, width = small.shape[:2]
         previous, previous_gray = self._detail, self._gray
+        assert previous is not None and previous_gray is not None  # a full dream came first
         if previous.shape[:2] != (height, width):  # the adaptive controller moved the width
             previous, previous_gray = resize(previous, width, height), resize(previous_gray, width, height)
-        # 1. carry: the last detail moved onto this frame; occluded and revealed pixels get none
-        carried = self.warper.carry(previous, previous_gray, gray)
+        # 1. carry: the last detail, and each pixel's age (frames since it was revealed), moved
+        # onto this frame; occluded and revealed pixels get no detail and age 0
+        age = self._age
+        if age is None or age.shape != (height, width):  # all settled (a full dream), or resized
+            age = np.full((height, width), AGE_SETTLED, np.float32)
+        carried = self.warper.carry(np.dstack([previous, age]), previous_gray, gray)
         self.visible_fraction = carried.visible_fraction
-        detail = carried.values
+        detail = np.ascontiguousarray(carried.values[..., :3])
+        age = np.where(carried.visible, np.clip(np.round(carried.values[..., 3]) + 1.0, 0.0, AGE_SETTLED), 0.0).astype(np.float32)
         detail *= cfg.carry
         # 2. refine: a few steps on the smallest octave(s), their change added at full size
         before = self.engine.steps_total
@@ -276,14 +290,28 @@ class FlowProcessor(DreamProcessor):
         if cfg.steady_jitter:
             self.engine.repeat_jitter()
         # where detail was carried, only part of the refinement is taken (it would otherwise
-        # move every frame's patterns a little: flicker); where it was dropped, all of it
-        fresh = cv2.blur((~carried.visible).astype(np.float32), (5, 5))
+        # move every frame's patterns a little: flicker); where it was dropped, all of it, and
+        # so it is for the frames after, while the revealed content is dreamed (step 3)
+        young = age < (cfg.reveal_frames if cfg.reveal_steps > 0 else 1)
+        if cfg.reveal_steps > 0:  # smooth: a young region's edge moves each frame, and must leave no line
+            fresh = cv2.GaussianBlur(young.astype(np.float32), (0, 0), REVEAL_SMOOTH)
+        else:
+            fresh = cv2.blur((~carried.visible).astype(np.float32), (5, 5))
         weight = (cfg.refine_carried + (1.0 - cfg.refine_carried) * fresh)[..., None]
+        # a frame that reveals content spends the steps of its revealed-content dream (step 3)
+        # here instead, so it costs about what a still frame does
+        steps = self.steps
+        if self.steps > 0 and self.reveal.due(age):
+            steps = max(1, self.steps - cfg.reveal_steps)
         for w, h in sizes[: cfg.refine_octaves]:
             current = np.clip(resize(small, w, h) + resize(detail, w, h), 0.0, 255.0)
-            refined = self.engine.ascend(current, self.steps, step_size)
-            detail += resize(refined - current, width, height) * weight
-        # 3. level: what shows of the detail is held at what the last full dream showed, so a
+            change = self.engine.ascend(current, steps, step_size) - current
+            detail += resize(change, width, height) * weight
+        # 3. reveal: what the flow could not carry gets a dream of its own now, at full level
+        if self.steps > 0:  # refine_steps 0: the carry alone, revealed pixels left bare too
+            detail = self.reveal(small, detail, age, self._reference_level, self._reference_share)
+        self._age = freeze(age)
+        # 4. level: what shows of the detail is held at what the last full dream showed, so a
         # long shot's dream neither grows nor fades where motion keeps dropping detail; it is
         # raised by at most REGAIN a frame, so the change is never a visible jump
         detail = np.clip(small + detail, 0.0, 255.0) - small
@@ -294,12 +322,56 @@ class FlowProcessor(DreamProcessor):
         return detail, self.engine.steps_total - before
 
 
+class StudentFlowProcessor(DreamProcessor):
+    """Flow mode with a student (``dream.engine: student``): every frame gets its own one-pass
+    dream, and the previous frame's detail, carried along the optical flow, is mixed into it
+    (``coherence.student_carry``) where the flow is trusted, so patterns hold still where the
+    picture does. A student's dream is a function of its frame, so its steadiness follows the
+    source's; the carry smooths what the student itself jitters between similar frames."""
+
+    mode = "flow"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        cfg = self.coherence
+        self.warper = FlowWarper(FlowEstimator(cfg.flow, cfg.flow_preset), color_tolerance=cfg.ghost_tolerance,
+                                 still_flow=cfg.still_flow)
+        self._detail: np.ndarray | None = None
+        self._gray: np.ndarray | None = None
+
+    def dream_detail(self, small: np.ndarray, cut: bool | None = None) -> Dreamed:
+        fresh, steps = self._dream(small)
+        gray = to_gray(small)
+        cut = self.cuts(small) if cut is None else cut
+        share = self.coherence.student_carry
+        previous, previous_gray = self._detail, self._gray
+        detail = fresh
+        if previous is not None and share > 0 and not cut:
+            height, width = small.shape[:2]
+            if previous.shape[:2] != (height, width):
+                previous, previous_gray = resize(previous, width, height), resize(previous_gray, width, height)
+            carried = self.warper.carry(previous, previous_gray, gray)
+            weight = (share * carried.visible.astype(np.float32))[..., None]
+            detail = fresh * (1.0 - weight) + carried.values * weight
+        self._detail, self._gray = freeze(detail), freeze(gray)
+        return Dreamed(self._detail, steps, True)
+
+
 PROCESSORS: dict[str, type[DreamProcessor]] = {
     cls.mode: cls for cls in (IndependentProcessor, BlendProcessor, FlowProcessor)
 }
 
+
+def processor_class(mode: str, engine: object) -> type[DreamProcessor]:
+    """The processor for ``mode``; a student (an engine with ``one_pass``) has its own flow mode."""
+    if mode == "flow" and getattr(engine, "one_pass", False):
+        return StudentFlowProcessor
+    return PROCESSORS[mode]
+
 __all__ = [
     "PROCESSORS",
+    "StudentFlowProcessor",
+    "processor_class",
     "BlendProcessor",
     "DreamProcessor",
     "Dreamed",

@@ -14,7 +14,8 @@ def command(args: argparse.Namespace, stop: StopToken) -> int:
     from ..preflight import Problems, check_dream  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
 
     problems = Problems()
-    check_dream(config, problems)  # the folders are batch's own to check
+    # the folders are batch's own to check; on a cluster a picture can be blended, not a moving input
+    check_dream(config, problems, None if args.workers is not None or args.cluster is not None else "run")
     problems.raise_first()
     return batch_command(config, args.in_dir, args.out_dir, stop, workers=args.workers, cluster=args.cluster,
                          resources=dict(args.worker_resource or ()))  # fmt: skip

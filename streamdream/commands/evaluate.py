@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..coherence.evaluate import evaluate_many
+from ..coherence.evaluate import REVEAL_AGES, evaluate_many
 from ..coherence.flow import FlowPreset
 from ..media import frame_count
 from ..progress import progress_iter
@@ -47,8 +47,21 @@ def format_evaluation(result: dict[str, float], as_json: bool = False) -> str:
         f"flicker             {result['flicker']:.3f} (output {result['flicker_output']:.3f}, input {result['flicker_input']:.3f})",
         f"visible pixels      {result['visible_fraction']:.1%} (forward-backward flow check); "
         f"{result['scene_cuts']} scene cut(s) skipped",
+        f"detail instability  {result['detail_instability']:.3f} (mean relative change of a frame's mean detail)",
+        f"revealed content    {result['revealed_share']:.1%} of a frame; detail {result['revealed_detail']:.2f} where "
+        f"revealed, {result['carried_detail']:.2f} where carried; {_reveal_speed(result)}",
     ]
     return "\n".join(lines)
+
+
+def _reveal_speed(result: dict[str, float]) -> str:
+    frames = int(result["reveal_frames_to_90"])
+    if frames == 0:
+        return "none revealed"
+    strengths = ", ".join(f"{result[f'reveal_strength_{k}']:.0%}" for k in (1, 2, 3))
+    if frames > REVEAL_AGES:
+        return f"strength by frame {strengths}; not at 90% within {REVEAL_AGES} frames"
+    return f"strength by frame {strengths}; 90% within {frames} frame(s)"
 
 
 def command(args: argparse.Namespace, stop: StopToken) -> int:

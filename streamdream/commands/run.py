@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..arguments import config_from_args
-from ..errors import SinkError
+from ..errors import ConfigError, SinkError
 from ..log import redact_url
 from ..runtime.workers import StopToken
 
@@ -32,12 +32,18 @@ def command(args: argparse.Namespace, stop: StopToken) -> int:
     config = config_from_args(args)
     from ..app import run_pipeline  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
     from ..cluster.command import resuming, run_command  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
-    from ..preflight import check_config  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
+    from ..preflight import Problems, check_config, check_dream  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
     from ..service.http import start_metrics  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
 
     if args.workers is not None or args.cluster is not None:
+        if config.coherence.passes == 2:  # the second pass walks the whole file back: one process
+            raise ConfigError("two passes (coherence.passes set to 2, --passes 2) dream a file in one process: "
+                              "run them without --workers and --cluster, or one pass with them")
         config = resuming(config)  # a stopped run's partial output is replaced when it resumes, not refused
         check_config(config, "run")
+        problems = Problems()
+        check_dream(config, problems)  # the cluster dreams segments apart: a picture can be blended, not a moving input
+        problems.raise_first()
         return run_command(config, stop, workers=args.workers, cluster=args.cluster, resources=dict(args.worker_resource or ()))
     check_config(config, "run")
 

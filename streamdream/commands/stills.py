@@ -3,7 +3,8 @@
 Like the video path (``coherence/processors.py``): the picture is dreamed at ``width``
 (aspect kept, never upscaled) and the dream's *detail* is upsampled and added to the
 full-size picture, so a 4000 px photo dreams in the time of a 640 px one and stays sharp.
-A ``blend_with`` picture is blended at full size; only the detail comes from the small dream.
+A ``blend_with`` picture is blended in at full size first (``sources/blend.py``'s
+``still_blend``); only the detail comes from the small dream.
 """
 
 from __future__ import annotations
@@ -22,17 +23,21 @@ def dream_size(width: int, height: int, dream_width: int | None) -> tuple[int, i
 
 
 def dream_at_width(
-    engine, picture: np.ndarray, width: int | None, on_step: Callable[[int, int], None] | None = None
+    engine, picture: np.ndarray, width: int | None, on_step: Callable[[int, int], None] | None = None,
+    blend: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """``picture`` (float32 RGB 0-255) dreamed at ``width``; returned at its own size."""
+    """``picture`` (float32 RGB 0-255), blended by ``blend`` if given, dreamed at ``width``;
+    returned at its own size."""
+    if blend is not None:
+        picture = blend(picture)
     height, full_width = picture.shape[:2]
     size = dream_size(full_width, height, width)
     if size == (full_width, height):
         return engine.dream(picture, on_step=on_step)
     small = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
-    detail = engine.dream(small, on_step=on_step) - engine.blend_source(small)
+    detail = engine.dream(small, on_step=on_step) - small
     detail = cv2.resize(detail, (full_width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip(engine.blend_source(picture) + detail, 0, 255)
+    return np.clip(picture + detail, 0, 255)
 
 
 def total_steps(config, width: int, height: int) -> int:

@@ -15,6 +15,7 @@ from ..progress import progress_bar
 from ..runtime.interrupts import EXIT_CODE, stop_watched
 from ..runtime.workers import StopToken
 from ..sinks import open_sink
+from ..sources.blend import still_blend
 from .job_checks import check_zoom_job
 from .stills import dream_at_width, dream_size
 
@@ -42,6 +43,7 @@ def dream_zoom(
     height, width = picture.shape[:2]
     info = SourceInfo(uri=image_path, width=width, height=height, fps=Fraction(fps), live=False, frame_count=frames, kind="image")
     sink = open_sink(output, audio_source=None)  # a still has no sound; the CLI's preflight refused output == input
+    blend = still_blend(config.dream, config.source.max_pixels)
     engine = build_engine(config)
     log.info("zooming %s (%dx%d), dreamed at %dx%d", image_path, width, height, *dream_size(width, height, config.dream.width))
     sink.open(info)
@@ -52,7 +54,7 @@ def dream_zoom(
             for index in range(frames):
                 if stop.is_set():
                     break
-                picture = dream_at_width(engine, picture, config.dream.width)
+                picture = dream_at_width(engine, picture, config.dream.width, blend=blend)
                 sink.write(Frame(image=freeze(to_uint8(picture)), index=index, pts=index / fps))
                 written += 1
                 bar.update(1)

@@ -97,7 +97,6 @@ class DreamEngine:
         self.steps_total = 0
         # fixed without a seed too: workers dreaming one video's segments must repeat alike
         self._steady_seed = config.seed if config.seed is not None else STEADY_SEED
-        self._blend_image = read_image(config.blend_with) if config.blend_with else None
         if step is not None:
             self.step = step
         else:
@@ -138,13 +137,6 @@ class DreamEngine:
         """Levels per step: the look's step size times ``strength``."""
         return self.config.step_size * self.config.strength
 
-    def blend_source(self, image: np.ndarray) -> np.ndarray:
-        """The picture actually dreamed: the input, or its blend with ``blend_with``."""
-        if self._blend_image is None or self.config.blend <= 0:
-            return image
-        other = resize(self._blend_image, image.shape[1], image.shape[0])
-        return (1.0 - self.config.blend) * image + self.config.blend * other
-
     def dream_detail(
         self,
         image: np.ndarray,
@@ -172,7 +164,7 @@ class DreamEngine:
         if octaves < 1:
             raise ValueError(f"octaves must be >= 1, got {octaves}")
         image = np.asarray(image, np.float32)
-        source = self.blend_source(image)
+        source = image  # a second input (dream.blend_with) is blended in before: sources/blend.py
         if steps <= 0:
             return source - image
         height, width = source.shape[:2]
@@ -219,7 +211,7 @@ class DreamEngine:
         """Dream ``image`` (float32 RGB 0-255); returns the dreamed picture, tones kept."""
         image = np.asarray(image, np.float32)
         if (self.config.steps if steps is None else steps) <= 0:
-            return self.blend_source(image)
+            return image
         detail = self.dream_detail(image, steps=steps, octaves=octaves, on_step=on_step)
         return np.clip(image + self.tone.apply(detail, image), 0, 255)
 

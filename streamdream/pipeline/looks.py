@@ -26,6 +26,7 @@ import numpy as np
 from ..config import Config
 from ..frames import Frame, IdleFrame, freeze
 from ..runtime.observer import PipelineObserver
+from ..sources.blend import BlendInputs, blend_images, fit_to
 from .live import LiveDream
 
 if TYPE_CHECKING:  # the processors come with TensorFlow; this module is imported before it loads
@@ -36,9 +37,9 @@ log = logging.getLogger(__name__)
 
 def make_processor(config: Config, engine: Any, observer: PipelineObserver | None = None) -> DreamProcessor:
     """The frame processor for ``config.coherence.mode`` (independent, blend or flow)."""
-    from ..coherence.processors import PROCESSORS  # noqa: PLC0415 - loads Keras and its backend
+    from ..coherence.processors import processor_class  # noqa: PLC0415 - loads Keras and its backend
 
-    cls = PROCESSORS[config.coherence.mode]
+    cls = processor_class(config.coherence.mode, engine)
     return cls(engine, config.coherence, width=config.dream.width, observer=observer)
 
 
@@ -62,7 +63,8 @@ def build_look(
 ) -> Look:
     """A look for ``config``; a live one is warmed up on ``warm_on`` (see ``LiveDream.warm_up``)."""
     processor = make_processor(config, engine, observer)
-    dream = LiveDream(processor, observer) if live else None
+    # a one-pass engine (a student) dreams every frame it shows, in line: no refresh beside the frames
+    dream = LiveDream(processor, observer) if live and not getattr(engine, "one_pass", False) else None
     if dream is not None and warm_on is not None:
         dream.warm_up(warm_on, shown=shown)
     return Look(preset, config, engine, processor, dream)
@@ -90,8 +92,12 @@ class Showing:
 class LookSwitch:
     """The pipeline's dreamer: ``process`` on the dream worker, ``switch_to`` from the builder."""
 
-    def __init__(self, look: Look) -> None:
+    def __init__(self, look: Look, blends: BlendInputs | None = None) -> None:
         self._showing = Showing(look)
+        # the second inputs (dream.blend_with), blended into each frame before its look dreams it
+        self.blends = blends
+        # the factor on the blend's share for a frame (audio-reactive dreaming's `blend`)
+        self.blend_modulation: Callable[[Frame], float] | None = None
         self._replacing = threading.Lock()  # two writers; readers take the reference as it is
         self.last_input: Frame | None = None  # the latest real input frame, to warm the next look on
         self.last_output: np.ndarray | None = None  # the latest picture out, for the idle animation
@@ -122,6 +128,8 @@ class LookSwitch:
             self._showing = Showing(current, look, time.monotonic(), crossfade)
         if showing.incoming is not None:
             _retire(showing.current)
+        if self.blends is not None:
+            self.blends.get(look.config.dream)  # its second input opens now, while the look fades in
 
     def rename(self, look: Look) -> None:
         """Relabel the running look (a preset with the same settings as the one shown)."""
@@ -140,14 +148,29 @@ class LookSwitch:
         if not isinstance(frame, IdleFrame):
             self.last_input = frame
         gain = 1.0 if self.modulation is None else self.modulation(frame)
-        image = _dream(showing.current, frame, gain)
+        share = 1.0 if self.blend_modulation is None else self.blend_modulation(frame)
+        image = _dream(showing.current, self._blended(showing.current, frame, share), gain)
         if showing.incoming is not None:
-            new = _dream(showing.incoming, frame, gain)
+            new = _dream(showing.incoming, self._blended(showing.incoming, frame, share), gain)
             a = float(np.clip(progress, 0.0, 1.0))
             blended = (1.0 - a) * image.astype(np.float32) + a * new.astype(np.float32)
             image = freeze(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
         self.last_output = image
         return Frame(image, frame.index, frame.pts, frame.captured_at)
+
+    def _blended(self, look: Look, frame: Frame, share: float) -> Frame:
+        """``frame`` blended with ``look``'s second input (``dream.blend_with``): what the look dreams,
+        and what its flow follows. The frame as it is without one, while it is down, or idle."""
+        dream = look.config.dream
+        ratio = min(1.0, dream.blend * share)
+        if self.blends is None or dream.blend_with is None or isinstance(frame, IdleFrame):
+            return frame
+        other = self.blends.picture(dream, frame)  # read even at ratio 0: a synced second input keeps its place
+        if other is None or ratio <= 0.0:
+            return frame
+        fitted = fit_to(other, frame.width, frame.height, dream.blend_fit)
+        mixed = blend_images(frame.image, fitted, ratio, dream.blend_mode)
+        return Frame(freeze(np.clip(mixed + 0.5, 0, 255).astype(np.uint8)), frame.index, frame.pts, frame.captured_at)
 
     def _finish_fade(self, showing: Showing) -> Showing:
         with self._replacing:
@@ -160,6 +183,8 @@ class LookSwitch:
     def close(self) -> None:
         for look in self._showing.looks:
             _retire(look)
+        if self.blends is not None:
+            self.blends.close()
 
 
 def _dream(look: Look, frame: Frame, gain: float) -> np.ndarray:

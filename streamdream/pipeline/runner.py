@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 class Dreamer(Protocol):
     """Turns an input frame into the output frame (same index, pts and capture time)."""
 
-    def process(self, frame: Frame) -> Frame: ...
+    def process(self, frame: Frame) -> Frame | None:
+        """The dreamed frame; None for a frame dreamed only for what it carries to the next."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ class Dream(Consumer):
         out = p.dreamer.process(item)
         p.observer.stage_time("dream", time.monotonic() - started)
         p.observer.frame_done("dream")
+        if out is None:  # dreamed for what it carries, not shown (a cluster segment's warm-up)
+            return True
         p.outputs.deliver(out, self.stop)
         self.frames_out += 1
         p.observer.frame_done("write")

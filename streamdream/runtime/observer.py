@@ -32,6 +32,12 @@ class PipelineObserver:
     def source_reconnect(self) -> None:
         """A reconnect attempt started."""
 
+    def blend_source_up(self, up: bool) -> None:
+        """The second input (``dream.blend_with``) delivers frames (True) or was lost (False)."""
+
+    def blend_source_reconnect(self) -> None:
+        """The second input was lost or did not open; another try follows."""
+
     def output_up(self, output: str, up: bool) -> None:
         """An output opened (True) or failed and waits to be opened again (False)."""
 

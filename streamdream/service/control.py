@@ -16,6 +16,7 @@ verb            HTTP                    OSC
 ``step_size``   ``POST /api/step_size``    ``/streamdream/step_size <float>``
 ``carry``       ``POST /api/carry``        ``/streamdream/carry <float>``
 ``crossfade``   ``POST /api/crossfade``    ``/streamdream/crossfade <float>``
+``blend``       ``POST /api/blend``        ``/streamdream/blend <float>``
 ``layer``       ``POST /api/layer/NAME/weight``  ``/streamdream/layer/NAME/weight <float>``
 ==============  ======================  =============================================
 
@@ -53,6 +54,8 @@ class Controller(Protocol):
     def set_crossfade(self, value: float) -> dict[str, Any]: ...
 
     def set_layer_weight(self, layer: str, value: float) -> dict[str, Any]: ...
+
+    def set_blend(self, value: float) -> dict[str, Any]: ...
 
 
 def number(value: Any, verb: str) -> float:
@@ -92,6 +95,7 @@ VERBS: dict[str, Verb] = {
         Verb("step_size", "number", lambda c, x: c.set_step_size(x)),
         Verb("carry", "number", lambda c, x: c.set_carry(x)),
         Verb("crossfade", "number", lambda c, x: c.set_crossfade(x)),
+        Verb("blend", "number", lambda c, x: c.set_blend(x)),
         Verb("layer", "number", lambda c, x, layer: c.set_layer_weight(layer, x)),
     )
 }

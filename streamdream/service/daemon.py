@@ -34,6 +34,7 @@ from ..pipeline.runner import Pipeline
 from ..runtime.interrupts import signalled, stop_watched
 from ..runtime.observer import ObserverGroup
 from ..runtime.workers import JOIN_TIMEOUT, POLL, Backoff, StopToken, Workers
+from ..sinks import webrtc
 from ..sources import comes_back, open_source, parse_uri
 from ..web.binding import check_control_binding
 from .director import Director, LookBuilder, describe_failure
@@ -132,6 +133,8 @@ class Service:
             )
             self.director.start(self.assembly.looks, self.workers)
             self.assembly.looks.modulation = self._modulation()
+            if self.audio is not None and config.audio_react is not None and config.audio_react.blend is not None:
+                self.assembly.looks.blend_modulation = self.audio.blend
             self._start_pipeline()
             if self.osc is not None:
                 self.workers.start(self.osc)
@@ -149,6 +152,8 @@ class Service:
                 self.pipeline.finish()
             if self.source is not None:
                 self.source.close()
+            if self.assembly is not None and self.assembly.looks.blends is not None:
+                self.assembly.looks.blends.close()
             self.server.shutdown()
             if self.osc is not None and not self.osc.alive:
                 self.osc.end()  # never started: close its socket here
@@ -159,7 +164,10 @@ class Service:
         return 0
 
     def _source_factory(self, config: SourceConfig):
-        audio = self.audio.tap if self.audio is not None else None
+        taps = [self.audio.tap] if self.audio is not None else []
+        if webrtc.configured(self.config.outputs):  # the webrtc: output carries the source's sound
+            taps.append(webrtc.hub().feed)
+        audio = taps[0] if len(taps) == 1 else (_Taps(taps) if taps else None)
         return lambda: open_source(config, workers=self.workers, audio=audio)
 
     def _start_pipeline(self) -> None:
@@ -308,6 +316,10 @@ class Service:
             "config": {"path": str(self.path), "last_reload": self.last_reload},
             "errors": self.recent.entries(),
         })  # fmt: skip
+        blends = self.assembly.looks.blends.states() if self.assembly and self.assembly.looks.blends else []
+        if blends:
+            state["blend_source"] = blends[-1]  # the one used last: the look shown (or fading in)
+            state["blend_sources"] = blends
         if self.audio is not None:
             state["audio_react"] = self.audio.state()
         if self.midi is not None:
@@ -359,6 +371,24 @@ class Service:
 
     def set_layer_weight(self, layer: str, value: float) -> dict[str, Any]:
         return self._running_director().set_layer_weight(layer, value)
+
+    def set_blend(self, value: float) -> dict[str, Any]:
+        return self._running_director().set_blend(value)
+
+
+class _Taps:
+    """The source's sound heard by several: the audio-reactive analysis and the webrtc: output."""
+
+    def __init__(self, taps: list[Any]) -> None:
+        self.taps = taps
+
+    def video(self, stream_seconds: float | None, arrival: float) -> None:
+        for tap in self.taps:
+            tap.video(stream_seconds, arrival)
+
+    def audio(self, frame: Any) -> None:
+        for tap in self.taps:
+            tap.audio(frame)
 
 
 def _midi_input(config: Config, controller: Service):

@@ -29,16 +29,19 @@ from typing import Any
 
 import numpy as np
 
+from ..app import load_checked_student
 from ..backend import prepare
 from ..config import Config, ModelConfig
 from ..errors import ControlError, ModelError, StreamdreamError
 from ..frames import Frame, SourceInfo, freeze
+from ..log import redact_url
 from ..models.loader import load_dream_model
 from ..pipeline.looks import Look, LookSwitch, build_look
 from ..redact import redact
 from ..runtime.observer import PipelineObserver
 from ..runtime.queues import FrameQueue, QueuePolicy
 from ..runtime.workers import POLL, Worker, Workers
+from ..sources.blend import only_blend_differs, unblended
 from .playlist import DEFAULT_PRESET, Playlist, apply_preset, next_in, preset_names, previous_in
 from .tweaks import Tweaks, apply_tweaks, check_tweak
 
@@ -70,6 +73,7 @@ class LookBuilder:
         self._models: OrderedDict[ModelConfig, Any] = OrderedDict()
         self._engines: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._steps: OrderedDict[tuple[Any, ...], Any] = OrderedDict()  # compiled steps, by step_key
+        self._student_networks: OrderedDict[str, Any] = OrderedDict()  # by the student file's sha256
 
     def model(self, config: ModelConfig) -> Any:
         return _cached(self._models, config, lambda: load_dream_model(config), MODEL_CACHE)
@@ -78,6 +82,10 @@ class LookBuilder:
         prepare(config.engine)  # the first build picks the backend; a reload asking for another is refused
         from ..dream.engine import DreamEngine  # noqa: PLC0415 - loads Keras and its backend
 
+        if config.dream.engine == "student":
+            return _cached(self._engines, (config.model, config.dream, config.engine), lambda: self._student(config),
+                           ENGINE_CACHE)
+
         def build() -> Any:
             # a new strength (an OSC fader, the API) reuses the step traced for the old one
             key = self._step_key(config)
@@ -85,7 +93,22 @@ class LookBuilder:
             _cached(self._steps, key, lambda: engine.step, ENGINE_CACHE)
             return engine
 
-        return _cached(self._engines, (config.model, config.dream, config.engine), build, ENGINE_CACHE)
+        return _cached(self._engines, self._engine_key(config), build, ENGINE_CACHE)
+
+    @staticmethod
+    def _engine_key(config: Config) -> tuple[Any, ...]:
+        # the blend happens before the dream: looks that differ only in their second input share an engine
+        return (config.model, unblended(config.dream), config.engine)
+
+    def _student(self, config: Config) -> Any:
+        """A student engine; engines of one student file (other strengths, tones) share its network."""
+        from ..dream.student import StudentEngine  # noqa: PLC0415 - loads Keras and its backend
+
+        student = load_checked_student(config)
+        network = self._student_networks.get(student.sha256)
+        engine = StudentEngine(student, config.dream, config.model, config.engine, network=network)
+        _cached(self._student_networks, student.sha256, lambda: engine.network, MODEL_CACHE)
+        return engine
 
     @staticmethod
     def _step_key(config: Config) -> tuple[Any, ...]:
@@ -101,7 +124,7 @@ class LookBuilder:
             return build_look(preset, config, engine, live=True, observer=self.observer, warm_on=warm_on, shown=warm_on.index >= 0)
         except BaseException:
             # a look that failed must not leave a broken engine, or its step, cached
-            self._engines.pop((config.model, config.dream, config.engine), None)
+            self._engines.pop(self._engine_key(config), None)
             self._steps.pop(self._step_key(config), None)
             raise
 
@@ -250,6 +273,9 @@ class Director(Worker):
     def set_crossfade(self, value: float) -> dict[str, Any]:
         return self._tweak("crossfade", value)
 
+    def set_blend(self, value: float) -> dict[str, Any]:
+        return self._tweak("blend", value)
+
     def set_layer_weight(self, layer: str, value: float) -> dict[str, Any]:
         return self._tweak(f"layer:{layer}", value)
 
@@ -295,6 +321,9 @@ class Director(Worker):
             "layers": [spec.name for spec in effective.model.layers or ()] or None,
             "layer_weights": {spec.name: spec.weight for spec in effective.model.layers or ()},
             "carry": effective.coherence.carry,
+            "blend": effective.dream.blend,
+            "blend_with": redact_url(effective.dream.blend_with) if effective.dream.blend_with else None,
+            "blend_mode": effective.dream.blend_mode,
             "tweaks": dict(state.tweaks),
             "layer_preset": effective.model.preset,
             "dream": {"strength": effective.dream.strength, "steps": effective.dream.steps, "octaves": effective.dream.octaves, "step_size": effective.dream.step_size},
@@ -355,14 +384,18 @@ class Director(Worker):
             tweaks.update(request.tweaks)
         if preset not in preset_names(config.playlist):  # a reload removed it
             preset = Playlist(config.playlist).initial() if config.playlist.presets else DEFAULT_PRESET
+        own = config.playlist.presets.get(preset)
+        if preset != state.preset and own is not None and own.blend is not None and not any("blend" in dict(r.tweaks) for r in batch):
+            tweaks.pop("blend", None)  # a preset with its own blend share takes the blend control back
         effective = self._effective(config, preset, strength, tuple(tweaks.items()))
         switch = self.switch
         assert switch is not None
         latest = switch.incoming or switch.current
         look = None
         if latest.config != effective or latest.preset != preset:
-            if latest.config == effective:
-                look = Look(preset, effective, latest.engine, latest.processor, latest.live)  # same look, new name
+            if latest.config == effective or only_blend_differs(latest.config, effective):
+                # the same look under a new name, or with a new blend share, mode or fit: taken up at once
+                look = Look(preset, effective, latest.engine, latest.processor, latest.live)
                 switch.rename(look)
             else:
                 self.state_now = replace(state, building=True)

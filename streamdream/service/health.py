@@ -5,7 +5,8 @@ been down longer than ``health.source_down_after`` (the outputs then show the id
 animation, which is fine for a while but not forever), when no output frame was
 written for ``health.stuck_after`` seconds (a stuck pipeline), or when an output has
 been failing (retried meanwhile) for longer than ``health.output_down_after``. An output
-that is down for less is named in the 200 answer.
+that is down for less is named in the 200 answer, as is a second input (``dream.blend_with``)
+that is down: the first goes on alone, so the piece still runs.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class HealthMonitor(PipelineObserver):
         self._up: bool | None = None
         self._down_since: float | None = None
         self._outputs_down: dict[str, float] = {}  # output -> since when; replaced whole
+        self._blend_down_since: float | None = None  # the second input (dream.blend_with): a note, never unhealthy
 
     def configure(self, config: HealthConfig) -> None:
         self.config = config
@@ -63,6 +65,10 @@ class HealthMonitor(PipelineObserver):
             elif self._down_since is None:
                 self._down_since = self._clock()
             self._up = up
+
+    def blend_source_up(self, up: bool) -> None:
+        with self._lock:
+            self._blend_down_since = None if up else (self._blend_down_since or self._clock())
 
     def output_up(self, output: str, up: bool) -> None:
         with self._lock:
@@ -110,4 +116,7 @@ class HealthMonitor(PipelineObserver):
                 return HealthStatus(False, reason, up, down_for, age)
         notes = [f"source down for {down_for:.0f} s, showing idle frames"] if up is False else []
         notes += [f"output {o} down for {now - t:.0f} s, retrying" for o, t in sorted(outputs_down.items())]
+        blend_down = self._blend_down_since
+        if blend_down is not None:
+            notes.append(f"second input (dream.blend_with) down for {now - blend_down:.0f} s, the first goes on alone")
         return HealthStatus(True, "ok" + (f" ({'; '.join(notes)})" if notes else ""), up, down_for, age)

@@ -14,9 +14,12 @@
 ``POST /api/step_size``            ``{"value": 2.0}``: the dream's base step size
 ``POST /api/carry``                ``{"value": 0.95}``: flow mode's carry
 ``POST /api/crossfade``            ``{"value": 2.0}``: seconds the next switches blend
+``POST /api/blend``                ``{"value": 0.5}``: the second input's share (``dream.blend``)
 ``POST /api/layer/NAME/weight``    ``{"value": 0.5}``: one layer's weight in the objective
 ``POST /api/midi/learn``           ``{"control": "strength"}``: bind the next MIDI knob or pad
                                    to it (``layer``/``preset`` too for those; null: stop)
+``POST /api/webrtc/offer``         ``{"type": "offer", "sdp": "..."}``: the answer that plays the
+                                   ``webrtc:`` output (``sinks/webrtc.py``); 404 without one
 =================================  ======================================================
 
 The verbs and their argument checks are shared with OSC (``control.py``).
@@ -41,6 +44,7 @@ one gate (``redact.py``), so no credential leaves through the API whatever a mes
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -48,13 +52,14 @@ import weakref
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge
 
 from ..config import ControlConfig, HealthConfig, MetricsConfig
 from ..errors import ControlError
 from ..redact import redact, redact_data
 from ..runtime.observer import ObserverGroup, PipelineObserver
 from ..runtime.workers import Workers
+from ..sinks import webrtc
 from ..web.binding import check_control_binding
 from ..web.jsonbody import BodyError, parse_object
 from ..web.origin import cross_origin
@@ -99,6 +104,17 @@ def _refusal_counter(metrics: PrometheusObserver) -> Counter:
     return _REFUSED[registry]
 
 
+_VIEWERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # registry -> its gauge
+
+
+def _viewers_gauge(metrics: PrometheusObserver, hub: webrtc.WebRtcHub) -> None:
+    """``streamdream_webrtc_viewers``: the WebRTC output's viewers now, made once per registry."""
+    if metrics.registry not in _VIEWERS:
+        gauge = Gauge("streamdream_webrtc_viewers", "Browsers watching the webrtc: output now.", registry=metrics.registry)
+        gauge.set_function(lambda: hub.viewers)
+        _VIEWERS[metrics.registry] = gauge
+
+
 class ServiceServer:
     """The HTTP server in its own event-loop thread; ``shutdown()`` stops it and frees the port."""
 
@@ -123,6 +139,8 @@ class ServiceServer:
         self.refused = _refusal_counter(metrics)
         self.sessions = Sessions()
         self.snapshots = SnapshotCache()
+        self.webrtc = webrtc.hub()
+        _viewers_gauge(metrics, self.webrtc)
         verb = self._verb
         routes = [
             web.get(config.path, self._metrics),
@@ -139,8 +157,10 @@ class ServiceServer:
             web.post("/api/step_size", lambda r: verb(r, "step_size")),
             web.post("/api/carry", lambda r: verb(r, "carry")),
             web.post("/api/crossfade", lambda r: verb(r, "crossfade")),
+            web.post("/api/blend", lambda r: verb(r, "blend")),
             web.post("/api/layer/{layer}/weight", lambda r: verb(r, "layer")),
             web.post("/api/midi/learn", self._midi_learn),
+            web.post("/api/webrtc/offer", self._webrtc_offer),
             web.route("*", "/{tail:.*}", self._not_found),
         ]
         self._web = WebServer(
@@ -170,6 +190,12 @@ class ServiceServer:
         log.info("serving %s on %s (metrics at %s)", what, self.url, self.config.path)
 
     def shutdown(self) -> None:
+        loop = self._web.loop
+        if loop is not None and self.webrtc.peers:  # viewers are closed on the loop, before it ends
+            try:
+                asyncio.run_coroutine_threadsafe(self.webrtc.close_all(), loop).result(timeout=5)
+            except Exception:  # noqa: BLE001 - stopping goes on whatever a viewer's close did
+                log.exception("closing the WebRTC viewers failed")
         self._web.stop()
 
     # --- open endpoints -----------------------------------------------------------------------
@@ -190,7 +216,7 @@ class ServiceServer:
     async def _not_found(self, request: web.Request) -> web.Response:
         return _error(404, f"no such endpoint {request.method} {request.path}; try GET /, GET {self.config.path}, "
                            "GET /healthz, GET /api/state or POST /api/preset/next, /api/preset/previous, /api/preset, "
-                           "/api/strength, /api/step_size, /api/carry, /api/crossfade, /api/layer/NAME/weight")
+                           "/api/strength, /api/step_size, /api/carry, /api/crossfade, /api/blend, /api/layer/NAME/weight")
 
     # --- the control API ----------------------------------------------------------------------
 
@@ -252,7 +278,10 @@ class ServiceServer:
 
     async def _state(self, request: web.Request) -> web.Response:
         def state(_body: dict) -> dict[str, Any]:
-            return {**self.controller.state(), "health": self.health.status().as_dict()}
+            state = {**self.controller.state(), "health": self.health.status().as_dict()}
+            if self.webrtc.active:  # the page plays webrtc: when it is there, the JPEG pictures otherwise
+                state["webrtc"] = self.webrtc.state()
+            return state
 
         return await self._call(request, state)
 
@@ -268,6 +297,31 @@ class ServiceServer:
             return learn_on(body.get("control"), body.get("layer"), body.get("preset"))
 
         return await self._call(request, learn)
+
+    async def _webrtc_offer(self, request: web.Request) -> web.Response:
+        """A browser's offer for the ``webrtc:`` output, answered under the control API's rules."""
+        refusal = self._check(request)
+        if refusal is not None:
+            return refusal
+        if not self.webrtc.active:
+            return _error(404, "no WebRTC output is configured: add outputs: [{uri: 'webrtc:'}] (the page shows JPEG pictures)")
+        try:
+            body = parse_object(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"request body over {MAX_BODY} bytes")
+        except BodyError as exc:
+            return _error(400, str(exc))
+        sdp = body.get("sdp")
+        if body.get("type") != "offer" or not isinstance(sdp, str):
+            return _error(400, 'send {"type": "offer", "sdp": "..."}: the browser\'s RTCPeerConnection offer')
+        try:
+            answer = await self.webrtc.answer(sdp)
+        except webrtc.ViewerLimit as exc:
+            return _error(503, str(exc), **{"Retry-After": "10"})
+        except ValueError as exc:
+            return _error(400, str(exc))
+        # an SDP holds this session's own ICE credentials, nothing of the user's: not passed through redact
+        return web.json_response({"type": "answer", "sdp": answer}, headers={"Cache-Control": "no-store"})
 
     async def _snapshot(self, request: web.Request) -> web.Response:
         refusal = self._check(request)

@@ -55,6 +55,10 @@ class PrometheusObserver(PipelineObserver):
         )
         self.source_up_gauge = Gauge("streamdream_source_up", "1 while the source delivers frames, else 0.", registry=r)
         self.reconnects = Counter("streamdream_source_reconnects", "Reconnect attempts to a lost source.", registry=r)
+        self.blend_up_gauge = Gauge("streamdream_blend_source_up", "1 while the second input (dream.blend_with) "
+                                    "delivers frames, else 0 (the first input then goes on alone).", registry=r)
+        self.blend_reconnects = Counter("streamdream_blend_source_reconnects",
+                                        "Retries of a lost second input (dream.blend_with).", registry=r)
         self.queue = Gauge("streamdream_queue_depth", "Items waiting in a queue.", ["queue"], registry=r)
         self.steps = Counter("streamdream_dream_steps", "Gradient steps run.", registry=r)
         self.reloads = Counter("streamdream_config_reloads", "Config reloads, by result.", ["result"], registry=r)
@@ -134,6 +138,12 @@ class PrometheusObserver(PipelineObserver):
 
     def source_reconnect(self) -> None:
         self.reconnects.inc()
+
+    def blend_source_up(self, up: bool) -> None:
+        self.blend_up_gauge.set(1 if up else 0)
+
+    def blend_source_reconnect(self) -> None:
+        self.blend_reconnects.inc()
 
     def output_up(self, output: str, up: bool) -> None:
         self.output_up_gauge.labels(output=output).set(1 if up else 0)

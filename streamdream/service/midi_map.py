@@ -13,6 +13,7 @@ verb           0 .. 127        why this range
 ``carry``      0.05 .. 1.0     the whole range but 0 (which the verb refuses)
 ``layer``      0.0 .. 2.0      a layer's weight, off to double (the verb takes -100..100)
 ``crossfade``  0.0 .. 10.0     seconds (the verb takes up to 60)
+``blend``      0.0 .. 1.0      the second input's share, its whole range
 =============  ==============  =============================================================
 
 A press verb (``preset``, ``next``, ``previous``) fires on a note-on, or when a control
@@ -43,6 +44,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "carry": (0.05, 1.0),
     "layer": (0.0, 2.0),
     "crossfade": (0.0, 10.0),
+    "blend": (0.0, 1.0),
 }
 PRESSES = ("preset", "next", "previous")
 MAX_LEARNED = 512  # bindings kept in the learned file

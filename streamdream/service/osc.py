@@ -14,6 +14,7 @@ goes through the same verbs and argument checks as the HTTP API (``control.py``)
 ``/streamdream/step_size <float>``           the dream's base step size
 ``/streamdream/carry <float>``               flow mode's carry
 ``/streamdream/crossfade <float>``           seconds the next switches blend
+``/streamdream/blend <float>``               the second input's share (dream.blend, 0-1)
 ``/streamdream/layer/<name>/weight <float>``  one layer's weight
 ``/streamdream/query [<int port>]``          the state, answered to the sender (its address
                                              and source port, or the port given)
@@ -103,7 +104,7 @@ class OscServer(Worker):
         dispatcher = Dispatcher(strict_timing=False)
         for verb, address in (("strength", "strength"), ("preset", "preset"), ("next", "preset/next"),
                               ("previous", "preset/previous"), ("step_size", "step_size"), ("carry", "carry"),
-                              ("crossfade", "crossfade"), ("layer", "layer/*/weight")):
+                              ("crossfade", "crossfade"), ("blend", "blend"), ("layer", "layer/*/weight")):
             dispatcher.map(f"{PREFIX}/{address}", self._control, verb, needs_reply_address=True)
         dispatcher.map(f"{PREFIX}/query", self._query, needs_reply_address=True)
         dispatcher.set_default_handler(self._unknown, needs_reply_address=True)
@@ -192,6 +193,8 @@ def state_bundle(state: dict[str, Any]) -> bytes:
         messages.append(("step_size", [float(dream["step_size"])]))
     if state.get("carry") is not None:
         messages.append(("carry", [float(state["carry"])]))
+    if state.get("blend") is not None:
+        messages.append(("blend", [float(state["blend"])]))
     for name, weight in list((state.get("layer_weights") or {}).items())[:64]:
         messages.append((f"layer/{name}/weight", [float(weight)]))
     source = state.get("source") or {}

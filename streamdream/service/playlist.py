@@ -21,7 +21,8 @@ MAX_DREAM_STRENGTH = 10.0  # dream.strength's upper bound
 
 
 def apply_preset(config: Config, preset: PresetConfig | None, strength: float = 1.0) -> Config:
-    """The config a preset (and a runtime strength multiplier) makes: only model, dream, coherence change."""
+    """The config a preset (and a runtime strength multiplier) makes: only model, dream, coherence change
+    (a preset's ``blend_with``, ``blend`` and ``blend_mode`` are laid over ``dream``'s)."""
     model = config.model
     if preset is not None and (preset.model or preset.preset or preset.layers):
         name = preset.model or model.name
@@ -39,6 +40,8 @@ def apply_preset(config: Config, preset: PresetConfig | None, strength: float = 
         changes["steps"] = preset.steps
     if preset is not None and preset.octaves is not None:
         changes["octaves"] = preset.octaves
+    if preset is not None:  # its own second input, share and mode (a switch crossfades between the inputs)
+        changes.update({f: getattr(preset, f) for f in ("blend_with", "blend", "blend_mode") if getattr(preset, f) is not None})
     dream = config.dream.model_copy(update=changes)
     coherence = config.coherence
     if preset is not None and preset.coherence is not None:

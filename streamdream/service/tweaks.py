@@ -7,7 +7,9 @@ weight of one layer of the look the preset makes (a layer the look does not have
 alone: a preset switch keeps the weights of the layers the new look shares). Bounds are
 the config's own (``DreamConfig``, ``CoherenceConfig``, ``LayerSpec``): a value the YAML
 would refuse is refused here with the same words. ``crossfade`` changes no look: the
-director reads it for the next switch (``playlist.crossfade``'s bounds).
+director reads it for the next switch (``playlist.crossfade``'s bounds). ``blend`` sets the share
+of the second input (``dream.blend``) over the preset's: a preset that names its own blend
+takes the blend control back when it is switched to (``service/director.py``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def check_tweak(effective: Config, key: str, value: float) -> None:
         _checked(effective.coherence, "carry", value, "carry")
     elif key == "crossfade":
         _checked(effective.playlist, "crossfade", value, "crossfade")
+    elif key == "blend":
+        _checked(effective.dream, "blend", value, "blend")
     elif key.startswith(LAYER):
         layer = key[len(LAYER):]
         names = [spec.name for spec in resolved_layers(effective.model)]
@@ -74,6 +78,8 @@ def apply_tweaks(config: Config, tweaks: Tweaks, lay_preset: Callable[[Config], 
     if "carry" in values:
         base = base.model_copy(update={"coherence": base.coherence.model_copy(update={"carry": values["carry"]})})
     effective = lay_preset(base)
+    if "blend" in values:
+        effective = effective.model_copy(update={"dream": effective.dream.model_copy(update={"blend": values["blend"]})})
     weights = {key[len(LAYER):]: value for key, value in values.items() if key.startswith(LAYER)}
     if not weights:
         return effective

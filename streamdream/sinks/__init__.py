@@ -11,6 +11,7 @@ pipeline then calls ``open(info)``, ``write(frame)`` per frame and ``close()``:
 ``rtsp://HOST[:PORT]/PATH``                 publish to an RTSP server (``PublishSink``)
 ``rtmp://HOST[:PORT]/APP/KEY``              publish to an RTMP server (``PublishSink``)
 ``preview``, ``preview:[HOST:]PORT``        MJPEG over HTTP for a browser (``PreviewSink``)
+``webrtc:``                                 WebRTC from ``serve``'s HTTP port (``WebRtcSink``)
 ``ndi:NAME``                                an NDI source (``NdiSink``; cyndilib, optional)
 ``null``                                    discard and count (``NullSink``)
 =========================================  ================================================
@@ -25,7 +26,7 @@ from ..config import OutputConfig
 from ..errors import SinkError
 from ..log import redact_url
 from ..runtime.workers import Workers
-from . import file, ndi, null, preview, publish, virtualcam, window
+from . import file, ndi, null, preview, publish, virtualcam, webrtc, window
 from .base import Sink
 from .file import FileSink
 from .kind import CheckContext, OpenContext, SinkKind
@@ -35,10 +36,11 @@ from .preview import PreviewSink
 from .publish import PublishSink
 from .uri import ParsedOutput
 from .virtualcam import VirtualCamSink
+from .webrtc import WebRtcSink
 from .window import WindowSink
 
 # tried in this order; a file path matches anything the others did not take, so it comes last
-SINK_KINDS: tuple[SinkKind, ...] = (null.KIND, window.KIND, virtualcam.KIND, preview.KIND, ndi.KIND, publish.KIND, file.KIND)
+SINK_KINDS: tuple[SinkKind, ...] = (null.KIND, window.KIND, virtualcam.KIND, preview.KIND, webrtc.KIND, ndi.KIND, publish.KIND, file.KIND)
 KINDS = {kind.name: kind for kind in SINK_KINDS}
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "Sink",
     "SinkKind",
     "VirtualCamSink",
+    "WebRtcSink",
     "WindowSink",
     "check_sink",
     "exclusive_key",

@@ -12,6 +12,7 @@ policy and its metric label from it.
 ``rtsp://`` ``rtsps://`` ``rtmp://``        publish to a media server
 ``rtmps://``
 ``preview``, ``preview:[HOST:]PORT``        MJPEG over HTTP for a browser
+``webrtc:``                                 WebRTC from the daemon's port (``serve``; aiortc)
 ``ndi:NAME``                                an NDI source (``pip install 'streamdream[ndi]'``)
 ``null``                                    discard and count
 =========================================  ================================================
@@ -22,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-OutputKind = Literal["file", "window", "virtualcam", "preview", "publish", "ndi", "null"]
+OutputKind = Literal["file", "window", "virtualcam", "preview", "webrtc", "publish", "ndi", "null"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,190 @@
+"""Revealed content dreamed at once: what the flow could not carry gets a dream of its own.
+
+Flow mode carries the last frame's detail onto the new frame; pixels that fail the carry's
+checks (entering at an edge as the camera pans, uncovered behind a moving object, or where
+the flow is wrong) get none. The smallest-octave refinement alone gives them a faint, coarse
+start, and on a fast pan the entering side then stays a plain strip that follows the camera.
+
+``RevealDreamer`` dreams those pixels in the same frame, at a bounded cost. Flow mode carries
+each pixel's *age* (frames since it was revealed, 0 in the frame it appears in) with its
+detail; pixels younger than ``frames`` are the young ones:
+
+1. *Region*: the young pixels, specks and clusters under ``MIN_AREA`` removed (a camera's
+   noise failing the colour check on a still picture is not a reveal), grown by ``margin``
+   pixels of carried context; their bounding box is the crop, at least ``MIN_CROP`` each way.
+2. *Dream*: ``steps`` gradient steps on the crop (the frame plus the detail it has so far) at
+   1/``OCTAVE`` of the dream resolution, with ``PAD`` mirrored pixels around it so the
+   network's border streaks fall outside (a pan brings every pixel in at the border; raised,
+   the streaks would stay as bands). The smallest-octave refinement before gave the coarse
+   shapes; these give mid-sized ones. A crop larger than ``budget`` of the picture (a zoom
+   out reveals a ring) is dreamed smaller. The newest pixels take all of the change, older
+   young ones less (``frames`` > 1).
+3. *Level*: the newest pixels' detail is raised, pixel by pixel (a level map smoothed over
+   the newest pixels only), to ``AIM`` x what the last full dream showed per pixel that tones
+   let show (at most ``MAX_GAIN`` times): full strength in the frame it appears in.
+4. *Seam*: the change and the gain are blended in by masks blurred over ``FEATHER`` pixels, so
+   carried and new detail meet without a hard edge and the carried pixels around are hardly
+   touched (their change would be flicker).
+
+The frame's refinement gives ``steps`` of its own steps to this dream (``processors.py``), so
+a frame that reveals content costs about what a still frame does.
+
+The new detail comes from the new frame itself, never from a neighbour, so a revealed region
+cannot inherit a ghost of what was there before.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+if TYPE_CHECKING:  # the engine loads Keras; this module needs only its methods
+    from ..dream.engine import DreamEngine
+
+MIN_REVEALED = 0.002  # share of the picture under which failed pixels are left to the refinement
+MIN_AREA = 64  # pixels: a smaller cluster of failed pixels is noise, not revealed content
+MIN_SIDE = 48  # the smallest side the network dreams (the engine's smallest octave)
+MIN_CROP = 96  # the crop dreamed is at least this big each way: its half size still dreams
+MAX_GAIN = 4.0  # most the revealed detail is raised to reach the full dream's level
+AIM = 1.2  # revealed detail is raised to this much of the full dream's level: carrying softens it a little
+AGE_SETTLED = 255.0  # the age of pixels of a full dream: settled, never young again
+FEATHER = 2  # px over which new detail fades into carried detail at the region's edge
+OCTAVE = 2.0  # the crop is dreamed at 1/OCTAVE of the dream resolution: mid-sized patterns
+PAD = 16  # px mirrored around the crop (at its dreamed size) before its steps: no border streaks
+LEVEL_RADIUS = 12.0  # px: the neighbourhood a pixel's detail level is measured over
+SMOOTH = 6.0  # px: the Gaussian the refinement's weight on young pixels is smoothed with (no line where each strip began)
+_SPECK = np.ones((3, 3), np.uint8)
+
+
+def revealed_core(missing: np.ndarray) -> np.ndarray:
+    """HxW bool: the pixels that failed the carry, specks and small clusters (a camera's noise
+    failing the colour check here and there on a still picture) removed."""
+    opened = cv2.morphologyEx(missing.astype(np.uint8), cv2.MORPH_OPEN, _SPECK)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= MIN_AREA
+    keep[0] = False  # the background
+    return keep[labels] if count > 1 else np.zeros(missing.shape, bool)
+
+
+def soft_mask(region: np.ndarray, values: np.ndarray | float = 1.0) -> np.ndarray:
+    """HxW float32: ``values`` on ``region``, 0 elsewhere, blurred over ``FEATHER`` pixels: no
+    seam at its edge, and the carried pixels around it hardly touched (their change would be
+    flicker)."""
+    return cv2.GaussianBlur(region.astype(np.float32) * values, (0, 0), FEATHER)
+
+
+def ascend_padded(engine: DreamEngine, image: np.ndarray, steps: int, step_size: float | None = None) -> np.ndarray:
+    """The change ``steps`` gradient steps make to ``image``, dreamed with ``PAD`` mirrored pixels
+    around it. A network's padding leaves streaks along a picture's border; a panning camera
+    brings every pixel in at the border, and raised to full level those streaks would stay as
+    bands. Mirrored, the border's neighbourhood looks like picture and the streaks fall outside."""
+    pad = min(PAD, image.shape[0] - 1, image.shape[1] - 1)
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    change = engine.ascend(padded, steps, step_size) - padded
+    return change[pad : pad + image.shape[0], pad : pad + image.shape[1]]
+
+
+def crop_box(core: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """(rows, columns) of ``core``'s bounding box grown by ``margin``, at least ``MIN_SIDE`` each way."""
+    height, width = core.shape
+    rows, cols = np.flatnonzero(core.any(axis=1)), np.flatnonzero(core.any(axis=0))
+    return (_span(rows[0] - margin, rows[-1] + 1 + margin, height), _span(cols[0] - margin, cols[-1] + 1 + margin, width))
+
+
+def _span(start: int, stop: int, size: int) -> slice:
+    short = MIN_CROP - (stop - start)
+    if short > 0:
+        start, stop = start - short // 2, stop + short - short // 2
+    start, stop = max(0, start), min(size, stop)
+    if stop - start < MIN_CROP:  # against an edge: grow inwards
+        start, stop = (0, min(size, MIN_CROP)) if start == 0 else (max(0, size - MIN_CROP), size)
+    return slice(int(start), int(stop))
+
+
+def _resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if image.shape[:2] == (height, width):
+        return image
+    shrinking = width < image.shape[1]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+class RevealDreamer:
+    """Dreams the pixels flow mode could not carry, over the ``frames`` frames after they appear."""
+
+    def __init__(self, engine: DreamEngine, steps: int, frames: int, margin: int, budget: float) -> None:
+        self.engine = engine
+        self.steps = steps
+        self.frames = frames
+        self.margin = margin
+        self.budget = budget
+        self.last_share = 0.0  # of the last frame: share of the picture still being revealed (diagnostics)
+        self.last_pixels = 0  # of the last frame: pixels dreamed, summed over the sizes (diagnostics)
+
+    def due(self, age: np.ndarray) -> bool:
+        """Whether a frame with these ages has revealed content to dream (cheap: no clean-up)."""
+        return self.steps > 0 and float((age < self.frames).mean()) >= MIN_REVEALED
+
+    def __call__(self, small: np.ndarray, detail: np.ndarray, age: np.ndarray, reference_level: float,
+                 reference_share: float) -> np.ndarray:
+        """``detail`` (float32 HxWx3 on ``small``, changed in place and returned) with its young
+        pixels (``age``: frames since each was revealed, 0 in the frame it appears in) dreamed;
+        ``reference_level`` and ``reference_share``: the last full dream's shown level and the
+        share of its frame where tones let detail show."""
+        self.last_share, self.last_pixels = 0.0, 0
+        if self.steps <= 0:
+            return detail
+        core = revealed_core(age < self.frames)
+        share = float(core.mean())
+        if share < MIN_REVEALED:
+            return detail
+        self.last_share = share
+        rows, cols = crop_box(core, self.margin)
+        base, part, young = small[rows, cols], detail[rows, cols], core[rows, cols]
+        ages = age[rows, cols]
+        # the newest pixels take all of the steps, older ones less: a region's dream is spread
+        # over its first frames and then left alone, so it does not keep changing (flicker)
+        share_of_steps = np.clip(1.0 - ages / self.frames, 0.0, 1.0)
+        weight = soft_mask(young, share_of_steps)
+        part += self._dream(base, part, self.budget * core.size) * weight[..., None]
+        self._raise_level(base, part, young, ages, reference_level, reference_share)
+        np.clip(base + part, 0.0, 255.0, out=part)
+        part -= base
+        return detail
+
+    def _dream(self, base: np.ndarray, part: np.ndarray, limit: float) -> np.ndarray:
+        """The change ``steps`` gradient steps make to the crop at 1/OCTAVE of its size: the
+        mid-sized patterns a full dream's middle octaves make (the smallest octave's come from
+        the refinement before); never more than ``limit`` pixels big."""
+        height, width = base.shape[:2]
+        current = np.clip(base + part, 0.0, 255.0)
+        scale = min(1.0 / OCTAVE, float(np.sqrt(limit / (height * width))))
+        w, h = min(width, max(MIN_SIDE, round(width * scale))), min(height, max(MIN_SIDE, round(height * scale)))
+        small = _resized(current, w, h)
+        self.last_pixels = w * h
+        return _resized(ascend_padded(self.engine, small, self.steps), width, height)
+
+    def _raise_level(self, base: np.ndarray, part: np.ndarray, young: np.ndarray, ages: np.ndarray,
+                     reference_level: float, reference_share: float) -> None:
+        """Bring the young detail to the level the full dream showed where tones let it show,
+        pixel by pixel: the local level (smoothed over ``LEVEL_RADIUS``) is raised to the full
+        dream's level per showable pixel, so a region is at full level in the frame it appears
+        in and stays there. The gain map is smooth, so no frame's strip stands out."""
+        if reference_level <= 0 or reference_share <= 0:
+            return
+        tone = self.engine.tone
+        showable = tone.mask(base)
+        shown = np.abs(tone.apply(part, base)).mean(axis=2)
+        # over young pixels only (normalised convolution): carried neighbours must not count
+        newest = young & (ages < 1)  # raised once, in the frame they appear in
+        inside = newest.astype(np.float32)
+        weight = np.maximum(cv2.GaussianBlur(inside, (0, 0), LEVEL_RADIUS), 1e-3)
+        local = cv2.GaussianBlur(shown * inside, (0, 0), LEVEL_RADIUS) / weight
+        room = cv2.GaussianBlur(showable * inside, (0, 0), LEVEL_RADIUS) / weight
+        target = AIM * reference_level / reference_share * room
+        wanted = np.clip(target / np.maximum(local, 1e-3), 1.0, MAX_GAIN)
+        way = soft_mask(newest)
+        part *= (1.0 + (wanted - 1.0) * way)[..., None]
+
+__all__ = ["AGE_SETTLED", "ascend_padded", "MAX_GAIN", "MIN_REVEALED", "MIN_CROP", "MIN_SIDE", "RevealDreamer", "crop_box", "soft_mask", "revealed_core"]
