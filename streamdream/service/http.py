@@ -83,6 +83,16 @@ def _json(status: int, data: Any, **headers: str) -> web.Response:
     return web.Response(status=status, text=body, content_type="application/json", headers={"Cache-Control": "no-store", **headers})
 
 
+async def _read_body(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON object, or the error answer (413 too large, 400 not a JSON object)."""
+    try:
+        return parse_object(await request.read())
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"request body over {MAX_BODY} bytes")
+    except BodyError as exc:
+        return _error(400, str(exc))
+
+
 def _error(status: int, message: str, **headers: str) -> web.Response:
     return _json(status, {"error": message}, **headers)
 
@@ -262,14 +272,11 @@ class ServiceServer:
         refusal = self._check(request)
         if refusal is not None:
             return refusal
-        body: dict[str, Any] = {}
+        body: dict[str, Any] | web.Response = {}
         if request.method == "POST":
-            try:
-                body = parse_object(await request.read())
-            except web.HTTPRequestEntityTooLarge:
-                return _error(413, f"request body over {MAX_BODY} bytes")
-            except BodyError as exc:
-                return _error(400, str(exc))
+            body = await _read_body(request)
+            if isinstance(body, web.Response):
+                return body
         try:
             result = await run_blocking(action, body)  # the controller may take a lock
         except ControlError as exc:
@@ -305,12 +312,9 @@ class ServiceServer:
             return refusal
         if not self.webrtc.active:
             return _error(404, "no WebRTC output is configured: add outputs: [{uri: 'webrtc:'}] (the page shows JPEG pictures)")
-        try:
-            body = parse_object(await request.read())
-        except web.HTTPRequestEntityTooLarge:
-            return _error(413, f"request body over {MAX_BODY} bytes")
-        except BodyError as exc:
-            return _error(400, str(exc))
+        body = await _read_body(request)
+        if isinstance(body, web.Response):
+            return body
         sdp = body.get("sdp")
         if body.get("type") != "offer" or not isinstance(sdp, str):
             return _error(400, 'send {"type": "offer", "sdp": "..."}: the browser\'s RTCPeerConnection offer')

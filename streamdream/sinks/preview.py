@@ -25,6 +25,7 @@ from aiohttp import web
 from ..config import OutputConfig
 from ..errors import SinkError, StreamdreamError
 from ..frames import Frame, SourceInfo
+from ..runtime.newest import Newest
 from ..runtime.workers import Workers
 from ..web.binding import check_listen, port_number
 from ..web.server import Limits, WebServer, run_blocking, text_response
@@ -103,16 +104,14 @@ class LatestFrame:
             return self._jpeg
 
 
-class _Broadcast:
+class _Broadcast(Newest[bytes]):
     """On the server's loop: encodes the newest frame once per frame while clients watch, and
     hands every client the same multipart bytes through one shared future (no task or copy per client)."""
 
     def __init__(self, frames: LatestFrame) -> None:
+        super().__init__()  # latest: (seq, one multipart part: head, JPEG, CRLF)
         self.frames = frames
         self.clients = 0
-        self.stopped = False
-        self.latest: tuple[int, bytes] | None = None  # (seq, one multipart part: head, JPEG, CRLF)
-        self._next: asyncio.Future | None = None
         self._encoding = False
 
     def frame_arrived(self) -> None:
@@ -127,31 +126,11 @@ class _Broadcast:
                 if got is not None and (self.latest is None or got[0] > self.latest[0]):
                     seq, jpeg = got
                     head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
-                    self.latest = (seq, head.encode("ascii") + jpeg + b"\r\n")
-                    self._wake(self.latest)
+                    self.publish(seq, head.encode("ascii") + jpeg + b"\r\n")
                 if got is None or got[0] >= self.frames.seq:
                     break  # no newer frame came in while encoding
         finally:
             self._encoding = False
-
-    def _wake(self, value: tuple[int, bytes] | None) -> None:
-        waiting, self._next = self._next, None
-        if waiting is not None and not waiting.done():
-            waiting.set_result(value)
-
-    def stop(self) -> None:
-        self.stopped = True
-        self._wake(None)
-
-    async def newer_than(self, seq: int) -> tuple[int, bytes] | None:
-        """The next part after ``seq``; None once stopped. A client that leaves is cancelled here."""
-        if self.latest is not None and self.latest[0] > seq:
-            return self.latest
-        if self.stopped:
-            return None
-        if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
-        return await asyncio.shield(self._next)
 
 
 class PreviewSink:
@@ -250,7 +229,7 @@ class PreviewSink:
         seq = 0
         try:  # the server cancels this task when the client disconnects
             while transport is not None and not transport.is_closing():
-                got = await broadcast.newer_than(seq)
+                got = await broadcast.after(seq)
                 if got is None:
                     break
                 seq, part = got

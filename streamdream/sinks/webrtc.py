@@ -177,7 +177,7 @@ class WebRtcHub:
                 continue
             if got is not None:
                 self.frames_encoded += 1
-                self.video.publish(*got)
+                self.video.publish_packet(*got)
 
     async def _encode_sound(self) -> None:
         """Every 20 ms, on the wall clock, while anyone watches: the source's sound of that moment."""
@@ -187,7 +187,7 @@ class WebRtcHub:
             if self._has_sound():
                 encoder = encoder or OpusEncoder()
                 for packet in encoder.encode(self.feed.take(next_at)):
-                    self.sound.publish(packet, True)
+                    self.sound.publish_packet(packet, True)
             next_at += SLOT_S
             delay = next_at - time.monotonic()
             if delay < -0.2:  # fell far behind (a busy machine): start again from now

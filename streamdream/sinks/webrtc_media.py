@@ -16,7 +16,6 @@ its own pictures. ``OpusEncoder`` encodes each 20 ms of it once.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from fractions import Fraction
 
 import av
 import numpy as np
+
+from ..runtime.newest import Newest
 
 VIDEO_CLOCK = 90000  # RTP's video clock
 KEYFRAME_EVERY_S = 2.0
@@ -40,47 +41,26 @@ DRIFT = 0.08  # seconds the audio cursor may drift from its target before it is 
 class Packet:
     """One encoded packet as every viewer gets it."""
 
-    seq: int
     packet: av.Packet
     keyframe: bool
 
 
-class Fanout:
-    """The newest packet of one stream, awaited by every viewer's track (on the HTTP loop only)."""
+class Fanout(Newest[Packet]):
+    """The newest packet of one stream, awaited by every viewer's track (on the HTTP loop only):
+    ``await after(seq)`` gives ``(seq, Packet)``."""
 
     def __init__(self) -> None:
-        self.latest: Packet | None = None
+        super().__init__()
         self.keyframe_wanted = True
-        self.stopped = False
         self._seq = 0
-        self._next: asyncio.Future | None = None
 
-    def publish(self, packet: av.Packet, keyframe: bool) -> None:
+    def publish_packet(self, packet: av.Packet, keyframe: bool) -> None:
         self._seq += 1
-        self.latest = Packet(self._seq, packet, keyframe)
-        self._wake(self.latest)
-
-    def stop(self) -> None:
-        self.stopped = True
-        self._wake(None)
+        self.publish(self._seq, Packet(packet, keyframe))
 
     def restart(self) -> None:
-        self.stopped, self.latest, self.keyframe_wanted, self._next = False, None, True, None
-
-    def _wake(self, value: Packet | None) -> None:
-        waiting, self._next = self._next, None
-        if waiting is not None and not waiting.done():
-            waiting.set_result(value)
-
-    async def after(self, seq: int) -> Packet | None:
-        """The next packet after ``seq``; None once stopped."""
-        if self.latest is not None and self.latest.seq > seq:
-            return self.latest
-        if self.stopped:
-            return None
-        if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
-        return await asyncio.shield(self._next)
+        super().restart()
+        self.keyframe_wanted = True
 
 
 class VideoEncoder:

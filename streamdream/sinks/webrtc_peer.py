@@ -41,14 +41,15 @@ class PacketTrack(MediaStreamTrack):
             if got is None:
                 self.stop()
                 raise MediaStreamError
-            missed = self._seq and got.seq != self._seq + 1
-            self._seq = got.seq
+            seq, packet = got
+            missed = self._seq and seq != self._seq + 1
+            self._seq = seq
             if self.kind == "video" and (missed or self._needs_key):
-                self._needs_key = not got.keyframe
+                self._needs_key = not packet.keyframe
                 if self._needs_key:
                     self._fanout.keyframe_wanted = True
                     continue
-            return got.packet
+            return packet.packet
 
 
 async def answer(offer_sdp: str, video: Fanout, audio: Fanout | None,
