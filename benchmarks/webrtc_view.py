@@ -338,15 +338,17 @@ def run(args) -> dict:
         page.wait("webrtc !== null && webrtc.connectionState === 'connected'", "the WebRTC connection", timeout=60)
         page.wait("document.getElementById('video').videoWidth > 0", "the first picture", timeout=60)
         time.sleep(args.warmup)
+        def watch() -> dict:
+            """``args.seconds`` of the page's viewers: latency marks, per-viewer rates, encodes, daemon CPU."""
+            page.js(WATCH)
+            before, cpu0, t0, enc0 = page.js(STATS), cpu(), time.monotonic(), webrtc.hub().frames_encoded
+            time.sleep(args.seconds)
+            after, cpu1, t1, enc1 = page.js(STATS), cpu(), time.monotonic(), webrtc.hub().frames_encoded
+            return {"latency": latencies(page.js("window.marks.splice(0)"), marker), "viewers": viewer_rates(before, after),
+                    "encoded_fps": round((enc1 - enc0) / (t1 - t0), 2), "daemon_cpu_s_per_s": round((cpu1 - cpu0) / (t1 - t0), 2)}
+
         # 1. one WebRTC viewer
-        page.js(WATCH)
-        before, cpu0, t0, enc0 = page.js(STATS), cpu(), time.monotonic(), webrtc.hub().frames_encoded
-        time.sleep(args.seconds)
-        after, cpu1, t1, enc1 = page.js(STATS), cpu(), time.monotonic(), webrtc.hub().frames_encoded
-        marks = page.js("window.marks.splice(0)")
-        results["one_viewer"] = {"latency": latencies(marks, marker), "viewers": viewer_rates(before, after),
-                                 "encoded_fps": round((enc1 - enc0) / (t1 - t0), 2),
-                                 "daemon_cpu_s_per_s": round((cpu1 - cpu0) / (t1 - t0), 2)}
+        results["one_viewer"] = watch()
         # 2. one MJPEG viewer of the same pictures, no WebRTC viewer meanwhile
         page.js("webrtc.close(), true")
         wait_for(lambda: webrtc.hub().viewers == 0, 30, "the WebRTC viewer to leave")
@@ -359,15 +361,9 @@ def run(args) -> dict:
         assert page.js(MORE_VIEWERS % (args.viewers - 1)) == args.viewers - 1
         wait_for(lambda: all(v and v["frames"] > 0 for v in page.js(STATS)), 60, "frames at every viewer")
         time.sleep(args.warmup)
-        page.js(WATCH)
-        before, cpu0, t0, enc0 = page.js(STATS), cpu(), time.monotonic(), webrtc.hub().frames_encoded
-        time.sleep(args.seconds)
-        after, cpu1, t1, enc1 = page.js(STATS), cpu(), time.monotonic(), webrtc.hub().frames_encoded
-        marks = page.js("window.marks.splice(0)")
-        gauge = running.metrics()["streamdream_webrtc_viewers"]
-        results["five_viewers"] = {"viewers_gauge": gauge, "latency_first_viewer": latencies(marks, marker),
-                                   "viewers": viewer_rates(before, after), "encoded_fps": round((enc1 - enc0) / (t1 - t0), 2),
-                                   "daemon_cpu_s_per_s": round((cpu1 - cpu0) / (t1 - t0), 2)}
+        five = watch()
+        results["five_viewers"] = {"viewers_gauge": running.metrics()["streamdream_webrtc_viewers"],
+                                   "latency_first_viewer": five.pop("latency"), **five}
         browser.screenshot()
     finally:
         browser.close()
