@@ -46,8 +46,8 @@ _FRAGMENT_SCHEMES = frozenset({"http", "https"})
 _RTMP_SCHEMES = frozenset({"rtmp", "rtmps", "rtmpe", "rtmpt", "rtmpte", "rtmpts"})
 
 
-# Config fields whose names hold a secret word but no secret (``coherence.passes``)
-_NOT_SECRET = frozenset({"passes"})
+# Names that hold a secret word but no secret: ``coherence.passes``, a count of ``signals``
+_NOT_SECRET = frozenset({"passes", "signal", "signals"})
 
 
 def is_secret_name(name: str) -> bool:

@@ -93,3 +93,5 @@ def test_a_config_field_named_like_a_secret_keeps_its_value_in_errors() -> None:
     assert redact("password: hunter2") == "password: ***"
     assert redact("coherence.passwd: hunter2") == "coherence.passwd: ***"
     assert redact("passes_token=abc") == "passes_token=***"
+    assert redact("{'kind': 'sighup_storm', 'signals': 40}") == "{'kind': 'sighup_storm', 'signals': 40}"
+    assert redact("https://x.blob.core.windows.net/c?sv=1&sig=abc") == "https://x.blob.core.windows.net/c?sv=1&sig=***"
