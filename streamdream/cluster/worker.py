@@ -184,6 +184,9 @@ class SegmentLook:
     shown (``None``), output frames dreamed, crossfaded into the next chain over the handover."""
 
     def __init__(self, dreamer: SegmentDreamer, task: SegmentTask, cancelled: Callable[[], bool] | None) -> None:
+        from ..coherence.processors import compose  # noqa: PLC0415 - loads Keras and its backend
+
+        self._compose = compose  # imported once per segment, not per frame
         self._d, self._task, self._cancelled = dreamer, task, cancelled
         self._main = dreamer.processor()
         self._chain: Any = None  # the next segment's chain during the handover
@@ -199,8 +202,6 @@ class SegmentLook:
             self.seconds += time.perf_counter() - started
 
     def _dream(self, frame: Frame) -> Frame | None:
-        from ..coherence.processors import compose  # noqa: PLC0415 - loads Keras and its backend
-
         seg, engine = self._task.segment, self._d.engine
         if self._d.blend is not None:
             frame = Frame(to_uint8(self._d.blend(frame.image)), frame.index, frame.pts, frame.captured_at)
@@ -217,7 +218,7 @@ class SegmentLook:
             ahead = self._chain.dream_detail(small).detail
             weight = (frame.index - handover_from + 1) / seg.handover
             detail = (1.0 - weight) * detail + weight * ahead
-        image = compose(frame.image, np.asarray(detail, np.float32), tone=engine.tone)
+        image = self._compose(frame.image, np.asarray(detail, np.float32), tone=engine.tone)
         return Frame(image, frame.index, frame.pts, frame.captured_at)
 
 
