@@ -137,6 +137,9 @@ def test_a_malformed_http_request_is_one_warning_line_not_a_traceback(daemon):
             connection.sendall(garbage)
             answer = connection.recv(4096)
         assert answer == b"" or answer.split(b"\r\n")[0].endswith(b" 400 Bad Request"), answer
+        if answer:  # aiohttp's own error page: it names neither aiohttp nor its version
+            head = answer.split(b"\r\n\r\n")[0].lower()
+            assert b"\r\nserver: streamdream\r\n" in head + b"\r\n" and b"aiohttp" not in head, answer
     assert daemon.get("/healthz")  # still answering
     time.sleep(0.5)  # the log lines of the last answer
     new = daemon.log.read_text().splitlines()[before:]

@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from ..errors import StreamdreamError
 from ..runtime.executor import WorkerExecutor
@@ -73,9 +75,33 @@ def text_response(status: int, text: str, **headers: str) -> web.Response:
     return web.Response(status=status, text=text if text.endswith("\n") else text + "\n", headers={"Cache-Control": "no-store", **headers})
 
 
+_COMMON_HEADERS = {"Server": "streamdream", "X-Content-Type-Options": "nosniff"}  # not the library and its version
+
+
 async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers["Server"] = "streamdream"  # not the library and its version
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.update(_COMMON_HEADERS)
+
+
+class _CommonHeadersHandler(RequestHandler):
+    """aiohttp's connection handler, whose own error pages (the 400 for a request it cannot
+    parse, its 500 and 504) carry the common headers too: they never reach the application,
+    so its ``on_response_prepare`` does not see them, and aiohttp would name itself and its
+    version in them."""
+
+    __slots__ = ()  # the layout of RequestHandler (slotted): a handler can become one
+
+    def handle_error(
+        self, request: BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        response = super().handle_error(request, status, exc, message)
+        response.headers.update(_COMMON_HEADERS)
+        return response
+
+
+def _with_common_headers(handler: RequestHandler) -> RequestHandler:
+    """``handler`` (made by aiohttp's server, with its settings) as a ``_CommonHeadersHandler``."""
+    handler.__class__ = _CommonHeadersHandler
+    return handler
 
 
 class _SharedLoop:
@@ -220,7 +246,7 @@ class WebServer:
         await runner.setup()
         loop = asyncio.get_running_loop()
         pool = self.pool
-        server = await loop.create_server(lambda: GuardedProtocol(runner.server(), pool), sock=self._socket)
+        server = await loop.create_server(lambda: GuardedProtocol(_with_common_headers(runner.server()), pool), sock=self._socket)
         self._ready.set()
         try:
             await self._stopping.wait()
