@@ -21,7 +21,8 @@ from pathlib import Path
 from ..app import build_engine, run_pipeline
 from ..config import Config, OutputConfig, with_overrides
 from ..errors import SourceError, StreamdreamError
-from ..runtime.workers import StopToken, Workers
+from ..runtime.interrupts import owned
+from ..runtime.workers import StopToken
 from ..sinks.file import CONTAINERS
 from .command import ClusterLostError, FileResult, StoppedError, cluster_address, dream_files
 from .workdir import WorkFolder
@@ -94,7 +95,7 @@ def _dream_here(config: Config, engine, source: str, output: OutputConfig, stop:
     # a pipeline that ends stops only its own workers (runtime/workers.py), never the stop event
     # it is given: the next file starts with the same one
     try:
-        with Workers(stop.child()) as workers:  # this file's owner: its threads stopped and joined before the next file
+        with owned(stop) as workers:  # this file's owner: its threads stopped and joined before the next file
             result = run_pipeline(run_config, workers, engine=engine)
         if result.error is not None:
             raise result.error

@@ -17,7 +17,8 @@ from ..app import audio_source_of
 from ..config import Config, OutputConfig, with_overrides
 from ..errors import ConfigError, SinkError, SourceError, StreamdreamError
 from ..log import redact_url
-from ..runtime.workers import StopToken, Workers
+from ..runtime.interrupts import owned
+from ..runtime.workers import StopToken
 from ..service.http import start_metrics
 from ..sinks.file import CONTAINERS, split_file_uri
 from ..sources import parse_uri
@@ -176,7 +177,7 @@ def run_command(config: Config, stop: StopToken, *, workers: int | None, cluster
     directory = Path(files[0].uri.partition("?")[0]).parent
     if not directory.is_dir():
         raise SinkError(f"cannot write {files[0].uri}: directory {directory} does not exist (create it first)")
-    with Workers(stop.child()) as threads:  # the run's owner: its metrics server's thread, joined at the end
+    with owned(stop) as threads:  # the run's owner: its metrics server's thread, joined at the end
         observer, server = None, None
         if config.metrics.enabled:
             observer, server = start_metrics(config.metrics, threads, model=config.model.name)

@@ -35,7 +35,8 @@ from ..models.loader import load_dream_model
 from ..models.registry import REGISTRY
 from ..pipeline.looks import make_processor
 from ..progress import progress_bar
-from ..runtime.workers import StopToken, Workers
+from ..runtime.interrupts import owned
+from ..runtime.workers import StopToken
 from ..sources import open_source
 from .bench_engine import bench_engine, format_engine_report
 from .chaos import chaos, format_chaos
@@ -192,7 +193,7 @@ def bench_end_to_end(path: str, frames: int, stop: StopToken, precision: str = "
         }
     )
     engine = build_engine(config)
-    with Workers(stop.child()) as workers:  # the decode's reader thread, joined before the timings
+    with owned(stop) as workers:  # the decode's reader thread, joined before the timings
         source = open_source(config.source, workers)
         info = source.open()
         decoded = []
@@ -210,7 +211,7 @@ def bench_end_to_end(path: str, frames: int, stop: StopToken, precision: str = "
     dream_fps = len(decoded) / (time.perf_counter() - started)
 
     started = time.perf_counter()
-    with Workers(stop.child()) as workers:
+    with owned(stop) as workers:
         result = run_pipeline(config, workers, engine=engine)  # the same assembly as `run` and `serve`
     e2e_fps = result.frames_out / (time.perf_counter() - started)
     return {

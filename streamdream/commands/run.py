@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from ..arguments import config_from_args
 from ..errors import ConfigError, SinkError
 from ..log import redact_url
-from ..runtime.workers import StopToken, Workers
+from ..runtime.interrupts import owned
+from ..runtime.workers import StopToken
 
 if TYPE_CHECKING:  # the pipeline loads PyAV and OpenCV: only after the arguments parsed
     from ..pipeline.runner import PipelineResult
@@ -47,7 +48,7 @@ def command(args: argparse.Namespace, stop: StopToken) -> int:
         return run_command(config, stop, workers=args.workers, cluster=args.cluster, resources=dict(args.worker_resource or ()))
     check_config(config, "run")
 
-    with Workers(stop.child()) as workers:  # the run's one owner: every thread it starts, stopped and joined at the end
+    with owned(stop) as workers:  # the run's one owner: every thread it starts, stopped and joined at the end
         observer, server = None, None
         if config.metrics.enabled:
             observer, server = start_metrics(config.metrics, workers, model=config.model.name)

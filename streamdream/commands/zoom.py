@@ -12,8 +12,8 @@ from ..config import Config, OutputConfig
 from ..frames import Frame, SourceInfo, freeze
 from ..images import read_image
 from ..progress import progress_bar
-from ..runtime.interrupts import EXIT_CODE, stop_watched
-from ..runtime.workers import StopToken, Workers
+from ..runtime.interrupts import EXIT_CODE, owned, stop_watched
+from ..runtime.workers import StopToken
 from ..sinks import open_sink
 from ..sources.blend import still_blend
 from .job_checks import check_zoom_job
@@ -42,7 +42,7 @@ def dream_zoom(
     picture = read_image(image_path)
     height, width = picture.shape[:2]
     info = SourceInfo(uri=image_path, width=width, height=height, fps=Fraction(fps), live=False, frame_count=frames, kind="image")
-    with Workers(stop.child()) as workers:  # the zoom's owner: a publish watchdog or a preview server, joined at the end
+    with owned(stop) as workers:  # the zoom's owner: a publish watchdog or a preview server, joined at the end
         sink = open_sink(output, workers, audio_source=None)  # a still has no sound; the CLI's preflight refused output == input
         blend = still_blend(config.dream, config.source.max_pixels)
         engine = build_engine(config)
