@@ -69,6 +69,7 @@ def one_run(cluster, config, clip: Path, out: Path, workers: int, lose_at: float
 
     from streamdream.cluster.command import dream_files
     from streamdream.cluster.pool import WorkerPool
+    from streamdream.runtime.workers import StopToken
 
     nodes = [cluster.add_node(**NODE, resources=DREAMER) for _ in range(workers)]
     by_id = {n.node_id: n for n in nodes}
@@ -78,7 +79,7 @@ def one_run(cluster, config, clip: Path, out: Path, workers: int, lose_at: float
     output = config.outputs[0].model_copy(update={"uri": str(out)})
     try:
         started = time.monotonic()
-        job = threading.Thread(target=lambda: result.update(r=dream_files(config, [(str(clip), output)], threading.Event(),
+        job = threading.Thread(target=lambda: result.update(r=dream_files(config, [(str(clip), output)], StopToken(),
                                                                            pool=pool, stats=stats)))  # fmt: skip
         job.start()
         lost: dict = {}

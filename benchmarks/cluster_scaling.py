@@ -27,7 +27,6 @@ import json
 import math
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -79,12 +78,14 @@ def seam_benchmark(args, folder: Path) -> dict:
     from streamdream.cluster.worker import SegmentDreamer
     from streamdream.coherence.evaluate import evaluate_frames, evaluate_many
     from streamdream.media import read_frames
+    from streamdream.runtime.workers import Workers
 
     clip = bbb()
     config = make_config(clip, folder / "single.mp4", args.width)
     engine = build_engine(config)
     started = time.monotonic()
-    run_pipeline(config, threading.Event(), engine=engine)
+    with Workers(name="bench") as owner:
+        run_pipeline(config, owner, engine=engine)
     single_seconds = time.monotonic() - started
     dreamer = SegmentDreamer(config, engine=engine)
     outputs, seams = {"single": folder / "single.mp4"}, {}
@@ -123,6 +124,7 @@ def seam_benchmark(args, folder: Path) -> dict:
 def scaling_benchmark(args, folder: Path) -> dict:
     from streamdream.cluster.command import dream_files
     from streamdream.cluster.pool import WorkerPool, connect, disconnect
+    from streamdream.runtime.workers import StopToken
 
     clip = bbb()
     started = time.monotonic()
@@ -138,7 +140,7 @@ def scaling_benchmark(args, folder: Path) -> dict:
         stats: dict = {}
         try:
             started = time.monotonic()
-            [result] = dream_files(config, [(str(clip), config.outputs[0])], threading.Event(), pool=pool, policy=policy, stats=stats)
+            [result] = dream_files(config, [(str(clip), config.outputs[0])], StopToken(), pool=pool, policy=policy, stats=stats)
             wall = time.monotonic() - started
         finally:
             pool.close()

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamdream.config import load_config  # noqa: E402
 from streamdream.runtime.observer import ObserverGroup, PipelineObserver  # noqa: E402
+from streamdream.runtime.workers import StopToken  # noqa: E402
 from streamdream.service.daemon import Service  # noqa: E402
 from tests.fixtures.sound import write_burst_clip  # noqa: E402
 
@@ -94,7 +95,7 @@ def measure(condition: str, clip: Path, work: Path, args) -> dict:
         data["audio_react"] = {"strength": [0.6, 1.6]}
     path = work / f"{condition}.yaml"
     path.write_text(yaml.safe_dump(data))
-    stop = threading.Event()
+    stop = StopToken()
     service = Service(path, load_config(path), stop)
     recorder = Recorder()
     service.observer = ObserverGroup(service.metrics, service.health, recorder)

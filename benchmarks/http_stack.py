@@ -54,6 +54,7 @@ def serve(stack: str, old_folder: str | None) -> None:
 
     from streamdream.config import HealthConfig, MetricsConfig
     from streamdream.frames import Frame, SourceInfo
+    from streamdream.runtime.workers import Workers
     from streamdream.service.health import HealthMonitor
     from streamdream.service.metrics import PrometheusObserver
 
@@ -66,8 +67,13 @@ def serve(stack: str, old_folder: str | None) -> None:
         from streamdream.sinks.preview import PreviewSink
     metrics = PrometheusObserver(model="efficientnet_lite0")
     server = ServiceServer(MetricsConfig(port=0), metrics=metrics, health=HealthMonitor(HealthConfig()))
-    server.start()
-    preview = PreviewSink("127.0.0.1", 0)
+    owner = Workers(name="bench")  # the servers' loop thread, joined at the end
+    if stack == "old":  # the old stack made an owner of its own
+        server.start()
+        preview = PreviewSink("127.0.0.1", 0)
+    else:
+        server.start(owner)
+        preview = PreviewSink("127.0.0.1", 0, workers=owner)
     preview.open(SourceInfo(uri="bench", width=640, height=480, fps=None, live=True))
     stop = threading.Event()
     rng = np.random.default_rng(0)
@@ -88,6 +94,7 @@ def serve(stack: str, old_folder: str | None) -> None:
     stop.set()
     preview.close()
     server.shutdown()
+    owner.close()
 
 
 # --- the preview clients ------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from streamdream.pipeline.live import REFRESH_STAGE  # noqa: E402
 from streamdream.pipeline.looks import LookSwitch, build_look  # noqa: E402
 from streamdream.pipeline.runner import Pipeline  # noqa: E402
 from streamdream.runtime.observer import PipelineObserver  # noqa: E402
+from streamdream.runtime.workers import Workers  # noqa: E402
 
 
 class PannedClipSource:
@@ -184,11 +185,12 @@ def main() -> int:
     engine = DreamEngine(load_dream_model(config.model, config.engine.precision), config.dream, config.engine)
     engine.dream(np.full((96, 128, 3), 128.0, np.float32))  # trace the graph before the clock starts
 
+    owner = Workers(name="bench")  # the run's threads, stopped and joined once it ends
     if args.source == "demo":
         from streamdream.config import SourceConfig
         from streamdream.sources import open_source
 
-        source = open_source(SourceConfig(uri="demo?live=1", width=width, height=height, fps=args.fps))
+        source = open_source(SourceConfig(uri="demo?live=1", width=width, height=height, fps=args.fps), owner)
     else:
         if args.clip:
             clip = Path(args.clip)
@@ -206,12 +208,12 @@ def main() -> int:
         holder["p"] = AgeTracker(LookSwitch(build_look("default", config, engine, live=info.live, observer=observer)))
         return holder["p"]
 
-    stop = threading.Event()
     if args.source == "demo":
-        threading.Timer(args.seconds, stop.set).start()
-    pipeline = Pipeline(source, build, [sink], queue_size=2, stop=stop, observer=observer)
+        threading.Timer(args.seconds, owner.stop.set).start()
+    pipeline = Pipeline(source, build, [sink], queue_size=2, stop=owner, observer=observer)
     started = time.monotonic()
     result = pipeline.run()
+    owner.close()
     wall = time.monotonic() - started
     live = holder["p"].live
     if result.error is not None:

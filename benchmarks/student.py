@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -54,6 +53,7 @@ from streamdream.models.student_file import load_student, resolve_student  # noq
 from streamdream.pipeline.live import REFRESH_STAGE  # noqa: E402
 from streamdream.pipeline.looks import LookSwitch, build_look  # noqa: E402
 from streamdream.pipeline.runner import Pipeline  # noqa: E402
+from streamdream.runtime.workers import Workers  # noqa: E402
 from streamdream.sources.demo import DemoScene  # noqa: E402
 
 LIVE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "live-student.yaml"
@@ -171,8 +171,8 @@ def live(config_data: dict, seconds: float, clip: Path) -> dict:
         holder["p"] = LookSwitch(build_look("default", config, engine, live=info.live, observer=observer))
         return holder["p"]
 
-    pipeline = Pipeline(source, build, [sink], queue_size=2, stop=threading.Event(), observer=observer)
-    result = pipeline.run()
+    with Workers(name="bench") as owner:
+        result = Pipeline(source, build, [sink], queue_size=2, stop=owner, observer=observer).run()
     if result.error is not None:
         raise SystemExit(f"pipeline failed: {result.error!r}")
     ends = observer.stage_ends.get(REFRESH_STAGE, [])

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from streamdream.config import load_config  # noqa: E402
+from streamdream.runtime.workers import StopToken  # noqa: E402
 from streamdream.service.daemon import Service  # noqa: E402
 from tests.fixtures.preview_browser import HeadlessChromium, find_chromium  # noqa: E402
 from tests.test_control_page import Page  # noqa: E402
@@ -53,7 +54,7 @@ def main() -> int:
             "metrics": {"port": 0},
             "playlist": {**installation["playlist"], "crossfade": 0, "schedule": []},
         }))  # fmt: skip
-        stop = threading.Event()
+        stop = StopToken()
         service = Service(path, load_config(path), stop)
         thread = threading.Thread(target=service.run, daemon=True)
         thread.start()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import av
@@ -22,6 +21,7 @@ import numpy as np
 
 from streamdream.app import run_pipeline
 from streamdream.config import parse_config
+from streamdream.runtime.workers import Workers
 from streamdream.sources.blend import fit_to
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,8 @@ def run(first: str, out: Path, steps: int | None) -> None:
         dream["steps"] = steps
     config = parse_config({"source": {"uri": first}, "outputs": [{"uri": str(out), "crf": 12, "overwrite": True}],
                            "dream": dream, "pipeline": {"max_frames": FRAMES, "progress": False}})  # fmt: skip
-    result = run_pipeline(config, threading.Event())
+    with Workers(name="pictures") as owner:
+        result = run_pipeline(config, owner)
     if result.error is not None:
         raise SystemExit(f"run failed: {result.error}")
 
@@ -60,7 +61,8 @@ def main() -> int:
         run(first, dreamed, steps=None)
         parsed = parse_config({"source": {"uri": SECOND}, "outputs": [{"uri": str(second), "crf": 12}],
                                "dream": {"steps": 0}, "pipeline": {"max_frames": FRAMES, "progress": False}})  # fmt: skip
-        run_pipeline(parsed, threading.Event())
+        with Workers(name="pictures") as owner:
+            run_pipeline(parsed, owner)
         base = frame_of(Path(first), SHOWN)
         height, width = base.shape[:2]
         row = [base, fit_to(frame_of(second, SHOWN), width, height, "cover"), frame_of(blended, SHOWN), frame_of(dreamed, SHOWN)]

@@ -40,7 +40,7 @@ from .pipeline.looks import Look, LookSwitch, build_look
 from .pipeline.outputs import OutputSet
 from .pipeline.runner import Pipeline, PipelineResult
 from .runtime.observer import PipelineObserver
-from .runtime.workers import StopToken, Workers
+from .runtime.workers import Workers
 from .sources import ParsedUri, open_source, parse_uri
 from .sources.blend import BlendInputs
 
@@ -130,7 +130,7 @@ LookFactory = Callable[[Config, SourceInfo], Look]
 
 def assemble(
     config: Config,
-    stop: StopToken | Workers,
+    workers: Workers,
     *,
     daemon: bool = False,
     observer: PipelineObserver | None = None,
@@ -140,12 +140,13 @@ def assemble(
 ) -> Assembly:
     """Build source, first look and the output check from ``config`` (see the module docstring).
 
+    ``workers``: the owner of every thread the assembly starts (the run's or the daemon's,
+    which stops and joins it);
     ``first_look`` builds the look to start with once the input's size is known (the
     daemon's director passes its own); ``engine`` reuses a loaded DreamEngine (bench);
     ``source`` replaces the configured one (the daemon's reconnecting source).
     """
 
-    workers = stop if isinstance(stop, Workers) else Workers(stop)
     observer = observer or PipelineObserver()
     parsed = parse_uri(config.source.uri)  # once: every part below takes the parsed input
     audio = None if daemon else audio_source_of(parsed)
@@ -212,9 +213,10 @@ def _audio_react(config: Config, parsed: ParsedUri, observer: PipelineObserver) 
     return AudioReact(config.audio_react, live=parsed.kind != "file", observer=observer)
 
 
-def run_pipeline(config: Config, stop: StopToken, observer: PipelineObserver | None = None, engine=None) -> PipelineResult:
-    """Dream ``config.source`` into every ``config.outputs`` until the end or ``stop``."""
-    assembly = assemble(config, stop, observer=observer, engine=engine)
+def run_pipeline(config: Config, workers: Workers, observer: PipelineObserver | None = None, engine=None) -> PipelineResult:
+    """Dream ``config.source`` into every ``config.outputs`` until the end or ``workers``' stop;
+    every thread is started in ``workers``' tree, which the caller stops and joins."""
+    assembly = assemble(config, workers, observer=observer, engine=engine)
     try:
         return assembly.pipeline().run()
     finally:

@@ -194,7 +194,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="streamdream", description="Live DeepDream video.", epilog=_epilog(), parents=[_global_options(True)])
     parser.add_argument("--version", action="version", version=f"streamdream {__version__}", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
-    common = dict(parents=[_global_options(False)], epilog=_epilog())
+    common: dict[str, Any] = dict(parents=[_global_options(False)], epilog=_epilog())
 
     p = sub.add_parser("image", help="dream a still image", **common)
     p.add_argument("input", help="the picture (PNG, JPEG, WebP, BMP, TIFF, ...)")

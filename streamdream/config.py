@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -737,7 +738,7 @@ def _unknown_key(loc: tuple[Any, ...]) -> str:
     return f"unknown {what}{hint}; {where} takes: {', '.join(keys)}"
 
 
-def _describe(error: dict[str, Any], loc: tuple[Any, ...] = ()) -> str:
+def _describe(error: Mapping[str, Any], loc: tuple[Any, ...] = ()) -> str:
     kind = error["type"]
     if kind in _BOUND_WORDS:
         return f"must be {_BOUND_WORDS[kind].format(**error.get('ctx', {}))}"
@@ -813,7 +814,7 @@ def load_config(path: str | Path, *, complete: bool = False) -> Config:
     return parse_config(data, str(path), text)
 
 
-def with_overrides(config: Config, **sections: dict[str, Any]) -> Config:
+def with_overrides(config: Config, **sections: dict[str, Any] | list[Any] | None) -> Config:
     """Return a copy with some fields of some sections replaced, validated again."""
     data = config.model_dump(mode="python")
     for name, fields in sections.items():

@@ -103,7 +103,7 @@ def _redact_one(url: str) -> str:
     except ValueError:  # e.g. an unbalanced IPv6 bracket
         parts = None
     if parts is None or not rest.startswith(parts.netloc):  # unparsable: hide the whole authority
-        authority = re.match(r"[^/?#]*", rest).group(0)
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0]  # up to the path, query or fragment
         return f"{scheme}://{REDACTED}{_redact_tail(rest[len(authority):])}{closing}"
     after = rest[len(parts.netloc):]
     if parts.scheme not in _FRAGMENT_SCHEMES:  # FFmpeg passes '#' on (SRT stream ids: '#!::r=...')

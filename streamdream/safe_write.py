@@ -91,7 +91,7 @@ def check_target(path: Path, *, overwrite: bool, inputs: tuple[str, ...] = (), d
 
 def _size(path: Path) -> str:
     try:
-        size = path.stat().st_size
+        size: float = path.stat().st_size
     except OSError:
         return "?"
     for unit in ("bytes", "KB", "MB", "GB"):

@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.servers",
     "tests.fixtures.secrets",
+    "tests.fixtures.runtime",
 ]

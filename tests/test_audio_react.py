@@ -7,7 +7,6 @@ mean absolute difference between each output frame and the input frame it was dr
 
 from __future__ import annotations
 
-import threading
 import time
 from fractions import Fraction
 
@@ -53,7 +52,7 @@ def loud_starts(path, threshold_db: float = -20.0) -> list[float]:
     return [first + i / 100 for i in range(1, loud.size) if loud[i] and not loud[i - 1]]
 
 
-def test_dream_strength_follows_the_bursts_and_audio_stays_in_sync(tiny_model_path, tmp_path):
+def test_dream_strength_follows_the_bursts_and_audio_stays_in_sync(tiny_model_path, tmp_path, workers):
     clip = write_burst_clip(tmp_path / "bursts.mp4", BURSTS)
     out = tmp_path / "dreamed.mkv"
     config = parse_config({
@@ -62,7 +61,7 @@ def test_dream_strength_follows_the_bursts_and_audio_stays_in_sync(tiny_model_pa
         "dream": {"octaves": 1, "steps": 2, "width": 96, "seed": 0, "step_size": 6},
         "audio_react": {"strength": [0.6, 1.6]}, "pipeline": {"progress": False},
     })  # fmt: skip
-    result = run_pipeline(config, threading.Event())
+    result = run_pipeline(config, workers)
     assert result.error is None and result.frames_out == 100
     times_in, frames_in = video_frames(clip)
     times_out, frames_out = video_frames(out)
@@ -81,11 +80,11 @@ def test_dream_strength_follows_the_bursts_and_audio_stays_in_sync(tiny_model_pa
     np.testing.assert_allclose(starts_in, [start for start, _ in BURSTS], atol=0.03)
 
 
-def test_live_source_hears_its_own_audio_track(tmp_path):
+def test_live_source_hears_its_own_audio_track(tmp_path, workers):
     """The live path: the source's reader decodes the same stream's audio for the tap."""
     clip = write_burst_clip(tmp_path / "bursts.mp4", BURSTS)
     react = AudioReact(AudioReactConfig(strength=(0.5, 2.0)), live=True)
-    source = AvSource(file_open_args(str(clip)), kind="file", display="bursts.mp4", live=True, audio=react.tap)
+    source = AvSource(file_open_args(str(clip)), kind="file", display="bursts.mp4", live=True, audio=react.tap, workers=workers)
     info = source.open()
     assert info.has_audio
     factors, pts = [], []

@@ -78,7 +78,7 @@ def test_fit_and_modes() -> None:
     assert not is_still("clip.mp4") and not is_still("demo") and not is_still("rtsp://host/a.png")
 
 
-def test_a_file_run_blends_a_looped_shorter_clip_into_every_frame(tiny_model_path: Path, tmp_path: Path) -> None:
+def test_a_file_run_blends_a_looped_shorter_clip_into_every_frame(tiny_model_path: Path, tmp_path: Path, workers) -> None:
     first = write_clip(tmp_path / "first.mp4", width=160, height=120, fps=25, frames=40, audio=True)
     seconds = second_clip(tmp_path / "second.mkv")
     out = tmp_path / "out.mp4"
@@ -91,7 +91,7 @@ def test_a_file_run_blends_a_looped_shorter_clip_into_every_frame(tiny_model_pat
         "pipeline": {"progress": False},
     })  # fmt: skip
     check_config(config, "run")
-    result = run_pipeline(config, threading.Event())
+    result = run_pipeline(config, workers)
     assert result.error is None and result.frames_out == 40
     assert video_timestamps(out) == pytest.approx(video_timestamps(first), abs=1e-3)
     assert audio_duration(out) == pytest.approx(audio_duration(first), abs=1 / 25)
@@ -105,7 +105,7 @@ def test_a_file_run_blends_a_looped_shorter_clip_into_every_frame(tiny_model_pat
         assert residual < 3.0 and wrong > 2 * residual, f"frame {index}: residual {residual:.2f}, wrong frame {wrong:.2f}"
 
 
-def test_the_soundtrack_drives_the_blend(tiny_model_path: Path, tmp_path: Path) -> None:
+def test_the_soundtrack_drives_the_blend(tiny_model_path: Path, tmp_path: Path, workers) -> None:
     """audio_react.blend: [0, 1]: the second input's share, measured per frame, follows loud bursts."""
     from tests.test_audio_react import BURSTS, in_bursts, video_frames
 
@@ -118,7 +118,7 @@ def test_the_soundtrack_drives_the_blend(tiny_model_path: Path, tmp_path: Path) 
         "dream": {"octaves": 1, "steps": 0, "blend_with": str(tmp_path / "second.mkv"), "blend": 0.8},
         "audio_react": {"strength": [1.0, 1.0], "blend": [0.0, 1.0]}, "pipeline": {"progress": False},
     })  # fmt: skip
-    result = run_pipeline(config, threading.Event())
+    result = run_pipeline(config, workers)
     assert result.error is None and result.frames_out == 100
     times, firsts = video_frames(clip)
     _, outs = video_frames(out)

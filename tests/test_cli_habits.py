@@ -151,7 +151,7 @@ def test_bench_compares_an_engine_setting_with_the_baseline(tmp_path):
     assert all(row["dream_ms"] > 0 for row in rows if row["setting"] == "default engine settings")
 
 
-def test_a_still_becomes_a_clip_of_the_stated_length(tiny_model_path, cat_png, tmp_path):
+def test_a_still_becomes_a_clip_of_the_stated_length(tiny_model_path, cat_png, tmp_path, workers):
     out = tmp_path / "still.mp4"
     config = parse_config(
         {
@@ -162,7 +162,7 @@ def test_a_still_becomes_a_clip_of_the_stated_length(tiny_model_path, cat_png, t
             "pipeline": {"progress": False},
         }
     )
-    result = run_pipeline(config, threading.Event())
+    result = run_pipeline(config, workers)
     assert result.error is None and result.frames_out == 4
     with av.open(str(out)) as container:
         stream = container.streams.video[0]
@@ -176,12 +176,12 @@ class SlowProcessor:
         return frame
 
 
-def test_the_stop_summary_adds_up():
-    source = open_source(parse_config({"source": "demo?live=1&width=160&height=120&fps=60"}).source)
-    sink = open_sink(parse_config({"outputs": ["null"]}).outputs[0])
-    stop = threading.Event()
-    pipeline = Pipeline(source, lambda info: SlowProcessor(), [sink], queue_size=2, stop=stop)
-    timer = threading.Timer(1.0, stop.set)
+def test_the_stop_summary_adds_up(workers):
+    source = open_source(parse_config({"source": "demo?live=1&width=160&height=120&fps=60"}).source, workers=workers)
+    sink = open_sink(parse_config({"outputs": ["null"]}).outputs[0], workers=workers)
+    run = workers.group("run")
+    pipeline = Pipeline(source, lambda info: SlowProcessor(), [sink], queue_size=2, stop=run)
+    timer = threading.Timer(1.0, run.stop.set)
     timer.start()
     result = pipeline.run()
     timer.cancel()

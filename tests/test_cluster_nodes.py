@@ -26,6 +26,7 @@ from streamdream.cluster.pool import WorkerPool, connect
 from streamdream.cluster.progress import ClusterProgress
 from streamdream.cluster.scheduler import Scheduler, prepare_job
 from streamdream.config import parse_config
+from streamdream.runtime.workers import StopToken
 from streamdream.service.metrics import PrometheusObserver
 from tests.fixtures.cluster import assert_same_frames_as, board_snapshot, output
 from tests.fixtures.shots import write_shots
@@ -116,7 +117,7 @@ def test_a_node_lost_mid_run_has_its_segment_dreamed_on_a_surviving_node(cluster
         clip = write_shots(tmp_path / "in.mp4", (20, 20, 20, 20, 20), fps=10)  # 5 shots: 5 segments
         out = tmp_path / "out.mp4"
         metrics, stats = PrometheusObserver(model="tiny"), {}
-        job, results = in_background(lambda: dream_files(config, [(str(clip), output(config, out))], threading.Event(),
+        job, results = in_background(lambda: dream_files(config, [(str(clip), output(config, out))], StopToken(),
                                                          pool=pool, observer=metrics, stats=stats))  # fmt: skip
         lost: dict = {}
 
@@ -160,7 +161,7 @@ def test_a_node_that_joins_mid_run_gets_a_worker_and_segments(cluster, nodes, co
         clip = write_shots(tmp_path / "in.mp4", (20,) * 6, fps=10)  # 6 segments
         out = tmp_path / "out.mp4"
         metrics, stats = PrometheusObserver(model="tiny"), {}
-        job, results = in_background(lambda: dream_files(config, [(str(clip), output(config, out))], threading.Event(),
+        job, results = in_background(lambda: dream_files(config, [(str(clip), output(config, out))], StopToken(),
                                                          pool=pool, observer=metrics, stats=stats))  # fmt: skip
         wait_for(lambda: board_snapshot(pool)["in_flight"] or not job.is_alive(), "the first frames")
         assert job.is_alive()
@@ -234,7 +235,7 @@ def test_a_piece_finished_on_a_lost_node_but_not_handed_in_is_dreamed_again(clus
         ref = member.actor.dream.remote(job.task(0), pool.board)
         assert ray.wait([ref], fetch_local=False, timeout=WAIT_S)[0]  # dreamed; the piece is still on its node
         cluster.remove_node(node)
-        scheduler = Scheduler(pool, threading.Event(), ClusterProgress(total_frames=40, done_frames=0, total_segments=2,
+        scheduler = Scheduler(pool, StopToken(), ClusterProgress(total_frames=40, done_frames=0, total_segments=2,
                                                                       done_segments=0, workers=1, enabled=False))  # fmt: skip
         scheduler.in_flight[ref] = (member, job, 0)
         assert not scheduler._collect(ref, member, job, 0)  # the worker is gone with its node

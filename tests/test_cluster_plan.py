@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 
 import av
 import numpy as np
@@ -72,11 +71,11 @@ def test_segments_start_at_cuts_group_short_shots_and_split_long_ones_at_keyfram
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-def test_pieces_joined_equal_a_single_process_run_in_frames_timestamps_and_audio(tiny_model_path, tmp_path, suffix):
+def test_pieces_joined_equal_a_single_process_run_in_frames_timestamps_and_audio(tiny_model_path, tmp_path, suffix, workers):
     clip = write_shots(tmp_path / f"in{suffix}", (20, 30, 20))
     single = tmp_path / f"single{suffix}"
     config = tiny_config(tiny_model_path, clip, single)
-    assert run_pipeline(config, threading.Event()).frames_out == 70
+    assert run_pipeline(config, workers).frames_out == 70
     scan = scan_input(clip)
     segments = plan_segments(scan, SegmentPolicy(min_seconds=0.4, max_seconds=0.8, handover_frames=4))
     assert len(segments) == 4  # the middle shot is split inside: a handover

@@ -21,6 +21,7 @@ from streamdream.cluster.plan import SegmentPolicy
 from streamdream.cluster.pool import WorkerPool, connect
 from streamdream.config import parse_config
 from streamdream.media import read_frames
+from streamdream.runtime.workers import StopToken
 from streamdream.service.metrics import PrometheusObserver
 from tests.fixtures.cluster import assert_same_frames_as, board_snapshot, output
 from tests.fixtures.shots import write_shots
@@ -64,7 +65,7 @@ def test_local_ray_listens_on_loopback_only(local_ray):
     assert {n["NodeManagerAddress"] for n in local_ray.nodes()} == {"127.0.0.1"}
 
 
-def test_run_with_two_workers_matches_a_single_process_run(local_ray, tiny_model_path, tmp_path):
+def test_run_with_two_workers_matches_a_single_process_run(local_ray, tiny_model_path, tmp_path, workers):
     from streamdream.cli import main
 
     clip = write_shots(tmp_path / "in.mp4", (20, 20, 20), fps=10)  # 3 shots of 2 s: 3 segments
@@ -72,7 +73,7 @@ def test_run_with_two_workers_matches_a_single_process_run(local_ray, tiny_model
     dream = ["--model", str(tiny_model_path), "--layers", "conv2", "--octaves", "1", "--steps", "6", "--width", "128", "--seed", "0"]
     config = parse_config({"source": str(clip), "outputs": [str(single)], "model": {"name": str(tiny_model_path), "layers": "conv2"},
                            "dream": TINY_DREAM, "pipeline": {"progress": False}})  # fmt: skip
-    assert run_pipeline(config, threading.Event()).frames_out == 60
+    assert run_pipeline(config, workers).frames_out == 60
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
         code = main(["run", "--input", str(clip), "--output", str(out), "--workers", "2", "--no-progress", *dream])
@@ -90,7 +91,7 @@ def test_run_with_two_workers_matches_a_single_process_run(local_ray, tiny_model
 def test_killed_worker_has_its_segment_retried_and_nothing_lost_or_doubled(pool, config, tmp_path):
     clip = write_shots(tmp_path / "in.mp4", (40, 40), fps=10)  # 2 segments of 40 frames
     out = tmp_path / "out.mp4"
-    stop, results = threading.Event(), {}
+    stop, results = StopToken(), {}
     job = threading.Thread(target=lambda: results.update(r=dream_files(config, [(str(clip), output(config, out))], stop, pool=pool)))
     job.start()
     killed = None
@@ -115,7 +116,7 @@ def test_a_stopped_job_resumes_without_redoing_finished_segments(pool, config, t
     clip = write_shots(tmp_path / "in.mp4", (20, 20, 20, 20), fps=10)  # 4 segments
     out = tmp_path / "out.mp4"
     parts = tmp_path / "out.mp4.parts"
-    stop = threading.Event()
+    stop = StopToken()
 
     def stop_after_first_piece():
         deadline = time.monotonic() + 120
@@ -131,7 +132,7 @@ def test_a_stopped_job_resumes_without_redoing_finished_segments(pool, config, t
     kept = {int(p.stem.split("-")[1]) for p in parts.glob("piece-*.mp4")}
     assert 1 <= len(kept) < 4
     before = set(board_snapshot(pool)["attempts"])
-    [second] = dream_files(config, [(str(clip), output(config, out))], threading.Event(), pool=pool)
+    [second] = dream_files(config, [(str(clip), output(config, out))], StopToken(), pool=pool)
     assert second.ok and second.reused == len(kept)
     redone = {int(key.rsplit("#", 1)[1]) for key in set(board_snapshot(pool)["attempts"]) - before}
     assert redone == {0, 1, 2, 3} - kept  # only the missing segments were dreamed again
@@ -147,7 +148,7 @@ def test_files_share_the_pool_and_a_bad_one_is_reported_not_fatal(pool, config, 
     pairs = [(str(a), output(config, tmp_path / "a-out.mp4")), (str(bad), output(config, tmp_path / "bad-out.mp4")),
              (str(b), output(config, tmp_path / "b-out.mkv"))]  # fmt: skip
     metrics = PrometheusObserver(model="tiny")
-    results = dream_files(config, pairs, threading.Event(), pool=pool, policy=SHORT_SEGMENTS, observer=metrics)
+    results = dream_files(config, pairs, StopToken(), pool=pool, policy=SHORT_SEGMENTS, observer=metrics)
     assert [r.ok for r in results] == [True, False, True]
     exported = metrics.exposition().decode()  # the metrics `run --metrics` exports, counted across the workers
     assert 'streamdream_frames_total{stage="write"} 65.0' in exported

@@ -305,7 +305,7 @@ HTTP_CASES = [
 
 
 @pytest.fixture(scope="module")
-def api():
+def api(module_workers):
     from streamdream.config import ControlConfig, HealthConfig, MetricsConfig
     from streamdream.service.health import HealthMonitor
     from streamdream.service.http import ServiceServer
@@ -319,7 +319,7 @@ def api():
     controller = Leaky()
     server = ServiceServer(MetricsConfig(port=0), metrics=PrometheusObserver(), health=HealthMonitor(HealthConfig()),
                            controller=controller, control=ControlConfig(token=TOKEN))  # fmt: skip
-    server.start()
+    server.start(module_workers)
     yield server, controller
     server.shutdown()
 

@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamdream.config import ControlConfig, HealthConfig, MetricsConfig
+from streamdream.runtime.workers import Workers
 from streamdream.service.health import HealthMonitor
 from streamdream.service.http import ServiceServer
 from streamdream.service.metrics import PrometheusObserver
@@ -25,29 +26,29 @@ from tests.test_service_units import FakeController
 TOKEN = "correct-horse-battery"
 
 
-def serve(token: str | None = TOKEN, **limits) -> tuple[ServiceServer, FakeController]:
+def serve(workers: Workers, token: str | None = TOKEN, **limits) -> tuple[ServiceServer, FakeController]:
     controller = FakeController()
     server = ServiceServer(
         MetricsConfig(port=0), metrics=PrometheusObserver(), health=HealthMonitor(HealthConfig(stuck_after=600)),
         controller=controller, control=ControlConfig(token=token), limits=Limits(max_body=16 * 1024, **limits),
     )  # fmt: skip
-    server.start()
+    server.start(workers)
     return server, controller
 
 
 @pytest.fixture
-def guarded(monkeypatch):
+def guarded(monkeypatch, workers):
     monkeypatch.delenv("STREAMDREAM_CONTROL_TOKEN", raising=False)
-    server, controller = serve()
+    server, controller = serve(workers)
     yield server, controller
     server.shutdown()
 
 
 @pytest.fixture
-def open_loopback(monkeypatch):
+def open_loopback(monkeypatch, workers):
     """The default installation: loopback, no token."""
     monkeypatch.delenv("STREAMDREAM_CONTROL_TOKEN", raising=False)
-    server, controller = serve(token=None)
+    server, controller = serve(workers, token=None)
     yield server, controller
     server.shutdown()
 
@@ -192,9 +193,9 @@ def test_unauthorised_body_is_not_run_as_a_request(guarded) -> None:
 # --- connections, bodies, tokens ---------------------------------------------------------------
 
 
-def test_idle_connections_are_capped_and_timed_out(monkeypatch) -> None:
+def test_idle_connections_are_capped_and_timed_out(monkeypatch, workers) -> None:
     monkeypatch.delenv("STREAMDREAM_CONTROL_TOKEN", raising=False)
-    server, _ = serve(max_connections=8, idle_timeout=1.0)
+    server, _ = serve(workers, max_connections=8, idle_timeout=1.0)
     idle = []
     try:
         for _ in range(60):  # half-sent requests, never finished
@@ -241,9 +242,9 @@ def test_wrong_tokens_are_throttled_and_logged_once(guarded, caplog) -> None:
     assert "guess-" not in caplog.text and controller.calls == []
 
 
-def test_a_body_that_never_arrives_times_out(monkeypatch) -> None:
+def test_a_body_that_never_arrives_times_out(monkeypatch, workers) -> None:
     monkeypatch.delenv("STREAMDREAM_CONTROL_TOKEN", raising=False)
-    server, controller = serve(request_timeout=1.0)
+    server, controller = serve(workers, request_timeout=1.0)
     try:
         head = (f"POST /api/strength HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer {TOKEN}\r\n"
                 "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{").encode()

@@ -30,12 +30,12 @@ def colour(i: int) -> tuple[int, int, int]:
     return ((40 + 20 * i) % 256, 120, 200)
 
 
-def test_ndi_sink_frames_reach_a_receiver_on_loopback(tmp_path):
+def test_ndi_sink_frames_reach_a_receiver_on_loopback(tmp_path, workers):
     config_dir = tmp_path / "ndi"
     config_dir.mkdir()
     (config_dir / "ndi-config.v1.json").write_text(json.dumps({"ndi": {"networks": {"ips": "127.0.0.1", "discovery": ""}}}))
     name = f"streamdream-test-{os.getpid()}"
-    sink = open_sink(OutputConfig(uri=f"ndi:{name}"))
+    sink = open_sink(OutputConfig(uri=f"ndi:{name}"), workers=workers)
     info = SourceInfo(uri="test", width=160, height=120, fps=Fraction(25), live=True)
     sink.open(info)
     receiver = subprocess.Popen(
@@ -71,17 +71,17 @@ def test_ndi_sink_frames_reach_a_receiver_on_loopback(tmp_path):
         assert np.abs(sent_colours - np.array(frame["mean"], np.float32)).max(axis=1).min() <= 10, frame["mean"]
 
 
-def test_ndi_output_uri_and_names():
+def test_ndi_output_uri_and_names(workers):
     assert parse_output_uri("ndi:Stage left").kind == "ndi"
     assert parse_output_uri("ndi:Stage left").live
     with pytest.raises(SinkError, match="1-64 letters"):
-        open_sink(OutputConfig(uri="ndi:"))
+        open_sink(OutputConfig(uri="ndi:"), workers=workers)
     with pytest.raises(SinkError, match="1-64 letters"):
-        open_sink(OutputConfig(uri="ndi:a/b"))
+        open_sink(OutputConfig(uri="ndi:a/b"), workers=workers)
 
 
-def test_missing_ndi_runtime_names_what_to_install(monkeypatch):
+def test_missing_ndi_runtime_names_what_to_install(monkeypatch, workers):
     monkeypatch.setitem(sys.modules, "cyndilib.sender", None)  # as if cyndilib were not installed
-    sink = open_sink(OutputConfig(uri="ndi:x"))
+    sink = open_sink(OutputConfig(uri="ndi:x"), workers=workers)
     with pytest.raises(SinkError, match=r"pip install 'streamdream\[ndi\]'"):
         sink.open(SourceInfo(uri="test", width=160, height=120, fps=Fraction(25), live=True))

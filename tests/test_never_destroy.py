@@ -96,13 +96,13 @@ def test_image_refuses_an_existing_output_and_its_own_input(tmp_path):
     assert {p: digest(p) for p in (picture, kept)} == before
 
 
-def test_a_file_sink_writes_under_a_temporary_name_and_renames_when_finished(tmp_path):
+def test_a_file_sink_writes_under_a_temporary_name_and_renames_when_finished(tmp_path, workers):
     target = tmp_path / "out.mkv"
     target.write_bytes(b"the good old file")
     info = SourceInfo(uri="test", width=64, height=48, fps=Fraction(25), live=False)
     with pytest.raises(SinkError, match="exists"):
-        open_sink(OutputConfig(uri=str(target))).open(info)
-    sink = open_sink(OutputConfig(uri=str(target), overwrite=True))
+        open_sink(OutputConfig(uri=str(target)), workers=workers).open(info)
+    sink = open_sink(OutputConfig(uri=str(target), overwrite=True), workers=workers)
     sink.open(info)
     for i in range(5):
         sink.write(Frame(image=np.full((48, 64, 3), i * 40, np.uint8), index=i, pts=i / 25))
@@ -113,7 +113,7 @@ def test_a_file_sink_writes_under_a_temporary_name_and_renames_when_finished(tmp
 
     # a run that wrote nothing leaves the old file as it was, and no partial file
     target.write_bytes(b"the good old file")
-    sink = open_sink(OutputConfig(uri=str(target), overwrite=True))
+    sink = open_sink(OutputConfig(uri=str(target), overwrite=True), workers=workers)
     sink.open(info)
     sink.close()
     assert target.read_bytes() == b"the good old file" and partials(tmp_path) == []
@@ -125,8 +125,9 @@ from fractions import Fraction
 import numpy as np
 from streamdream.config import OutputConfig
 from streamdream.frames import Frame, SourceInfo
+from streamdream.runtime.workers import Workers
 from streamdream.sinks import open_sink
-sink = open_sink(OutputConfig(uri=sys.argv[1], overwrite=True))
+sink = open_sink(OutputConfig(uri=sys.argv[1], overwrite=True), Workers())  # killed mid-write: nothing is joined
 sink.open(SourceInfo(uri="test", width=64, height=48, fps=Fraction(25), live=False))
 for i in range(100000):
     sink.write(Frame(image=np.full((48, 64, 3), i % 255, np.uint8), index=i, pts=i / 25))
@@ -162,12 +163,12 @@ def fill_until_full(sink) -> int:
     raise AssertionError("the disk never filled")
 
 
-def test_a_full_disk_keeps_the_previous_file_or_else_what_fitted(small_tmpfs):
+def test_a_full_disk_keeps_the_previous_file_or_else_what_fitted(small_tmpfs, workers):
     info = SourceInfo(uri="test", width=64, height=48, fps=Fraction(25), live=False)
     # a previous file is there: it stays as it was, what fitted is beside it under its partial name
     previous = small_tmpfs / "previous.mkv"
     previous.write_bytes(b"the good old file")
-    sink = open_sink(OutputConfig(uri=str(previous), crf=0, overwrite=True))
+    sink = open_sink(OutputConfig(uri=str(previous), crf=0, overwrite=True), workers=workers)
     sink.open(info)
     assert fill_until_full(sink) > 0
     sink.close()
@@ -178,7 +179,7 @@ def test_a_full_disk_keeps_the_previous_file_or_else_what_fitted(small_tmpfs):
 
     # nothing was there: what fitted plays under the name asked for
     fresh = small_tmpfs / "fresh.mkv"
-    sink = open_sink(OutputConfig(uri=str(fresh), crf=0))
+    sink = open_sink(OutputConfig(uri=str(fresh), crf=0), workers=workers)
     sink.open(info)
     assert fill_until_full(sink) > 0
     sink.close()

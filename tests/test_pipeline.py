@@ -55,9 +55,9 @@ def audio_duration(path):
         return last - float((stream.start_time or 0) * stream.time_base)
 
 
-def test_bigbuckbunny_keeps_every_frame_timestamp_and_the_audio(tiny_model_path, bbb_path, tmp_path):
+def test_bigbuckbunny_keeps_every_frame_timestamp_and_the_audio(tiny_model_path, bbb_path, tmp_path, workers):
     out = tmp_path / "bbb.mp4"
-    result = run_pipeline(fast_config(tiny_model_path, str(bbb_path), [str(out)]), threading.Event())
+    result = run_pipeline(fast_config(tiny_model_path, str(bbb_path), [str(out)]), workers)
     assert result.error is None and result.frames_out == 132
     assert video_timestamps(out) == pytest.approx(video_timestamps(bbb_path), abs=1e-3)
     assert audio_duration(out) == pytest.approx(audio_duration(bbb_path), abs=1 / 25)
@@ -67,20 +67,20 @@ def test_bigbuckbunny_keeps_every_frame_timestamp_and_the_audio(tiny_model_path,
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-def test_pyav_clip_with_audio_round_trips(tiny_model_path, tmp_path, suffix):
+def test_pyav_clip_with_audio_round_trips(tiny_model_path, tmp_path, suffix, workers):
     clip = write_clip(tmp_path / f"in{suffix}", width=176, height=144, fps=30, frames=45, audio=True)
     out = tmp_path / f"out{suffix}"
-    result = run_pipeline(fast_config(tiny_model_path, str(clip), [str(out)]), threading.Event())
+    result = run_pipeline(fast_config(tiny_model_path, str(clip), [str(out)]), workers)
     assert result.frames_out == 45
     assert video_timestamps(out) == pytest.approx(video_timestamps(clip), abs=1e-3)
     assert audio_duration(out) == pytest.approx(audio_duration(clip), abs=1 / 30)
 
 
-def test_dream_changes_pixels_and_several_outputs_get_the_same_frames(tiny_model_path, tmp_path):
+def test_dream_changes_pixels_and_several_outputs_get_the_same_frames(tiny_model_path, tmp_path, workers):
     clip = write_clip(tmp_path / "in.mp4", width=160, height=120, frames=10)
     outs = [tmp_path / "a.mp4", tmp_path / "b.mkv"]
     config = fast_config(tiny_model_path, str(clip), [str(o) for o in outs] + ["null"], dream={"steps": 4, "step_size": 6.0})
-    result = run_pipeline(config, threading.Event())
+    result = run_pipeline(config, workers)
     assert result.frames_out == 10
     with av.open(str(clip)) as a, av.open(str(outs[0])) as b:
         src = [f.to_ndarray(format="rgb24").astype(float) for f in a.decode(video=0)]
@@ -89,24 +89,24 @@ def test_dream_changes_pixels_and_several_outputs_get_the_same_frames(tiny_model
     assert len(video_timestamps(outs[1])) == 10
 
 
-def test_truncated_file_gives_a_playable_output_of_the_readable_frames(tiny_model_path, tmp_path, caplog):
+def test_truncated_file_gives_a_playable_output_of_the_readable_frames(tiny_model_path, tmp_path, caplog, workers):
     clip = write_clip(tmp_path / "whole.mp4", width=160, height=120, frames=60, options={"movflags": "+faststart"})
     cut = tmp_path / "cut.mp4"
     data = clip.read_bytes()
     cut.write_bytes(data[: int(len(data) * 0.6)])
     out = tmp_path / "out.mp4"
-    result = run_pipeline(fast_config(tiny_model_path, str(cut), [str(out)]), threading.Event())
+    result = run_pipeline(fast_config(tiny_model_path, str(cut), [str(out)]), workers)
     assert result.error is None
     assert 0 < result.frames_out < 60
     assert len(video_timestamps(out)) == result.frames_out
 
 
 @pytest.mark.parametrize("content", [b"", b"this is not a video\n" * 20])
-def test_empty_or_non_video_file_is_a_clear_error(tiny_model_path, tmp_path, content):
+def test_empty_or_non_video_file_is_a_clear_error(tiny_model_path, tmp_path, content, workers):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(content)
     with pytest.raises(SourceError, match="bad.mp4"):
-        run_pipeline(fast_config(tiny_model_path, str(bad), [str(tmp_path / "out.mp4")]), threading.Event())
+        run_pipeline(fast_config(tiny_model_path, str(bad), [str(tmp_path / "out.mp4")]), workers)
 
 
 def test_cli_bad_inputs_exit_non_zero_without_a_traceback(tmp_path):
@@ -180,10 +180,10 @@ def assert_every_frame_accounted_for(result):
     assert result.frames_in == result.frames_out + sum(result.dropped.values()), (result.frames_in, result.frames_out, result.dropped)
 
 
-def test_live_source_faster_than_the_dreamer_stays_bounded_and_counts_drops(tmp_path):
+def test_live_source_faster_than_the_dreamer_stays_bounded_and_counts_drops(tmp_path, workers):
     # No frame counts over a time window: on a busy machine the camera, too, slows down.
-    source = open_source(parse_config({"source": "demo?live=1&width=320&height=240&fps=30"}).source)
-    sink = open_sink(parse_config({"outputs": ["null"]}).outputs[0])
+    source = open_source(parse_config({"source": "demo?live=1&width=320&height=240&fps=30"}).source, workers=workers)
+    sink = open_sink(parse_config({"outputs": ["null"]}).outputs[0], workers=workers)
     written = []
     sink_write = sink.write
 
@@ -192,10 +192,10 @@ def test_live_source_faster_than_the_dreamer_stays_bounded_and_counts_drops(tmp_
         sink_write(frame)
 
     sink.write = write
-    stop = threading.Event()
+    run = workers.group("run")  # the pipeline's part of the test's tree, stopped alone
     processor, watcher = SlowProcessor(), QueueWatcher()
-    pipeline = Pipeline(source, lambda info: processor, [sink], queue_size=2, stop=stop, observer=watcher)
-    threading.Timer(4.0, stop.set).start()
+    pipeline = Pipeline(source, lambda info: processor, [sink], queue_size=2, stop=run, observer=watcher)
+    threading.Timer(4.0, run.stop.set).start()
     result = pipeline.run()
     assert result.info.live
     assert_every_frame_accounted_for(result)
@@ -208,15 +208,15 @@ def test_live_source_faster_than_the_dreamer_stays_bounded_and_counts_drops(tmp_
     assert sorted(watcher.drops) == sorted(reported)  # every drop reported as it happened
 
 
-def test_live_memory_stays_flat(tmp_path):
+def test_live_memory_stays_flat(tmp_path, workers):
     import resource
 
     config = parse_config({"source": "demo?live=1&width=640&height=480&fps=30"})
 
     def run_for(seconds):
-        stop = threading.Event()
-        pipeline = Pipeline(open_source(config.source), lambda info: SlowProcessor(), [open_sink(parse_config({"outputs": ["null"]}).outputs[0])], queue_size=3, stop=stop)
-        threading.Timer(seconds, stop.set).start()
+        run = workers.group("run")
+        pipeline = Pipeline(open_source(config.source, workers=workers), lambda info: SlowProcessor(), [open_sink(parse_config({"outputs": ["null"]}).outputs[0], workers=workers)], queue_size=3, stop=run)
+        threading.Timer(seconds, run.stop.set).start()
         return pipeline.run()
 
     run_for(1.5)
@@ -241,7 +241,7 @@ def test_queue_policies():
         w.get(timeout=2)
 
 
-def test_processor_failure_still_finalizes_the_output(tmp_path):
+def test_processor_failure_still_finalizes_the_output(tmp_path, workers):
     clip = write_clip(tmp_path / "in.mp4", frames=20)
     out = tmp_path / "out.mp4"
 
@@ -251,18 +251,18 @@ def test_processor_failure_still_finalizes_the_output(tmp_path):
                 raise RuntimeError("dream failed")
             return frame
 
-    source = open_source(parse_config({"source": str(clip)}).source)
-    sink = open_sink(parse_config({"outputs": [str(out)]}).outputs[0])
+    source = open_source(parse_config({"source": str(clip)}).source, workers=workers)
+    sink = open_sink(parse_config({"outputs": [str(out)]}).outputs[0], workers=workers)
     result = Pipeline(source, lambda info: Breaks(), [sink]).run()
     assert isinstance(result.error, RuntimeError)
     # finalized, and named as what it is: the run did not reach the input's end
     assert not out.exists() and len(video_timestamps(tmp_path / "out.partial.mp4")) == 8
 
 
-def test_rtsp_stream_into_a_file(tiny_model_path, rtsp_server, tmp_path):
+def test_rtsp_stream_into_a_file(tiny_model_path, rtsp_server, tmp_path, workers):
     out = tmp_path / "from_rtsp.mkv"
     config = fast_config(tiny_model_path, rtsp_server.live_url, [str(out)], pipeline={"max_frames": 30})
-    result = run_pipeline(config, threading.Event())
+    result = run_pipeline(config, workers)
     assert result.error is None and result.info.live
     # a live source drops stale frames when the dreamer falls behind (a busy machine): counted, never lost
     assert result.frames_in == 30

@@ -20,7 +20,7 @@ from streamdream.frames import Frame, SourceInfo, freeze
 from streamdream.pipeline.outputs import OutputSet
 from streamdream.pipeline.runner import Pipeline
 from streamdream.runtime.observer import PipelineObserver
-from streamdream.runtime.workers import Workers
+from streamdream.runtime.workers import StopToken, Workers
 from streamdream.service.idle import IdleAnimator
 from streamdream.service.reconnect import ReconnectingSource
 from streamdream.sinks.rotation import RecordingNames, prune
@@ -101,22 +101,22 @@ def mkv_timestamps(path: Path) -> list[float]:
         return [float(f.pts * stream.time_base) for f in container.decode(stream)]
 
 
-def test_recording_timestamps_strictly_increase_across_ten_reconnects(tmp_path):
+def test_recording_timestamps_strictly_increase_across_ten_reconnects(tmp_path, workers):
     connections: list[int] = []
     events = Events()
     source = ReconnectingSource(
         lambda: BurstySource(connections), display="fake", reconnect=ReconnectConfig(initial=0.05, max=0.05),
-        idle=IdleAnimator(IdleConfig(fps=FPS)), observer=events, size=(W, H), fps=FPS,
+        idle=IdleAnimator(IdleConfig(fps=FPS)), observer=events, size=(W, H), fps=FPS, workers=workers
     )  # fmt: skip
     out = tmp_path / "recording.mkv"
-    stop = threading.Event()
-    pipeline = Pipeline(source, Passthrough(), OutputSet([OutputConfig(uri=str(out))], observer=events), stop=stop)
+    run = workers.group("run")
+    pipeline = Pipeline(source, Passthrough(), OutputSet([OutputConfig(uri=str(out))], observer=events), stop=run)
     runner = threading.Thread(target=pipeline.run)
     runner.start()
     try:
         wait_for(lambda: len(connections) > 10, 60, "10 reconnects")
     finally:
-        stop.set()
+        run.stop.set()
         runner.join(timeout=60)
     written = events.count("written", "recording.mkv")
     stamps = mkv_timestamps(out)
@@ -283,7 +283,7 @@ def test_workers_have_unique_names_one_stop_and_an_end_marker_even_when_they_fai
         def end(self) -> None:
             self.out.put("END", force=True)
 
-    stop = threading.Event()
+    stop = StopToken()
     root = Workers(stop)
     queues = [FrameQueue(f"q{i}", 100, QueuePolicy.DROP_OLDEST) for i in range(3)]
     group = root.group("pipeline")
@@ -326,3 +326,54 @@ def test_the_http_loops_blocking_calls_run_on_workers_the_owner_lists_and_joins(
     assert owner.threads() == [] and owner.join(1.0) == []
     with pytest.raises(RuntimeError, match="after shutdown"):
         executor.submit(print)
+
+
+def test_whatever_starts_threads_takes_its_owner_from_the_caller():
+    """No default owner: a source, a sink or a server built without one is refused at the call,
+    so no thread can run outside the tree that `run` and `serve` stop and join."""
+    from streamdream.config import SourceConfig
+    from streamdream.sinks import open_sink
+    from streamdream.sinks.publish import SocketWatchdog
+    from streamdream.sources import open_source
+    from streamdream.sources.av_source import AvSource
+    from streamdream.sources.uri import file_open_args
+    from streamdream.web.server import WebServer
+
+    with pytest.raises(TypeError, match="workers"):
+        open_source(SourceConfig(uri="demo"))  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="workers"):
+        AvSource(file_open_args("clip.mp4"), kind="file", display="clip.mp4", live=False)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="workers"):
+        ReconnectingSource(lambda: None, display="x", reconnect=ReconnectConfig(), idle=IdleAnimator(IdleConfig()))  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="workers"):
+        open_sink(OutputConfig(uri="null"))  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="workers"):
+        SocketWatchdog("127.0.0.1", 9, timeout=1.0)  # type: ignore[call-arg]
+    server = WebServer([], "127.0.0.1", 0, name="test")
+    try:
+        with pytest.raises(TypeError, match="workers"):
+            server.start()  # type: ignore[call-arg]
+    finally:
+        server.stop()
+    with pytest.raises(TypeError):
+        Workers(threading.Event())  # type: ignore[arg-type]  # one stop type: a StopToken, not an Event
+
+
+def test_a_source_opened_under_an_owner_leaves_no_thread_once_the_owner_is_stopped_and_joined(tmp_path):
+    from streamdream.config import SourceConfig
+    from streamdream.sources import open_source
+    from tests.fixtures.media import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=50)
+    before = set(threading.enumerate())
+    owner = Workers(name="run")
+    source = open_source(SourceConfig(uri=str(clip)), owner)
+    source.open()
+    frames = source.frames()
+    assert next(frames).index == 0 and next(frames).index == 1  # its reader runs, mid-file
+    started = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert started and {t.name for t in started} <= set(owner.threads())  # every new thread is the owner's
+    assert owner.close(10.0) == [] and owner.threads() == []
+    assert not [t.name for t in started if t.is_alive()]
+    frames.close()
+    source.close()

@@ -17,6 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamdream.config import load_config
+from streamdream.runtime.workers import StopToken
 from streamdream.service import daemon
 from streamdream.service.daemon import Service
 from tests.fixtures.servers import http_request
@@ -56,7 +57,7 @@ class Running:
     """A Service on its own thread; ``url`` once its HTTP server listens."""
 
     def __init__(self, path: Path, build=None) -> None:
-        self.stop = threading.Event()
+        self.stop = StopToken()
         self.service = Service(path, load_config(path), self.stop, build=build)
         self.error: BaseException | None = None
         self.code: int | None = None

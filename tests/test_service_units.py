@@ -185,7 +185,7 @@ class FakeController:
 
 
 @pytest.fixture
-def metrics_server():
+def metrics_server(workers):
     metrics = PrometheusObserver(model="efficientnet_lite0")
     health = HealthMonitor(HealthConfig(stuck_after=60))
     controller = FakeController()
@@ -193,7 +193,7 @@ def metrics_server():
         MetricsConfig(port=0), metrics=metrics, health=health, controller=controller,
         control=ControlConfig(token="correct-horse-battery"),
     )  # fmt: skip
-    server.start()
+    server.start(workers)
     yield server, metrics, health, controller
     server.shutdown()
 
@@ -324,12 +324,12 @@ class Recorder(PipelineObserver):
         self.events.append(("done", stage))
 
 
-def test_reconnecting_source_bridges_an_outage_with_idle_frames():
+def test_reconnecting_source_bridges_an_outage_with_idle_frames(workers):
     world = {"up": True, "opens": 0}
     observer = Recorder()
     source = ReconnectingSource(
         lambda: FlakySource(world), display="fake", reconnect=ReconnectConfig(initial=0.05, max=0.2),
-        idle=IdleAnimator(IdleConfig(fps=50, zoom=1.5, period=2)), observer=observer, size=(40, 30),
+        idle=IdleAnimator(IdleConfig(fps=50, zoom=1.5, period=2)), observer=observer, size=(40, 30), workers=workers
     )  # fmt: skip
     info = source.open()
     assert (info.width, info.height, info.live) == (40, 30, True)
@@ -365,21 +365,21 @@ def test_reconnecting_source_bridges_an_outage_with_idle_frames():
     assert len({img.tobytes() for img in idle_images}) > 10
 
 
-def test_a_file_that_cannot_open_fails_at_start():
+def test_a_file_that_cannot_open_fails_at_start(workers):
     world = {"up": False, "opens": 0}
     source = ReconnectingSource(
         lambda: FlakySource(world), display="clip.mp4", reconnect=ReconnectConfig(),
-        idle=IdleAnimator(IdleConfig()), retry_first_open=False,
+        idle=IdleAnimator(IdleConfig()), retry_first_open=False, workers=workers
     )  # fmt: skip
     with pytest.raises(SourceError, match="connection refused"):
         source.open()
 
 
-def test_a_network_source_down_at_start_is_waited_for():
+def test_a_network_source_down_at_start_is_waited_for(workers):
     world = {"up": False, "opens": 0}
     source = ReconnectingSource(
         lambda: FlakySource(world), display="rtsp://cam", reconnect=ReconnectConfig(initial=0.05, max=0.1),
-        idle=IdleAnimator(IdleConfig(mode="pattern", fps=100)), fps=100,
+        idle=IdleAnimator(IdleConfig(mode="pattern", fps=100)), fps=100, workers=workers
     )  # fmt: skip
     info = source.open()
     assert (info.width, info.height) == (640, 360)  # nothing known yet: the defaults
@@ -475,10 +475,10 @@ def test_the_file_watch_reads_a_slow_save_once_whole(tmp_path):
     assert watcher.changed() and load_config(path).dream.steps == 4
 
 
-def test_start_metrics_serves_run_too():
+def test_start_metrics_serves_run_too(workers):
     from streamdream.service.http import start_metrics
 
-    observer, server = start_metrics(MetricsConfig(port=0), model="vgg16")
+    observer, server = start_metrics(MetricsConfig(port=0), workers, model="vgg16")
     try:
         observer.frame_done("write")
         observer.source_up(True)

@@ -24,6 +24,7 @@ import pytest
 from streamdream.config import OutputConfig
 from streamdream.errors import SinkError
 from streamdream.frames import Frame, SourceInfo
+from streamdream.runtime.workers import Workers
 from streamdream.sinks import (
     FileSink,
     NullSink,
@@ -161,9 +162,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.parametrize("ext", ["mp4", "mkv", "webm", "mov", "ts"])
-def test_file_sink_keeps_frames_timestamps_and_audio(clip: Path, tmp_path: Path, ext: str) -> None:
+def test_file_sink_keeps_frames_timestamps_and_audio(clip: Path, tmp_path: Path, ext: str, workers) -> None:
     out = tmp_path / f"out.{ext}"
-    sink = open_sink(OutputConfig(uri=str(out)), audio_source=str(clip))
+    sink = open_sink(OutputConfig(uri=str(out)), audio_source=str(clip), workers=workers)
     assert isinstance(sink, FileSink)
     sink.open(info_for(clip))
     times = copy_through(sink, clip)
@@ -193,10 +194,10 @@ def test_file_sink_keeps_frames_timestamps_and_audio(clip: Path, tmp_path: Path,
         assert codec == "aac" and packets >= src_packets - 1  # copy, less the priming packet before 0
 
 
-def test_audio_the_container_cannot_take_is_re_encoded(tmp_path: Path) -> None:
+def test_audio_the_container_cannot_take_is_re_encoded(tmp_path: Path, workers) -> None:
     source = write_clip(tmp_path / "opus.mkv", frames=30, audio="libopus")
     out = tmp_path / "out.mp4"
-    sink = open_sink(OutputConfig(uri=str(out)), audio_source=str(source))
+    sink = open_sink(OutputConfig(uri=str(out)), audio_source=str(source), workers=workers)
     sink.open(info_for(source))
     copy_through(sink, source)
     sink.close()
@@ -205,9 +206,9 @@ def test_audio_the_container_cannot_take_is_re_encoded(tmp_path: Path) -> None:
     assert codec == "aac" and abs(duration - audio_summary(source)[3]) <= 1 / FPS
 
 
-def test_file_sink_without_audio_and_odd_size_pads_to_even(tmp_path: Path) -> None:
+def test_file_sink_without_audio_and_odd_size_pads_to_even(tmp_path: Path, workers) -> None:
     out = tmp_path / "odd.mp4"
-    sink = open_sink(OutputConfig(uri=str(out), audio=False), audio_source=None)
+    sink = open_sink(OutputConfig(uri=str(out), audio=False), audio_source=None, workers=workers)
     sink.open(SourceInfo(uri="test", width=161, height=121, fps=Fraction(FPS), live=False))
     for i in range(10):
         sink.write(Frame(image=picture(i, 161, 121), index=i, pts=i / FPS))
@@ -221,9 +222,9 @@ def test_file_sink_without_audio_and_odd_size_pads_to_even(tmp_path: Path) -> No
     assert even_pad(picture(0, 5, 3)).shape == (4, 6, 3)
 
 
-def test_bitrate_codec_and_preset_options(tmp_path: Path) -> None:
+def test_bitrate_codec_and_preset_options(tmp_path: Path, workers) -> None:
     out = tmp_path / "vp8.mkv"
-    sink = open_sink(OutputConfig(uri=f"{out}?preset=ultrafast", codec="libvpx", bitrate="500k"))
+    sink = open_sink(OutputConfig(uri=f"{out}?preset=ultrafast", codec="libvpx", bitrate="500k"), workers=workers)
     sink.open(SourceInfo(uri="test", width=W, height=H, fps=Fraction(FPS), live=False))
     for i in range(5):
         sink.write(Frame(image=picture(i), index=i, pts=i / FPS))
@@ -248,9 +249,9 @@ def test_pts_clock_live_none_loop_and_relative() -> None:
     assert [live.ticks(Frame(image=picture(0), index=i, pts=50.0 + i / 25)) for i in range(2)] == [0, 3600]
 
 
-def test_close_after_an_error_mid_way_leaves_a_playable_file(clip: Path, tmp_path: Path) -> None:
+def test_close_after_an_error_mid_way_leaves_a_playable_file(clip: Path, tmp_path: Path, workers) -> None:
     out = tmp_path / "crashed.mp4"
-    sink = open_sink(OutputConfig(uri=str(out)), audio_source=str(clip))
+    sink = open_sink(OutputConfig(uri=str(out)), audio_source=str(clip), workers=workers)
     sink.open(info_for(clip))
     with pytest.raises(RuntimeError, match="dream failed"):
         try:
@@ -269,8 +270,9 @@ from fractions import Fraction
 import numpy as np
 from streamdream.config import OutputConfig
 from streamdream.frames import Frame, SourceInfo
+from streamdream.runtime.workers import Workers
 from streamdream.sinks import open_sink
-sink = open_sink(OutputConfig(uri=sys.argv[1]), audio_source=sys.argv[2])
+sink = open_sink(OutputConfig(uri=sys.argv[1]), Workers(), audio_source=sys.argv[2])  # killed mid-write: nothing is joined
 sink.open(SourceInfo(uri="test", width=160, height=120, fps=Fraction(25), live=False))
 for i in range(100000):
     image = np.zeros((120, 160, 3), np.uint8)
@@ -314,21 +316,21 @@ def test_killed_writer_leaves_a_readable_file(tmp_path: Path, name: str) -> None
     assert audio_summary(path)[3] > 0.5  # audio was interleaved as frames were written
 
 
-def test_missing_directory_names_the_path(tmp_path: Path) -> None:
+def test_missing_directory_names_the_path(tmp_path: Path, workers) -> None:
     out = tmp_path / "no" / "such" / "dir" / "out.mp4"
-    sink = open_sink(OutputConfig(uri=str(out)))
+    sink = open_sink(OutputConfig(uri=str(out)), workers=workers)
     with pytest.raises(SinkError, match="does not exist") as error:
         sink.open(SourceInfo(uri="test", width=W, height=H, fps=Fraction(FPS), live=False))
     assert str(out) in str(error.value)
     sink.close()  # safe after a failed open
 
 
-def test_disk_full_is_a_sink_error_naming_the_path(tmp_path: Path) -> None:
+def test_disk_full_is_a_sink_error_naming_the_path(tmp_path: Path, workers) -> None:
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
     out = tmp_path / "full.ts"
     out.symlink_to("/dev/full")
-    sink = open_sink(OutputConfig(uri=str(out), audio=False))
+    sink = open_sink(OutputConfig(uri=str(out), audio=False), workers=workers)
     sink.open(SourceInfo(uri="test", width=W, height=H, fps=Fraction(FPS), live=False))
     with pytest.raises(SinkError, match="No space left") as error:
         for i in range(60):
@@ -337,24 +339,24 @@ def test_disk_full_is_a_sink_error_naming_the_path(tmp_path: Path) -> None:
     sink.close()  # finalizes what it can; the write error was already raised
 
 
-def test_unknown_outputs_are_refused() -> None:
+def test_unknown_outputs_are_refused(workers) -> None:
     with pytest.raises(SinkError, match=r"unknown file type '\.avi'.*\.mp4"):
-        open_sink(OutputConfig(uri="out.avi"))
+        open_sink(OutputConfig(uri="out.avi"), workers=workers)
     with pytest.raises(SinkError, match="unsupported scheme 'srt'"):
-        open_sink(OutputConfig(uri="srt://user:pw@host:9000"))
+        open_sink(OutputConfig(uri="srt://user:pw@host:9000"), workers=workers)
     with pytest.raises(SinkError, match="unknown option"):
-        open_sink(OutputConfig(uri="out.mp4?fragmentd=1"))
+        open_sink(OutputConfig(uri="out.mp4?fragmentd=1"), workers=workers)
     with pytest.raises(SinkError, match="port must be"):
-        open_sink(OutputConfig(uri="preview:notaport"))
+        open_sink(OutputConfig(uri="preview:notaport"), workers=workers)
     with pytest.raises(SinkError, match="codec: 'h266' is not a video encoder"):
-        open_sink(OutputConfig(uri="out.mkv", codec="h266"))
+        open_sink(OutputConfig(uri="out.mkv", codec="h266"), workers=workers)
     with pytest.raises(SinkError, match="codec: 'aac' is not a video encoder"):
-        open_sink(OutputConfig(uri="rtmp://127.0.0.1/live/key", codec="aac"))
+        open_sink(OutputConfig(uri="rtmp://127.0.0.1/live/key", codec="aac"), workers=workers)
 
 
-def test_open_sink_builds_each_kind() -> None:
+def test_open_sink_builds_each_kind(workers) -> None:
     def make(uri: str) -> object:
-        return open_sink(OutputConfig(uri=uri))
+        return open_sink(OutputConfig(uri=uri), workers=workers)
 
     assert isinstance(make("null"), NullSink)
     assert isinstance(make("window"), WindowSink) and not make("window").fullscreen  # type: ignore[attr-defined]
@@ -478,8 +480,8 @@ needs_nginx_rtmp = pytest.mark.skipif(
 )
 
 
-def publish_frames(uri: str, count: int, size: tuple[int, int] = (W, H)) -> PublishSink:
-    sink = open_sink(OutputConfig(uri=uri))
+def publish_frames(uri: str, count: int, workers: Workers, size: tuple[int, int] = (W, H)) -> PublishSink:
+    sink = open_sink(OutputConfig(uri=uri), workers=workers)
     assert isinstance(sink, PublishSink)
     sink.open(SourceInfo(uri="test", width=size[0], height=size[1], fps=Fraction(FPS), live=True))
     try:
@@ -491,7 +493,7 @@ def publish_frames(uri: str, count: int, size: tuple[int, int] = (W, H)) -> Publ
 
 
 @needs_ffmpeg
-def test_rtsp_publish_to_ffmpeg_server(tmp_path: Path) -> None:
+def test_rtsp_publish_to_ffmpeg_server(tmp_path: Path, workers) -> None:
     port, out = free_port(), tmp_path / "received.mp4"
     server = subprocess.Popen(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-rtsp_flags", "listen",
@@ -500,7 +502,7 @@ def test_rtsp_publish_to_ffmpeg_server(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         wait_listening(port, server)
-        publish_frames(f"rtsp://127.0.0.1:{port}/live", 50)
+        publish_frames(f"rtsp://127.0.0.1:{port}/live", 50, workers)
         assert server.wait(timeout=20) == 0
     finally:
         stop(server)
@@ -509,7 +511,7 @@ def test_rtsp_publish_to_ffmpeg_server(tmp_path: Path) -> None:
 
 
 @needs_nginx_rtmp
-def test_rtmp_publish_to_nginx_records(tmp_path: Path) -> None:
+def test_rtmp_publish_to_nginx_records(tmp_path: Path, workers) -> None:
     port, record = free_port(), tmp_path / "record"
     record.mkdir()
     conf = tmp_path / "nginx.conf"
@@ -523,7 +525,7 @@ def test_rtmp_publish_to_nginx_records(tmp_path: Path) -> None:
     server = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp_path)], stderr=subprocess.PIPE)
     try:
         wait_listening(port, server)
-        publish_frames(f"rtmp://127.0.0.1:{port}/live/dream", 40)
+        publish_frames(f"rtmp://127.0.0.1:{port}/live/dream", 40, workers)
         deadline = time.monotonic() + 60  # a guard against a hang: nginx writes the recording when it can
         recorded = record / "dream.flv"
         while frames_recorded(recorded) < 38 and time.monotonic() < deadline:
@@ -535,9 +537,9 @@ def test_rtmp_publish_to_nginx_records(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["rtsp", "rtmp"])
-def test_publish_refused_names_the_redacted_url(scheme: str) -> None:
+def test_publish_refused_names_the_redacted_url(scheme: str, workers) -> None:
     uri = f"{scheme}://dreamer:hunter2@127.0.0.1:{free_port()}/live/key"
-    sink = open_sink(OutputConfig(uri=uri))
+    sink = open_sink(OutputConfig(uri=uri), workers=workers)
     with pytest.raises(SinkError, match="connection refused") as error:
         sink.open(SourceInfo(uri="test", width=W, height=H, fps=Fraction(FPS), live=True))
     assert f"{scheme}://dreamer:***@127.0.0.1" in str(error.value) and "hunter2" not in str(error.value)
@@ -567,8 +569,8 @@ def silent_server() -> Iterator[int]:
 
 
 @pytest.mark.parametrize("scheme", ["rtsp", "rtmp"])
-def test_publish_to_a_hung_server_times_out(silent_server: int, scheme: str) -> None:
-    sink = PublishSink(OutputConfig(uri=f"{scheme}://127.0.0.1:{silent_server}/live/key"), io_timeout=1.0)
+def test_publish_to_a_hung_server_times_out(silent_server: int, scheme: str, workers) -> None:
+    sink = PublishSink(OutputConfig(uri=f"{scheme}://127.0.0.1:{silent_server}/live/key"), io_timeout=1.0, workers=workers)
     started = time.monotonic()
     with pytest.raises(SinkError, match="no answer within 1 s"):
         sink.open(SourceInfo(uri="test", width=W, height=H, fps=Fraction(FPS), live=True))
@@ -576,8 +578,8 @@ def test_publish_to_a_hung_server_times_out(silent_server: int, scheme: str) -> 
     assert time.monotonic() - started < 5
 
 
-def test_socket_watchdog_unblocks_a_stuck_send(silent_server: int) -> None:
-    watchdog = SocketWatchdog("127.0.0.1", silent_server, timeout=0.5)
+def test_socket_watchdog_unblocks_a_stuck_send(silent_server: int, workers) -> None:
+    watchdog = SocketWatchdog("127.0.0.1", silent_server, timeout=0.5, workers=workers)
     client = socket.create_connection(("127.0.0.1", silent_server))
     started = time.monotonic()
     try:
@@ -590,11 +592,11 @@ def test_socket_watchdog_unblocks_a_stuck_send(silent_server: int) -> None:
         client.close()
 
 
-def test_socket_watchdog_shuts_its_peer_beside_unix_sockets(silent_server: int) -> None:
+def test_socket_watchdog_shuts_its_peer_beside_unix_sockets(silent_server: int, workers) -> None:
     """A daemon holds Unix sockets too (asyncio, Ray): their peer name is a string, which once
     raised an IndexError that skipped the container's close and left its socket and encoder behind."""
     unix_a, unix_b = socket.socketpair()
-    watchdog = SocketWatchdog("127.0.0.1", silent_server, timeout=5.0)
+    watchdog = SocketWatchdog("127.0.0.1", silent_server, timeout=5.0, workers=workers)
     client = socket.create_connection(("127.0.0.1", silent_server))
     try:
         watchdog.shutdown_sockets()
@@ -611,8 +613,8 @@ def test_socket_watchdog_shuts_its_peer_beside_unix_sockets(silent_server: int) 
 
 
 @pytest.fixture()
-def preview() -> Iterator[PreviewSink]:
-    sink = open_sink(OutputConfig(uri="preview:127.0.0.1:0"))
+def preview(workers) -> Iterator[PreviewSink]:
+    sink = open_sink(OutputConfig(uri="preview:127.0.0.1:0"), workers=workers)
     assert isinstance(sink, PreviewSink)
     sink.open(SourceInfo(uri="test", width=320, height=240, fps=Fraction(10), live=True))
     yield sink

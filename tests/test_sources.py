@@ -6,8 +6,10 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -16,7 +18,9 @@ import pytest
 
 from streamdream.config import SourceConfig
 from streamdream.errors import SourceError, SourceLostError
+from streamdream.runtime.workers import Workers
 from streamdream.sources import DemoSource, describe_uri, open_source, parse_uri
+from streamdream.sources.base import Source
 from streamdream.sources.demo import DemoScene
 from streamdream.sources.uri import is_realtime_graph, lavfi_open_args, network_open_args, webcam_open_args
 from tests.fixtures.media import write_clip
@@ -51,10 +55,16 @@ def collect(source, limit: int | None = None, deadline: float = 20.0, on_frame=N
     return frames, outcome.get("error")
 
 
-def opened(uri: str, **config):
-    source = open_source(SourceConfig(uri=uri, **config))
-    source.open()
-    return source
+@pytest.fixture
+def opened(workers: Workers) -> Callable[..., Source]:
+    """``opened(uri, **source_config)``: the source, opened, its threads in the test's owner."""
+
+    def open_(uri: str, **config: Any) -> Source:
+        source = open_source(SourceConfig(uri=uri, **config), workers)
+        source.open()
+        return source
+
+    return open_
 
 
 # --- URIs (pure) --------------------------------------------------------------------------
@@ -145,7 +155,7 @@ def test_lavfi_realtime_detection() -> None:
 # --- files --------------------------------------------------------------------------------
 
 
-def test_big_buck_bunny(bbb_path: Path) -> None:
+def test_big_buck_bunny(bbb_path: Path, opened) -> None:
     source = opened(str(bbb_path))
     info = source.info
     assert (info.width, info.height, info.fps, info.frame_count) == (1280, 720, Fraction(25), 132)
@@ -171,7 +181,7 @@ def test_big_buck_bunny(bbb_path: Path) -> None:
         ("mpeg4.avi", {"codec": "mpeg4", "fps": 30, "width": 176, "height": 144}),
     ],
 )
-def test_clips_read_back_exactly(make_clip, name: str, options: dict) -> None:
+def test_clips_read_back_exactly(make_clip, name: str, options: dict, opened) -> None:
     clip = make_clip(name, frames=20, **options)
     fps = options.get("fps", 25)
     source = opened(str(clip))
@@ -183,7 +193,7 @@ def test_clips_read_back_exactly(make_clip, name: str, options: dict) -> None:
     assert frames[0][2] == (options.get("height", 120), options.get("width", 160), 3)
 
 
-def test_variable_timestamps_are_kept(make_clip) -> None:
+def test_variable_timestamps_are_kept(make_clip, opened) -> None:
     stamps = [0, 40, 80, 200, 210, 400, 433, 500, 1000, 1001]
     clip = make_clip("vfr.mkv", frames=len(stamps), pts=stamps, time_base=Fraction(1, 1000))
     frames, error = collect(opened(str(clip)))
@@ -191,7 +201,7 @@ def test_variable_timestamps_are_kept(make_clip) -> None:
     assert [p for _, p, _ in frames] == pytest.approx([s / 1000 for s in stamps], abs=1e-9)
 
 
-def test_rgb_channel_order(tmp_path: Path) -> None:
+def test_rgb_channel_order(tmp_path: Path, opened) -> None:
     red = np.zeros((64, 64, 3), np.uint8)
     red[..., 0] = 220
     path = tmp_path / "red.mkv"
@@ -208,7 +218,7 @@ def test_rgb_channel_order(tmp_path: Path) -> None:
     assert np.abs(images[0].astype(int) - red).max() <= 8
 
 
-def test_loop_continues_timestamps(make_clip) -> None:
+def test_loop_continues_timestamps(make_clip, opened) -> None:
     clip = make_clip("short.mp4", frames=10)
     source = opened(str(clip), loop=True)
     assert source.info.frame_count is None  # endless
@@ -218,7 +228,7 @@ def test_loop_continues_timestamps(make_clip) -> None:
     assert [p for _, p, _ in frames] == pytest.approx([i / 25 for i in range(25)], abs=1e-9)
 
 
-def test_truncated_file_gives_what_it_can_then_warns(make_clip, tmp_path: Path, caplog) -> None:
+def test_truncated_file_gives_what_it_can_then_warns(make_clip, tmp_path: Path, caplog, opened) -> None:
     clip = make_clip("whole.mp4", frames=50, options={"movflags": "faststart"})
     cut = tmp_path / "cut.mp4"
     data = clip.read_bytes()
@@ -231,14 +241,14 @@ def test_truncated_file_gives_what_it_can_then_warns(make_clip, tmp_path: Path, 
 
 
 @pytest.mark.parametrize("content", [b"", b"not a video at all\n" * 50], ids=["empty", "text"])
-def test_unreadable_files_name_the_path(tmp_path: Path, content: bytes) -> None:
+def test_unreadable_files_name_the_path(tmp_path: Path, content: bytes, opened) -> None:
     path = tmp_path / "broken.mp4"
     path.write_bytes(content)
     with pytest.raises(SourceError, match=r"cannot read input file .*broken\.mp4: FFmpeg says: Invalid data"):
         opened(str(path))
 
 
-def test_missing_file_and_audio_only_file(tmp_path: Path) -> None:
+def test_missing_file_and_audio_only_file(tmp_path: Path, opened) -> None:
     missing = tmp_path / "nope.mp4"
     with pytest.raises(SourceError, match=rf"^input file not found: {missing}$"):
         opened(str(missing))
@@ -257,7 +267,7 @@ def test_missing_file_and_audio_only_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="v4l2 device paths are Linux only")
-def test_missing_webcam_says_what_to_check() -> None:
+def test_missing_webcam_says_what_to_check(opened) -> None:
     message = (
         "webcam /dev/video7 not found: no such device; check that a camera is connected "
         "and that the user may read it (group 'video')"
@@ -268,7 +278,7 @@ def test_missing_webcam_says_what_to_check() -> None:
         assert str(caught.value) == message
 
 
-def test_lavfi_realtime_is_live_and_paced() -> None:
+def test_lavfi_realtime_is_live_and_paced(opened) -> None:
     source = opened("lavfi:testsrc2=size=160x120:rate=30,realtime")
     assert source.info.live and source.info.fps == Fraction(30)
     start = time.monotonic()
@@ -278,14 +288,14 @@ def test_lavfi_realtime_is_live_and_paced() -> None:
     source.close()
 
 
-def test_lavfi_without_realtime_is_a_finite_generated_input() -> None:
+def test_lavfi_without_realtime_is_a_finite_generated_input(opened) -> None:
     source = opened("lavfi:testsrc2=size=160x120:rate=25:duration=1")
     assert not source.info.live
     frames, error = collect(source)
     assert error is None and len(frames) == 25 and frames[0][2] == (120, 160, 3)
 
 
-def test_demo_default_is_textured_and_cheap() -> None:
+def test_demo_default_is_textured_and_cheap(opened) -> None:
     source = opened("demo")
     info = source.info
     assert (info.width, info.height, info.fps, info.frame_count, info.live) == (640, 480, Fraction(30), 90, False)
@@ -303,7 +313,7 @@ def test_demo_default_is_textured_and_cheap() -> None:
     print(f"demo scene: {(time.perf_counter() - start) / 30 * 1000:.1f} ms a frame")
 
 
-def test_demo_live_is_paced_and_closable() -> None:
+def test_demo_live_is_paced_and_closable(opened) -> None:
     source = opened("demo?width=160&height=120&fps=30&live=1")
     assert source.info.live and source.info.frame_count is None
     start = time.monotonic()
@@ -319,15 +329,15 @@ def test_demo_live_is_paced_and_closable() -> None:
     assert time.monotonic() - start < 2
 
 
-def test_demo_options_are_checked() -> None:
-    assert isinstance(open_source(SourceConfig(uri="demo?frames=5")), DemoSource)
+def test_demo_options_are_checked(workers) -> None:
+    assert isinstance(open_source(SourceConfig(uri="demo?frames=5"), workers=workers), DemoSource)
     with pytest.raises(SourceError, match=r"demo\?width=: must be int in 16\.\.8192, got 'huge'"):
-        open_source(SourceConfig(uri="demo?width=huge"))
+        open_source(SourceConfig(uri="demo?width=huge"), workers=workers)
     with pytest.raises(SourceError, match=r"unknown option\(s\) colour"):
-        open_source(SourceConfig(uri="demo?colour=red"))
+        open_source(SourceConfig(uri="demo?colour=red"), workers=workers)
 
 
-def test_image_source(tmp_path: Path) -> None:
+def test_image_source(tmp_path: Path, opened) -> None:
     rgb = np.zeros((30, 40, 3), np.uint8)
     rgb[..., 2] = 255  # blue
     path = tmp_path / "still.png"
@@ -346,7 +356,7 @@ def test_image_source(tmp_path: Path) -> None:
 # --- network ------------------------------------------------------------------------------
 
 
-def test_http_progressive_file_is_not_live(http_file_server) -> None:
+def test_http_progressive_file_is_not_live(http_file_server, opened) -> None:
     base_url, directory = http_file_server
     write_clip(directory / "clip.mp4", frames=15, options={"movflags": "faststart"})
     source = opened(f"{base_url}/clip.mp4", read_timeout=5)
@@ -355,7 +365,7 @@ def test_http_progressive_file_is_not_live(http_file_server) -> None:
     assert error is None and len(frames) == 15  # a normal end, not a lost stream
 
 
-def test_http_missing_stream_names_the_url(http_file_server) -> None:
+def test_http_missing_stream_names_the_url(http_file_server, opened) -> None:
     base_url, _ = http_file_server
     with pytest.raises(SourceError, match=r"cannot open http://127\.0\.0\.1:\d+/gone\.m3u8\?token=\*\*\*: FFmpeg says"):
         opened(f"{base_url}/gone.m3u8?token=abc123", read_timeout=5)
@@ -364,7 +374,7 @@ def test_http_missing_stream_names_the_url(http_file_server) -> None:
 # --- RTSP ---------------------------------------------------------------------------------
 
 
-def test_rtsp_clip_frames(rtsp_server) -> None:
+def test_rtsp_clip_frames(rtsp_server, opened) -> None:
     source = opened(rtsp_server.clip_url, read_timeout=5)
     info = source.info
     assert info.live and info.kind == "network" and (info.width, info.height) == (320, 240)
@@ -377,7 +387,7 @@ def test_rtsp_clip_frames(rtsp_server) -> None:
     assert all(b > a for a, b in zip(pts, pts[1:]))
 
 
-def test_rtsp_server_lost_then_reconnect(rtsp_server) -> None:
+def test_rtsp_server_lost_then_reconnect(rtsp_server, opened) -> None:
     source = opened(rtsp_server.live_url, read_timeout=3)
     killed_at: list[float] = []
 
@@ -398,7 +408,7 @@ def test_rtsp_server_lost_then_reconnect(rtsp_server) -> None:
     assert error is None and len(frames) == 3
 
 
-def test_rtsp_stall_hits_read_timeout_and_close_interrupts(rtsp_server) -> None:
+def test_rtsp_stall_hits_read_timeout_and_close_interrupts(rtsp_server, opened) -> None:
     stalled = opened(rtsp_server.live_url, read_timeout=1)
     pause_at: list[float] = []
 
@@ -424,9 +434,10 @@ def test_rtsp_stall_hits_read_timeout_and_close_interrupts(rtsp_server) -> None:
     frames, error = collect(blocked, on_frame=close_later, deadline=10)
     assert error is None  # closing is not an error
     assert time.monotonic() - closed_at[0] < 2
+    rtsp_server.resume()  # the closed reader, still inside FFmpeg's read, gets data and ends: the test's owner joins it
 
 
-def test_rtsp_password_never_shown(caplog) -> None:
+def test_rtsp_password_never_shown(caplog, opened) -> None:
     url = f"rtsp://user:secret@127.0.0.1:{free_port()}/x"  # nothing listens there
     with caplog.at_level(logging.DEBUG):
         with pytest.raises(SourceError) as caught:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -91,7 +90,7 @@ def test_best_effort_is_ffmpeg_s_choice_and_the_timer_fixes_the_frames_before_it
 
 @needs_ffprobe
 @pytest.mark.parametrize("audio", ["ac3", "libmp3lame"])
-def test_packed_b_frame_avi_keeps_its_duration_and_its_sound_in_sync(tiny_model_path, tmp_path, audio):
+def test_packed_b_frame_avi_keeps_its_duration_and_its_sound_in_sync(tiny_model_path, tmp_path, audio, workers):
     fps = 30
     frame = 1 / fps
     clip = write_packed_avi(tmp_path / "divx.avi", frames=60, fps=fps, audio=audio)
@@ -100,7 +99,7 @@ def test_packed_b_frame_avi_keeps_its_duration_and_its_sound_in_sync(tiny_model_
     assert labelled != sorted(labelled)  # the defect: decoded frames' pts come out of order
 
     out = tmp_path / "dreamed.mp4"
-    result = run_pipeline(cheap_config(tiny_model_path, clip, out), threading.Event())
+    result = run_pipeline(cheap_config(tiny_model_path, clip, out), workers)
     assert result.error is None and result.frames_out == 60
 
     reference = ffprobe_video_times(clip, fps)
@@ -117,11 +116,11 @@ def test_packed_b_frame_avi_keeps_its_duration_and_its_sound_in_sync(tiny_model_
 
 
 @needs_ffprobe
-def test_variable_frame_rate_clip_keeps_every_timestamp_and_the_sound(tiny_model_path, tmp_path):
+def test_variable_frame_rate_clip_keeps_every_timestamp_and_the_sound(tiny_model_path, tmp_path, workers):
     stamps = [0, 33, 66, 166, 200, 233, 433, 466, 500, 533, 600, 633, 666, 700, 900, 933, 966, 1000, 1033, 1066]
     clip = write_clip(tmp_path / "vfr.mkv", fps=30, frames=len(stamps), pts=stamps, time_base=Fraction(1, 1000), audio=True)
     out = tmp_path / "dreamed.mkv"
-    result = run_pipeline(cheap_config(tiny_model_path, clip, out), threading.Event())
+    result = run_pipeline(cheap_config(tiny_model_path, clip, out), workers)
     assert result.error is None and result.frames_out == len(stamps)
     reference = ffprobe_video_times(clip, 30)
     assert reference == pytest.approx([s / 1000 for s in stamps], abs=1e-3)
@@ -131,7 +130,7 @@ def test_variable_frame_rate_clip_keeps_every_timestamp_and_the_sound(tiny_model
     assert a_out[1] == pytest.approx(min(a_in[1], reference[-1] + 1 / 30), abs=1 / 30)
 
 
-def test_the_cluster_scan_times_a_packed_b_frame_avi_as_a_single_process_run_does(tmp_path):
+def test_the_cluster_scan_times_a_packed_b_frame_avi_as_a_single_process_run_does(tmp_path, workers):
     """``run --workers`` writes the frames at the times its scan found: ffprobe's, in order."""
     from streamdream.cluster.plan import scan_input
 

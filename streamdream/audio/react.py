@@ -125,12 +125,13 @@ class _Analysis:
         self._expected: float | None = None  # where the next samples should start
 
     def feed(self, frame: av.AudioFrame, start: float) -> None:
-        restart = self._expected is None or abs(start - self._expected) > GAP
+        expected = self._expected
+        restart = expected is None or abs(start - expected) > GAP
         if restart:
             self.follower.restart(start)
         samples = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
         count = sum(s.size for s in samples)
-        self._expected = (start if restart else self._expected) + frame.samples / frame.sample_rate
+        self._expected = (start if restart or expected is None else expected) + frame.samples / frame.sample_rate
         if not count:
             return
         levels = self.follower.feed(np.concatenate(samples), start if restart else None)

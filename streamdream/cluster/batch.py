@@ -21,6 +21,7 @@ from pathlib import Path
 from ..app import build_engine, run_pipeline
 from ..config import Config, OutputConfig, with_overrides
 from ..errors import SourceError, StreamdreamError
+from ..runtime.interrupts import owned
 from ..runtime.workers import StopToken
 from ..sinks.file import CONTAINERS
 from .command import ClusterLostError, FileResult, StoppedError, cluster_address, dream_files
@@ -64,11 +65,11 @@ def batch_command(config: Config, in_dir: str, out_dir: str, stop: StopToken, *,
         results = dream_files(config, pairs, stop, workers=workers, address=cluster_address(cluster), resources=resources)
     else:
         results, engine = [], None
-        for source, output in pairs:
+        for uri, output_config in pairs:
             if stop.is_set():
                 break
             engine = engine or build_engine(config)  # once, and only when a file needs it
-            results.append(_dream_here(config, engine, source, output, stop))
+            results.append(_dream_here(config, engine, uri, output_config, stop))
     failed = [r for r in results if not r.ok and not isinstance(r.error, StoppedError)]
     stopped = stop.is_set() or any(isinstance(r.error, StoppedError) for r in results)
     log.info("batch: %d dreamed, %d done already, %d failed%s", sum(r.ok for r in results), skipped, len(failed),
@@ -94,7 +95,8 @@ def _dream_here(config: Config, engine, source: str, output: OutputConfig, stop:
     # a pipeline that ends stops only its own workers (runtime/workers.py), never the stop event
     # it is given: the next file starts with the same one
     try:
-        result = run_pipeline(run_config, stop, engine=engine)
+        with owned(stop) as workers:  # this file's owner: its threads stopped and joined before the next file
+            result = run_pipeline(run_config, workers, engine=engine)
         if result.error is not None:
             raise result.error
     except StreamdreamError as exc:

@@ -17,6 +17,7 @@ from ..app import audio_source_of
 from ..config import Config, OutputConfig, with_overrides
 from ..errors import ConfigError, SinkError, SourceError, StreamdreamError
 from ..log import redact_url
+from ..runtime.interrupts import owned
 from ..runtime.workers import StopToken
 from ..service.http import start_metrics
 from ..sinks.file import CONTAINERS, split_file_uri
@@ -176,15 +177,16 @@ def run_command(config: Config, stop: StopToken, *, workers: int | None, cluster
     directory = Path(files[0].uri.partition("?")[0]).parent
     if not directory.is_dir():
         raise SinkError(f"cannot write {files[0].uri}: directory {directory} does not exist (create it first)")
-    observer, server = None, None
-    if config.metrics.enabled:
-        observer, server = start_metrics(config.metrics, model=config.model.name)
-    try:
-        [result] = dream_files(config, [(uri, files[0])], stop, workers=workers, address=cluster_address(cluster),
-                               resources=resources, observer=observer)  # fmt: skip
-    finally:
-        if server is not None:
-            server.shutdown()
+    with owned(stop) as threads:  # the run's owner: its metrics server's thread, joined at the end
+        observer, server = None, None
+        if config.metrics.enabled:
+            observer, server = start_metrics(config.metrics, threads, model=config.model.name)
+        try:
+            [result] = dream_files(config, [(uri, files[0])], stop, workers=workers, address=cluster_address(cluster),
+                                   resources=resources, observer=observer)  # fmt: skip
+        finally:
+            if server is not None:
+                server.shutdown()
     if result.error is not None:
         raise result.error if isinstance(result.error, StreamdreamError) else StreamdreamError(str(result.error))
     log.info("%d frames in %d segments (%d reused from an earlier run) -> %s", result.frames, result.segments, result.reused, result.output)

@@ -50,7 +50,6 @@ def join_pieces(
     # parses the URI only: the muxer and container options a single-process run uses
     sink = FileSink(output, audio_source=audio_source)
     partial = destination.with_name(f".{destination.stem}.joining{destination.suffix}")
-    audio_enabled = output.audio and audio_source is not None
     options = sink._container_options()
     packets = 0
     try:
@@ -65,11 +64,13 @@ def join_pieces(
         for number, piece in enumerate(pieces):
             with av.open(str(piece)) as source:
                 stream = source.streams.video[0]
+                time_base = stream.time_base
+                assert time_base is not None, "a demuxed video stream has a time base"
                 if video_out is None:
                     video_out = container.add_stream_from_template(stream)
-                    video_out.time_base = stream.time_base
+                    video_out.time_base = time_base
                     reference = _extradata(stream)
-                    if audio_enabled:
+                    if output.audio and audio_source is not None:
                         audio = AudioCarrier.open(audio_source, container, sink.format, sink.fragmented)
                         if audio is not None:
                             audio.add_output_stream()
@@ -78,11 +79,12 @@ def join_pieces(
                 for packet in source.demux(stream):
                     if packet.dts is None and packet.pts is None:
                         continue  # the demuxer's end-of-stream marker
-                    packet.time_base = stream.time_base
-                    packet.dts = _increasing_dts(packet, stream.time_base, last_dts)
-                    last_dts = packet.dts * stream.time_base
+                    packet.time_base = time_base
+                    dts = _increasing_dts(packet, time_base, last_dts)
+                    packet.dts = dts
+                    last_dts = dts * time_base
                     if audio is not None and packet.pts is not None:
-                        audio.pump(float(packet.pts * stream.time_base))
+                        audio.pump(float(packet.pts * time_base))
                     packet.stream = video_out
                     container.mux(packet)
                     packets += 1
@@ -105,7 +107,7 @@ def join_pieces(
     return packets
 
 
-def _increasing_dts(packet: av.Packet, time_base: Fraction, last: Fraction | None) -> int | None:
+def _increasing_dts(packet: av.Packet, time_base: Fraction, last: Fraction | None) -> int:
     """The packet's decode time, moved just past ``last`` (seconds) where it is not after it.
 
     Each piece's encoder starts its decode clock anew, and Matroska stores no decode times
@@ -114,6 +116,7 @@ def _increasing_dts(packet: av.Packet, time_base: Fraction, last: Fraction | Non
     dts, pts = packet.dts, packet.pts
     after = None if last is None else math.floor(last / time_base) + 1
     if dts is None:
+        assert pts is not None, "the caller skips the demuxer's end-of-stream marker (no dts, no pts)"
         dts = pts if after is None else min(pts, after)
     elif after is not None and dts < after:
         dts = after if pts is None else min(after, pts)

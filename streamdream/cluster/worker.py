@@ -37,6 +37,7 @@ from ..config import Config, OutputConfig
 from ..errors import SinkError, SourceError, StreamdreamError
 from ..frames import Frame, SourceInfo, freeze
 from ..pipeline.runner import Pipeline
+from ..runtime.workers import Workers
 from ..sinks import open_sink
 from ..sinks.file import split_file_uri
 from ..sources.base import OpenedInfo
@@ -264,15 +265,16 @@ class SegmentDreamer:
         steps_before = self.engine.steps_total
         path, options = split_file_uri(task.output.uri)
         query = "&".join(f"{k}={v}" for k, v in options.items())
-        with tempfile.TemporaryDirectory(prefix="streamdream-piece-") as tmp:
+        # the segment's owner: the stage loop's threads, stopped and joined before the piece is read
+        with tempfile.TemporaryDirectory(prefix="streamdream-piece-") as tmp, Workers(name="segment") as workers:
             piece = Path(tmp) / f"piece{Path(path).suffix}"
             sink = open_sink(
                 OutputConfig(uri=str(piece) + (f"?{query}" if query else ""), codec=task.output.codec,
-                             crf=task.output.crf, bitrate=task.output.bitrate, audio=False)
+                             crf=task.output.crf, bitrate=task.output.bitrate, audio=False), workers,
             )  # fmt: skip
             source, look, progress = SegmentSource(task), SegmentLook(self, task, cancelled), _Report(report)
             started = time.perf_counter()
-            result = Pipeline(source, look, [sink], queue_size=2, progress=lambda info: progress).run()
+            result = Pipeline(source, look, [sink], queue_size=2, stop=workers, progress=lambda info: progress).run()
             wall = time.perf_counter() - started
             if result.error is not None:
                 raise result.error

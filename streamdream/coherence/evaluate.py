@@ -188,6 +188,7 @@ def evaluate_frames(
         if previous_gray is not None:
             input_track.compared.append(compare)
         if compare:
+            assert previous_gray is not None and input_track.previous is not None, "compare: a frame came before"
             forward, backward = estimator.both_ways(previous_gray, gray)
             visible = consistency_mask(forward, backward)
             visible_fractions.append(float(visible.mean()))
@@ -204,6 +205,7 @@ def evaluate_frames(
             if output.shape[:2] != (height, width):
                 output = cv2.resize(output, (width, height), interpolation=cv2.INTER_AREA)
             if compare:
+                assert track.previous is not None, "compare: an output frame came before"
                 track.errors.append(_masked_error(output, track.previous, backward, visible))
             detail = np.abs(output.astype(np.int16) - frame.astype(np.int16)).mean(axis=2)
             track.strength_sum += float(detail.mean())

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from ..config import CoherenceConfig
-from ..dream.engine import DreamEngine, octave_sizes, resize
+from ..dream.engine import DreamEngine, octave_sizes, resize, resolved
 from ..dream.tone import ToneKeeper
 from ..frames import Frame, freeze
 from ..runtime.observer import PipelineObserver
@@ -97,7 +97,7 @@ class DreamProcessor:
         self.engine = engine
         self.coherence = coherence or CoherenceConfig()
         self.width = engine.config.width if width is None else width
-        self.steps = engine.config.steps  # the adaptive knob; flow mode: refine steps
+        self.steps = resolved(engine.config).steps  # the adaptive knob; flow mode: refine steps
         self.observer = observer or PipelineObserver()
         self.adaptive = self.coherence.adaptive if adaptive is None else adaptive
         self.controller: QualityController | None = None
@@ -286,7 +286,8 @@ class FlowProcessor(DreamProcessor):
         # 2. refine: a few steps on the smallest octave(s), their change added at full size
         before = self.engine.steps_total
         step_size = cfg.refine_step_size * self.engine.config.strength if cfg.refine_step_size else self.engine.step_size
-        sizes = octave_sizes(width, height, self.engine.config.octaves, self.engine.config.octave_scale)
+        settings = resolved(self.engine.config)
+        sizes = octave_sizes(width, height, settings.octaves, settings.octave_scale)
         if cfg.steady_jitter:
             self.engine.repeat_jitter()
         # where detail was carried, only part of the refinement is taken (it would otherwise
@@ -347,6 +348,7 @@ class StudentFlowProcessor(DreamProcessor):
         previous, previous_gray = self._detail, self._gray
         detail = fresh
         if previous is not None and share > 0 and not cut:
+            assert previous_gray is not None, "kept with the detail"
             height, width = small.shape[:2]
             if previous.shape[:2] != (height, width):
                 previous, previous_gray = resize(previous, width, height), resize(previous_gray, width, height)

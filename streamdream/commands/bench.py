@@ -35,6 +35,7 @@ from ..models.loader import load_dream_model
 from ..models.registry import REGISTRY
 from ..pipeline.looks import make_processor
 from ..progress import progress_bar
+from ..runtime.interrupts import owned
 from ..runtime.workers import StopToken
 from ..sources import open_source
 from .bench_engine import bench_engine, format_engine_report
@@ -192,14 +193,15 @@ def bench_end_to_end(path: str, frames: int, stop: StopToken, precision: str = "
         }
     )
     engine = build_engine(config)
-    source = open_source(config.source)
-    info = source.open()
-    decoded = []
-    for frame in source.frames():
-        decoded.append(frame)
-        if len(decoded) >= frames:
-            break
-    source.close()
+    with owned(stop) as workers:  # the decode's reader thread, joined before the timings
+        source = open_source(config.source, workers)
+        info = source.open()
+        decoded = []
+        for frame in source.frames():
+            decoded.append(frame)
+            if len(decoded) >= frames:
+                break
+        source.close()
     processor = make_processor(config, engine)
     processor.process(decoded[0])  # warm-up: traces the graph
     processor = make_processor(config, engine)
@@ -209,7 +211,8 @@ def bench_end_to_end(path: str, frames: int, stop: StopToken, precision: str = "
     dream_fps = len(decoded) / (time.perf_counter() - started)
 
     started = time.perf_counter()
-    result = run_pipeline(config, stop, engine=engine)  # the same assembly as `run` and `serve`
+    with owned(stop) as workers:
+        result = run_pipeline(config, workers, engine=engine)  # the same assembly as `run` and `serve`
     e2e_fps = result.frames_out / (time.perf_counter() - started)
     return {
         "file": path,
@@ -262,6 +265,7 @@ def run(args: argparse.Namespace, stop: StopToken) -> dict[str, Any]:
                                   repeats=max(1, getattr(args, "repeats", 3)))
             report["models"].extend(rows)
         if end_to_end:
+            assert video is not None, "end_to_end needs a video"
             bar.set_description_str("bench end to end")
             report["end_to_end"] = bench_end_to_end(video, args.frames, stop, engine_config.precision,
                                                     getattr(args, "dream_width", None))

@@ -83,7 +83,7 @@ def _test_picture(width: int, height: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     coarse = rng.uniform(0, 255, (6, 8, 3)).astype(np.float32)
     fine = rng.uniform(-40, 40, (height // 4, width // 4, 3)).astype(np.float32)
-    picture = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    picture: np.ndarray = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     picture += cv2.resize(fine, (width, height), interpolation=cv2.INTER_LINEAR)
     return np.clip(picture, 0, 255)
 
@@ -195,7 +195,7 @@ def bench_engine(model: str, sizes: list[tuple[int, int]], steps: int, repeats: 
                     best["default"] = min(best["default"], default.step_ms(index, n))
                 if other is not None:
                     best["other"] = min(best["other"], other.step_ms(index, n))
-            running, ms = (default, best["default"]) if setting is None else (other, best["other"])
+            running, ms = (default, best["default"]) if setting is None or other is None else (other, best["other"])
             row = {"setting": running.setting.name, "backend": running.hello["backend"], "size": f"{width}x{height}",
                    "step_ms": round(ms, 1), "baseline_ms": round(best["base"], 1),
                    "speedup": round(best["base"] / ms, 2)}

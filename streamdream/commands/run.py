@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ..arguments import config_from_args
 from ..errors import ConfigError, SinkError
 from ..log import redact_url
+from ..runtime.interrupts import owned
 from ..runtime.workers import StopToken
 
 if TYPE_CHECKING:  # the pipeline loads PyAV and OpenCV: only after the arguments parsed
@@ -47,14 +48,15 @@ def command(args: argparse.Namespace, stop: StopToken) -> int:
         return run_command(config, stop, workers=args.workers, cluster=args.cluster, resources=dict(args.worker_resource or ()))
     check_config(config, "run")
 
-    observer, server = None, None
-    if config.metrics.enabled:
-        observer, server = start_metrics(config.metrics, model=config.model.name)
-    try:
-        result = run_pipeline(config, stop, observer=observer)
-    finally:
-        if server is not None:
-            server.shutdown()
+    with owned(stop) as workers:  # the run's one owner: every thread it starts, stopped and joined at the end
+        observer, server = None, None
+        if config.metrics.enabled:
+            observer, server = start_metrics(config.metrics, workers, model=config.model.name)
+        try:
+            result = run_pipeline(config, workers, observer=observer)
+        finally:
+            if server is not None:
+                server.shutdown()
     # a file not finished (a stop before the end) is named where it is: NAME.partial.EXT
     shown = [o.partial or o.uri for o in result.outputs] or [redact_url(o.uri) for o in config.outputs]
     log.info("%s", stop_summary(result, ", ".join(shown)))

@@ -26,6 +26,7 @@ from typing import Any
 from ..config import Config, parse_config
 from ..runtime.workers import POLL, StopToken, Worker, Workers
 from ..service.daemon import Service
+from ..service.reload import ConfigWatcher
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,13 @@ def soak(
         return _soak(minutes, stop, config, warmup, sample_every, recordings)
 
 
+class _Unwatched(ConfigWatcher):
+    """The soak's config is in memory: no file to watch, never a change."""
+
+    def changed(self) -> bool:
+        return False
+
+
 def _soak(
     minutes: float, stop: StopToken | None, config: Config | None, warmup: float | None, sample_every: float, recordings: str
 ) -> dict[str, Any]:
@@ -155,7 +163,7 @@ def _soak(
     outer_stop = stop or StopToken()
     service_stop = StopToken()
     service = Service(os.devnull, config, service_stop)
-    service.watcher.changed = lambda: False  # nothing to watch
+    service.watcher = _Unwatched(os.devnull)  # nothing to watch
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -165,6 +173,7 @@ def _soak(
             errors.append(exc)
 
     thread = workers.spawn("soak-service", run).thread
+    assert thread is not None, "spawn started it"
     started = time.monotonic()
     samples: list[tuple[float, float]] = []
     warm_mb: float | None = None

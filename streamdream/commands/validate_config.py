@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Literal
 
 from ..config import load_config
 from ..log import redact_url
@@ -15,7 +16,7 @@ def command(args: argparse.Namespace, stop: StopToken) -> int:
     config = load_config(args.file)
     from ..preflight import check_config  # noqa: PLC0415 - after the arguments parsed: a mistake in them is reported before PyAV, OpenCV and aiohttp load
 
-    command_name = args.for_command or ("serve" if config.model_fields_set & set(SERVE_SECTIONS) else "run")
+    command_name: Literal["run", "serve"] = args.for_command or ("serve" if config.model_fields_set & set(SERVE_SECTIONS) else "run")
     # ports are left out: the daemon this config belongs to may be running and holding them
     check_config(config, command_name, ports=False)
     print(

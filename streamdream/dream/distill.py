@@ -250,7 +250,7 @@ class Distiller:
     # --- checkpoints --------------------------------------------------------------------------
 
     def save_checkpoint(self, path: Path, meta: dict[str, Any]) -> None:
-        arrays = {f"w{i:03d}": np.asarray(w) for i, w in enumerate(self.network.get_weights())}
+        arrays: dict[str, Any] = {f"w{i:03d}": np.asarray(w) for i, w in enumerate(self.network.get_weights())}  # savez keywords
         arrays.update({f"o{i:03d}": np.asarray(v) for i, v in enumerate(self.optimizer.variables)})
         record = {**meta, "step": self.state.step, "seconds": self.state.seconds, "losses": self.state.losses,
                   "arch": self.arch.as_dict(), "rng": self.rng.bit_generator.state}

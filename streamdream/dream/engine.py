@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -56,6 +57,24 @@ def resolve_settings(config: DreamConfig, look: Look | None) -> DreamConfig:
     look = look or DEFAULT_LOOK
     fields = ("octaves", "octave_scale", "steps", "step_size")
     return config.model_copy(update={f: getattr(look, f) for f in fields if getattr(config, f) is None})
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The dream fields a preset's look fills (``resolve_settings``; a student's teacher),
+    typed as set: what an engine's config holds."""
+
+    octaves: int
+    octave_scale: float
+    steps: int
+    step_size: float
+
+
+def resolved(config: DreamConfig) -> Resolved:
+    """``config``'s look-filled fields; an engine's config always has them (its constructor resolves them)."""
+    octaves, scale, steps, size = config.octaves, config.octave_scale, config.steps, config.step_size
+    assert octaves is not None and scale is not None and steps is not None and size is not None, f"unresolved: {config!r}"
+    return Resolved(octaves, scale, steps, size)
 
 
 #: the dream settings the compiled step depends on; the others (strength, steps, octaves, step
@@ -135,7 +154,7 @@ class DreamEngine:
     @property
     def step_size(self) -> float:
         """Levels per step: the look's step size times ``strength``."""
-        return self.config.step_size * self.config.strength
+        return resolved(self.config).step_size * self.config.strength
 
     def dream_detail(
         self,
@@ -158,9 +177,9 @@ class DreamEngine:
         TensorFlow with its own warp), the octaves run there too (``octaves.dream_octaves``):
         the frame crosses to the device once and its detail comes back once.
         """
-        cfg = self.config
-        steps = cfg.steps if steps is None else steps
-        octaves = cfg.octaves if octaves is None else octaves
+        cfg, settings = self.config, resolved(self.config)
+        steps = settings.steps if steps is None else steps
+        octaves = settings.octaves if octaves is None else octaves
         if octaves < 1:
             raise ValueError(f"octaves must be >= 1, got {octaves}")
         image = np.asarray(image, np.float32)
@@ -168,7 +187,7 @@ class DreamEngine:
         if steps <= 0:
             return source - image
         height, width = source.shape[:2]
-        sizes = octave_sizes(width, height, octaves, cfg.octave_scale)
+        sizes = octave_sizes(width, height, octaves, settings.octave_scale)
         if self.step.device_resident and on_step is None:
             detail = dream_octaves(self.step, source, sizes, steps, self.step_size, cfg.jitter, cfg.tile_size)
             self.steps_total += steps * len(sizes)
@@ -179,9 +198,10 @@ class DreamEngine:
             dreamed = np.clip(base + resize(detail, w, h), 0, 255)
             if on_step is None:
                 dreamed = self.ascend(dreamed, steps)
-            for step in range(steps if on_step is not None else 0):
-                dreamed = self.ascend(dreamed, 1)
-                on_step(octave, step)
+            else:
+                for step in range(steps):
+                    dreamed = self.ascend(dreamed, 1)
+                    on_step(octave, step)
             detail = dreamed - base
         return self._finish(detail, source, image)
 
@@ -210,7 +230,7 @@ class DreamEngine:
     ) -> np.ndarray:
         """Dream ``image`` (float32 RGB 0-255); returns the dreamed picture, tones kept."""
         image = np.asarray(image, np.float32)
-        if (self.config.steps if steps is None else steps) <= 0:
+        if (resolved(self.config).steps if steps is None else steps) <= 0:
             return image
         detail = self.dream_detail(image, steps=steps, octaves=octaves, on_step=on_step)
         return np.clip(image + self.tone.apply(detail, image), 0, 255)
@@ -245,9 +265,9 @@ def zoom_frame(image: np.ndarray, zoom: float) -> np.ndarray:
     h, w = image.shape[:2]
     cw, ch = w / zoom, h / zoom
     x0, y0 = (w - cw) / 2, (h - ch) / 2
-    matrix = np.float32([[zoom, 0, -x0 * zoom], [0, zoom, -y0 * zoom]])
+    matrix = np.array([[zoom, 0, -x0 * zoom], [0, zoom, -y0 * zoom]], np.float32)
     return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-__all__ = ["DEFAULT_LOOK", "STEP_FIELDS", "DreamEngine", "make_step", "octave_sizes", "resize", "resolve_settings", "step_key",
+__all__ = ["DEFAULT_LOOK", "STEP_FIELDS", "DreamEngine", "Resolved", "make_step", "octave_sizes", "resize", "resolve_settings", "resolved", "step_key",
            "zoom_frame"]

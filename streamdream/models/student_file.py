@@ -129,7 +129,7 @@ def save_student(path: Path, weights: list[np.ndarray], arch: dict[str, Any], te
         "weights_sha256": weights_sha256(weights),
         "training": training or {},
     }
-    arrays = {f"w{i:03d}": w for i, w in enumerate(weights)}
+    arrays: dict[str, Any] = {f"w{i:03d}": w for i, w in enumerate(weights)}  # savez's keywords: names to arrays
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)

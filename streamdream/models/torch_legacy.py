@@ -67,7 +67,8 @@ class _Frozen:
     def __setattr__(self, name: str, value: Any) -> None:
         raise WeightsIntegrityError(f"the weights file tries to set {name!r} on {type(self).__name__}")
 
-    __delattr__ = __setattr__
+    def __delattr__(self, name: str) -> None:
+        raise WeightsIntegrityError(f"the weights file tries to delete {name!r} on {type(self).__name__}")
 
 
 class _StorageType(_Frozen):
@@ -177,7 +178,7 @@ def _check_opcodes(path: Path, data: bytes, start: int) -> None:
     stream = io.BytesIO(data)
     stream.seek(start)
     for count, (opcode, arg, _) in enumerate(pickletools.genops(stream)):
-        if opcode.name in _MEMO_OPS and not 0 <= int(arg) <= count:
+        if opcode.name in _MEMO_OPS and not (arg is not None and 0 <= int(arg) <= count):
             raise _corrupt(path, f"pickle memo index {arg} out of range")
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..coherence.carry import FlowWarper
-from ..coherence.flow import FlowEstimator, to_gray
+from ..coherence.flow import FlowEstimator, FlowMethod, FlowPreset, to_gray
 from ..frames import Frame, freeze
 from ..runtime.observer import PipelineObserver
 from ..runtime.queues import FrameQueue, QueuePolicy
@@ -49,7 +49,7 @@ REFRESH_STAGE = "dream_refresh"
 AGE_STAGE = "dream_age"
 # The shown warp is redone from the dreamed frame for every output frame, never
 # accumulated, and must fit in a frame interval beside the dreamer: the fastest DIS.
-DISPLAY_FLOW = ("dis", "ultrafast")
+DISPLAY_FLOW: tuple[FlowMethod, FlowPreset] = ("dis", "ultrafast")
 WARM_SHOT = -1  # a warm-up on a made-up picture: never shown, and the first real frame dreams in full
 
 

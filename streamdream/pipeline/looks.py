@@ -175,9 +175,11 @@ class LookSwitch:
     def _finish_fade(self, showing: Showing) -> Showing:
         with self._replacing:
             if self._showing is showing:  # else switch_to() already moved on
-                self._showing = Showing(showing.incoming)  # type: ignore[arg-type]
+                incoming = showing.incoming
+                assert incoming is not None, "a fade that finishes has an incoming look"
+                self._showing = Showing(incoming)
                 _retire(showing.current)
-                log.info("now showing preset %s", showing.incoming.preset)  # type: ignore[union-attr]
+                log.info("now showing preset %s", incoming.preset)
             return self._showing
 
     def close(self) -> None:

@@ -179,7 +179,9 @@ class OutputWorker(Consumer):
             self._set_state(reconnects=self.state.reconnects + 1)
             self._observer.output_reconnect(self.label)
         config = self.config
-        self._workers = self.owner.group("sink")
+        owner = self.owner
+        assert owner is not None, "it opens on its own thread, which Workers.start gave it"
+        self._workers = owner.group("sink")
         sink = None
         try:
             if self._files is not None:  # prune, wait for room after a full disk, pick a new name

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from ..config import OutputConfig, ReconnectConfig
 from ..frames import Frame, SourceInfo
 from ..runtime.observer import PipelineObserver
-from ..runtime.workers import POLL, StopToken, Workers
+from ..runtime.workers import POLL, NoThreads, StopToken, Workers
 from ..sinks import ParsedOutput, open_sink, parse_output_uri
 from ..sinks.base import Sink
 from .output_worker import Opener, OutputState, OutputWorker
@@ -36,9 +36,18 @@ FIRST_OPEN_TIMEOUT = 60.0  # `run` waits this long for every output's first open
 
 def default_opener(audio_source: str | None) -> Opener:
     def open_output(config: OutputConfig, workers: Workers) -> Sink:
-        return open_sink(config, audio_source=audio_source, workers=workers)
+        return open_sink(config, workers, audio_source=audio_source)
 
     return open_output
+
+
+def _given(sink: Sink) -> Opener:
+    """An opener that hands over a sink the caller made."""
+
+    def given(config: OutputConfig, workers: Workers) -> Sink:
+        return sink
+
+    return given
 
 
 class OutputSet:
@@ -71,10 +80,7 @@ class OutputSet:
     def of_sinks(cls, sinks: Sequence[Sink], observer: PipelineObserver | None = None) -> OutputSet:
         """Sinks made by the caller (tests, benchmarks): each is opened once, never again."""
         outputs = cls([], observer=observer)
-        outputs._specs = [
-            (OutputConfig(uri="null"), ParsedOutput("null", sink.name, sink.name), lambda config, workers, sink=sink: sink)
-            for sink in sinks
-        ]
+        outputs._specs = [(OutputConfig(uri="null"), ParsedOutput("null", sink.name, sink.name), _given(sink)) for sink in sinks]
         return outputs
 
     @property
@@ -84,7 +90,7 @@ class OutputSet:
     def check(self, config: OutputConfig) -> ParsedOutput:
         """Parse ``config``'s URI and build (never open) its sink: raises SinkError for a bad one."""
         parsed = parse_output_uri(config.uri)
-        self._opener(config, Workers())  # builds only: files, devices and connections open later
+        self._opener(config, NoThreads())  # builds only: files, devices and connections open later
         return parsed
 
     def check_all(self, configs: Sequence[OutputConfig]) -> list[ParsedOutput]:

@@ -103,7 +103,7 @@ class Capture(Worker):
 
     def end(self) -> None:
         if self._frames is not None and hasattr(self._frames, "close"):
-            self._frames.close()  # type: ignore[union-attr]  # the generator's finally, on this thread
+            self._frames.close()  # the generator's finally, on this thread
         self.out.put(EndOfStream("capture"), force=True)
 
 
@@ -284,7 +284,7 @@ class Pipeline:
         if stragglers and not signalled():
             log.warning("pipeline threads still busy after %.0f s, left to end on their own: %s", join_timeout, ", ".join(stragglers))
         if self._progress is not None:
-            self._progress.close()  # type: ignore[attr-defined]
+            self._progress.close()
         result = self.result
         error = result.error
         if error is not None and not isinstance(error, (StreamdreamError, QueueClosed)):

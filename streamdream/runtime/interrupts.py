@@ -32,7 +32,7 @@ import threading
 from collections.abc import Iterator
 from types import FrameType, TracebackType
 
-from .workers import StopToken
+from .workers import JOIN_TIMEOUT, POLL, StopToken, Workers
 
 GRACE = 3.0  # seconds from the first signal to the process's end, at the latest
 BACKSTOP = 1.0  # then the watcher kills (SIGKILL: exit 137) a process a C call keeps from ending itself
@@ -47,6 +47,18 @@ _signalled = threading.Event()  # a first SIGINT or SIGTERM came: the process is
 def signalled() -> bool:
     """True once SIGINT or SIGTERM asked the process to end: nobody waits for a dream step then."""
     return _signalled.is_set()
+
+
+@contextlib.contextmanager
+def owned(stop: StopToken) -> Iterator[Workers]:
+    """The owner of a command's threads (its token a child of ``stop``), stopped and joined at
+    the end: for up to JOIN_TIMEOUT, or one POLL when a signal is ending the process (what is
+    still busy then, a dream step in flight, ends with the process: Pipeline.finish's rule)."""
+    workers = Workers(stop.child(), name="command")  # not "root": what its pipeline left busy was logged there
+    try:
+        yield workers
+    finally:
+        workers.close(POLL if signalled() else JOIN_TIMEOUT)
 
 
 @contextlib.contextmanager
@@ -239,4 +251,4 @@ def _acknowledgement(signum: int | str) -> str:
     return f"{name} received: stopping, finalizing outputs (Ctrl-C again to quit at once)"
 
 
-__all__ = ["DREAM_STEP_WAIT", "EXIT_CODE", "GRACE", "Interrupts", "signalled", "stop_watched"]
+__all__ = ["DREAM_STEP_WAIT", "EXIT_CODE", "GRACE", "Interrupts", "owned", "signalled", "stop_watched"]

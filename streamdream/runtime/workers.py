@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ..frames import EndOfStream
 from .queues import FrameQueue, QueueClosed
@@ -42,22 +42,21 @@ def unique_name(base: str) -> str:
 
 
 class StopToken:
-    """The one stop type: set when this token, a parent token or the root is set.
+    """The one stop type: set when this token or one of its parents is set.
 
     The command line makes the root (``StopToken()``) and a signal sets it; every owner's
     group and every worker watches a child of it, so a group can be stopped alone.
     """
 
-    def __init__(self, root: threading.Event | None = None, parent: StopToken | None = None) -> None:
+    def __init__(self, parent: StopToken | None = None) -> None:
         self._own = threading.Event()
-        self._root = root if root is not None else (parent._root if parent is not None else threading.Event())
         self._parent = parent
 
     def child(self) -> StopToken:
         return StopToken(parent=self)
 
     def set(self) -> None:
-        """Stop this token and its children (not the root: that is everyone's)."""
+        """Stop this token and its children (not its parents)."""
         self._own.set()
 
     def is_set(self) -> bool:
@@ -66,7 +65,7 @@ class StopToken:
             if token._own.is_set():
                 return True
             token = token._parent
-        return self._root.is_set()
+        return False
 
     def wait(self, timeout: float | None = None) -> bool:
         """Sleep up to ``timeout`` seconds (None: until set), cut short when the token is set; True if set."""
@@ -138,6 +137,9 @@ class Worker:
         return self.thread is not None and self.thread.is_alive()
 
 
+W = TypeVar("W", bound=Worker)
+
+
 class Consumer(Worker):
     """A worker that takes items from its ``inbox`` until the end marker (or the queue closes)."""
 
@@ -178,11 +180,16 @@ class _Call(Worker):
 
 
 class Workers:
-    """Starts and joins threads; ``group()`` makes a nested owner with its own stop token."""
+    """Starts and joins threads; ``group()`` makes a nested owner with its own stop token.
+
+    Whatever starts threads takes its owner from the caller (there is no default owner):
+    every thread is in the one tree that the command (``run``, ``serve``) stops and joins.
+    """
 
     def __init__(self, stop: StopToken | None = None, name: str = "root") -> None:
-        # (a threading.Event is wrapped as a root too, for library callers and tests)
-        self.stop = stop if isinstance(stop, StopToken) else StopToken(root=stop)
+        if stop is not None and not isinstance(stop, StopToken):  # one stop type
+            raise TypeError(f"Workers: stop must be a StopToken, got {type(stop).__name__}")
+        self.stop = stop if stop is not None else StopToken()
         self.name = name
         self.root: Workers = self  # the top of this owner's tree: a group's root is its parent's
         self._lock = threading.Lock()
@@ -196,7 +203,7 @@ class Workers:
             self._groups = [g for g in self._groups if g.threads()] + [group]  # forget finished groups
         return group
 
-    def start(self, worker: Worker) -> Worker:
+    def start(self, worker: W) -> W:
         worker.stop, worker.owner = self.stop, self
         worker.thread = threading.Thread(target=worker.run, name=unique_name(worker.name), daemon=True)
         with self._lock:
@@ -236,5 +243,27 @@ class Workers:
             log.warning("still running after %.0f s, left to end on their own: %s", timeout, ", ".join(stragglers))
         return stragglers
 
+    def close(self, timeout: float = JOIN_TIMEOUT) -> list[str]:
+        """Stop this owner's tree (its own token: a parent's goes on) and join it; the names left running."""
+        self.stop.set()
+        return self.join(timeout)
 
-__all__ = ["Backoff", "Consumer", "JOIN_TIMEOUT", "POLL", "StopToken", "Worker", "Workers", "unique_name"]
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class NoThreads(Workers):
+    """The owner given to a source or sink that is only built, to be checked (the preflight, a
+    reload's URI check), never opened: building starts no thread, and this owner says so."""
+
+    def __init__(self) -> None:
+        super().__init__(name="build-only")
+
+    def start(self, worker: W) -> W:
+        raise RuntimeError(f"{worker.name}: a thread started while a source or sink was only being built; open() starts threads")
+
+
+__all__ = ["Backoff", "Consumer", "JOIN_TIMEOUT", "NoThreads", "POLL", "StopToken", "Worker", "Workers", "unique_name"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import __version__
 from ..app import Assembly, assemble
@@ -48,6 +48,8 @@ from .reconnect import ReconnectingSource
 from .reload import ConfigWatcher, ReloadRequests, check_complete, plan_reload
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _reload = ReloadRequests()
 REBUILD_JOIN = 5.0  # seconds a stuck pipeline's threads get to end before the new one starts
@@ -95,9 +97,9 @@ class Service:
         self.assembly: Assembly | None = None
         self.server: ServiceServer | None = None
         self.pipeline: Pipeline | None = None
-        self.osc = None  # OscServer, when osc.port is set
-        self.audio = None  # AudioReact, when audio_react is set
-        self.midi = None  # MidiInput, when midi.port is set
+        self.osc: OscServer | None = None  # when osc.port is set
+        self.audio: AudioReact | None = None  # when audio_react is set
+        self.midi: Any = None  # MidiInput, when midi.port is set (the optional extra)
         self.recent = RecentErrors()
         self._started_at = time.monotonic()
         self._reopened_at = 0.0
@@ -164,7 +166,7 @@ class Service:
         return 0
 
     def _source_factory(self, config: SourceConfig):
-        taps = [self.audio.tap] if self.audio is not None else []
+        taps: list[Any] = [self.audio.tap] if self.audio is not None else []  # each has audio() and video()
         if webrtc.configured(self.config.outputs):  # the webrtc: output carries the source's sound
             taps.append(webrtc.hub().feed)
         audio = taps[0] if len(taps) == 1 else (_Taps(taps) if taps else None)
@@ -207,11 +209,13 @@ class Service:
     def watch(self) -> None:
         """Reopen a stalled source; rebuild a pipeline that writes nothing or whose worker failed."""
         now, health = time.monotonic(), self.config.health
-        stalled = self.source.stalled_for()
+        source = self.source
+        assert source is not None, "the watchdog runs once run() built the source"
+        stalled = source.stalled_for()
         if stalled is not None and stalled > health.stall_after and now - self._reopened_at > health.stall_after:
             self._reopened_at = now
             self.metrics.watchdog("reopen_source")
-            self.source.reopen(f"no frame for {stalled:.1f} s (health.stall_after: {health.stall_after:g} s)")
+            source.reopen(f"no frame for {stalled:.1f} s (health.stall_after: {health.stall_after:g} s)")
         pipeline = self.pipeline
         if pipeline is None or now < self._next_rebuild:
             return
@@ -249,47 +253,56 @@ class Service:
                 self._source_factory(new.source)()  # parse the new URI before anything changes
                 retry_display = redact_url(new.source.uri)
             if plan.outputs:
-                self.pipeline.outputs.check_all(new.outputs)  # parse only; files and connections open in update()
-            if plan.look and not self._wait(self.director.reconfigure(new)):
+                self._running(self.pipeline).outputs.check_all(new.outputs)  # parse only; files and connections open in update()
+            if plan.look and not self._wait(self._running(self.director).reconfigure(new)):
                 return False  # stopping
         except Exception as exc:  # whatever it is (a RecursionError, a cv2.error...), the daemon goes on
             self._reload_done(False, describe_failure(exc))
             return False
         if plan.outputs:
             try:
-                self.pipeline.outputs.update(new.outputs)
+                self._running(self.pipeline).outputs.update(new.outputs)
             except Exception as exc:
                 log.error("config reload: outputs not changed: %s", describe_failure(exc))
                 new = new.model_copy(update={"outputs": self.config.outputs})
+        source = self._running(self.source)
         if plan.source:
-            self.source.replace(self._source_factory(new.source), retry_display)
+            source.replace(self._source_factory(new.source), retry_display)
             self.health.source_replaced()
             old_shape = (self.config.source.width, self.config.source.height, self.config.source.fps)
             if (new.source.width, new.source.height, new.source.fps) != old_shape:
-                info = self.source.info
+                info = self._running(source.info)
                 log.warning("config reload: the outputs keep %dx%d at %s fps until a restart; the new input is scaled",
                             info.width, info.height, info.fps)
         self.health.configure(new.health)
-        self.source.reconnect = new.reconnect
-        self.source.idle.configure(new.idle)
-        self.server.set_control(new.control)
+        source.reconnect = new.reconnect
+        source.idle.configure(new.idle)
+        self._running(self.server).set_control(new.control)
         if plan.needs_restart:
             log.warning("config reload: %s changed; restart streamdream to apply (running with the old values)",
                         ", ".join(plan.needs_restart))
             new = new.model_copy(update={name: getattr(self.config, name) for name in plan.needs_restart})
         self.config = new
-        self.assembly.config = new  # a rebuilt pipeline starts from the running config
+        self._running(self.assembly).config = new  # a rebuilt pipeline starts from the running config
         self._reload_done(True, None, plan.describe())
         return True
 
     def _wait(self, future) -> bool:
+        director = self._running(self.director)
         while not future.done():
             if self.stop.wait(POLL):
                 return False
-            if not self.director.alive:  # it failed (logged): nobody will answer
-                raise RuntimeError(f"the look builder stopped: {self.director.error!r}")
+            if not director.alive:  # it failed (logged): nobody will answer
+                raise RuntimeError(f"the look builder stopped: {director.error!r}")
         future.result()  # raises what the build raised
         return True
+
+    @staticmethod
+    def _running(part: T | None) -> T:
+        """A part that run() builds (source, pipeline, director, server, assembly): set from
+        the start on, which is before the loop, the watchdog or a control verb can reach it."""
+        assert part is not None, "called before the daemon started"
+        return part
 
     def _reload_done(self, ok: bool, error: str | None, applied: str = "") -> None:
         self.metrics.config_reload(ok)
@@ -305,12 +318,13 @@ class Service:
         pipeline = self.pipeline
         if pipeline is None:
             return {"version": __version__, "starting": True}
-        state = self.director.state()
+        state = self._running(self.director).state()
+        source = self._running(self.source)
         result = pipeline.result
         now = time.monotonic()
         state.update({
             "version": __version__,
-            "source": {"uri": self.source.display, "up": self.source.up, "reconnects": self.source.reconnects},
+            "source": {"uri": source.display, "up": source.up, "reconnects": source.reconnects},
             "outputs": [o.as_dict(now) for o in result.outputs],
             "frames": {"in": self._frames_before[0] + result.frames_in, "out": self._frames_before[1] + result.frames_out},
             "config": {"path": str(self.path), "last_reload": self.last_reload},

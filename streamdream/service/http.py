@@ -193,7 +193,7 @@ class ServiceServer:
         self.token = check_control_binding(self.config.host, control)
         self.control_enabled = control.enabled
 
-    def start(self, workers: Workers | None = None) -> None:
+    def start(self, workers: Workers) -> None:
         """Serve on the process's HTTP thread, in ``workers``' tree (the daemon's)."""
         self._web.start(workers)
         what = "metrics, health" + (", control API" if self.control_enabled else "")
@@ -268,6 +268,12 @@ class ServiceServer:
         return self._refuse(reason, 401, "a control token is required: send 'Authorization: Bearer TOKEN'",
                             **{"WWW-Authenticate": 'Bearer realm="streamdream"'})
 
+    def _controller(self) -> Controller:
+        """The controller, for an action ``_call`` runs: it refused the request if there is none."""
+        controller = self.controller
+        assert controller is not None, "_check refuses every control request without a controller"
+        return controller
+
     async def _call(self, request: web.Request, action) -> web.Response:
         refusal = self._check(request)
         if refusal is not None:
@@ -285,7 +291,7 @@ class ServiceServer:
 
     async def _state(self, request: web.Request) -> web.Response:
         def state(_body: dict) -> dict[str, Any]:
-            state = {**self.controller.state(), "health": self.health.status().as_dict()}
+            state = {**self._controller().state(), "health": self.health.status().as_dict()}
             if self.webrtc.active:  # the page plays webrtc: when it is there, the JPEG pictures otherwise
                 state["webrtc"] = self.webrtc.state()
             return state
@@ -294,7 +300,7 @@ class ServiceServer:
 
     async def _verb(self, request: web.Request, verb: str, field: str = "value") -> web.Response:
         layer = request.match_info.get("layer")
-        return await self._call(request, lambda body: perform(self.controller, verb, body.get(field), layer))
+        return await self._call(request, lambda body: perform(self._controller(), verb, body.get(field), layer))
 
     async def _midi_learn(self, request: web.Request) -> web.Response:
         def learn(body: dict) -> dict[str, Any]:
@@ -368,8 +374,9 @@ class ServiceServer:
         return response
 
 
-def start_metrics(config: MetricsConfig, model: str = "") -> tuple[PipelineObserver, ServiceServer]:
-    """For `streamdream run --metrics`: serve /metrics and /healthz; returns (observer, server).
+def start_metrics(config: MetricsConfig, workers: Workers, model: str = "") -> tuple[PipelineObserver, ServiceServer]:
+    """For `streamdream run --metrics`: serve /metrics and /healthz in ``workers``' tree (the
+    run's); returns (observer, server).
 
     The observer feeds both; the caller passes it to the pipeline and calls
     ``server.shutdown()`` at the end.
@@ -377,7 +384,7 @@ def start_metrics(config: MetricsConfig, model: str = "") -> tuple[PipelineObser
     metrics = PrometheusObserver(model=model)
     health = HealthMonitor(HealthConfig())
     server = ServiceServer(config, metrics=metrics, health=health)
-    server.start()
+    server.start(workers)
     return ObserverGroup(metrics, health), server
 
 

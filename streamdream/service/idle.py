@@ -70,7 +70,7 @@ class IdleAnimator:
     def zoom(image: np.ndarray, factor: float) -> np.ndarray:
         """The centre 1/factor of ``image``, scaled back up (no TensorFlow import for this)."""
         h, w = image.shape[:2]
-        matrix = np.float32([[factor, 0, (1 - factor) * w / 2], [0, factor, (1 - factor) * h / 2]])
+        matrix = np.array([[factor, 0, (1 - factor) * w / 2], [0, factor, (1 - factor) * h / 2]], np.float32)
         return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
     def _fit(self, image: np.ndarray) -> np.ndarray:

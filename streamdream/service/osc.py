@@ -65,17 +65,18 @@ class _Server(BlockingOSCUDPServer):
         self.owner = owner
         super().__init__(address, dispatcher, timeout=POLL, family=family)
 
-    def verify_request(self, request: Any, client_address: tuple) -> bool:
+    def verify_request(self, request: Any, client_address: tuple[str, int] | str) -> bool:
         owner = self.owner
-        if not owner.allows(client_address[0]):
-            owner.count("refused", f"a message from {client_address[0]}, which is not in osc.allow")
+        host = client_address[0] if isinstance(client_address, tuple) else client_address  # UDP: (host, port)
+        if not owner.allows(host):
+            owner.count("refused", f"a message from {host}, which is not in osc.allow")
             return False
         data = request[0]
         try:
             OscPacket(data)
         except Exception as exc:  # noqa: BLE001 - python-osc raises more than ParseError on garbage (UnicodeDecodeError for
             # an address that is not UTF-8), and here, outside socketserver's own handling, it would end the worker
-            owner.count("invalid", f"a datagram from {client_address[0]} that is not OSC ({exc})")
+            owner.count("invalid", f"a datagram from {host} that is not OSC ({exc})")
             return False
         return True
 

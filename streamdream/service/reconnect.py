@@ -34,7 +34,7 @@ from ..frames import Frame, IdleFrame, SourceInfo, freeze
 from ..log import redact_url
 from ..runtime.observer import PipelineObserver
 from ..runtime.queues import FrameQueue, QueueClosed, QueuePolicy
-from ..runtime.workers import POLL, Backoff, Workers
+from ..runtime.workers import POLL, Backoff, Worker, Workers
 from ..sources.base import Source
 from .idle import IdleAnimator
 
@@ -67,10 +67,10 @@ class ReconnectingSource:
         retry_first_open: bool = True,
         size: tuple[int | None, int | None] = (None, None),
         fps: float | None = None,
-        workers: Workers | None = None,
+        workers: Workers,
     ) -> None:
         self._factory = factory
-        self._workers = workers or Workers()
+        self._workers = workers
         self.display = display  # redacted
         self.reconnect = reconnect
         self.idle = idle
@@ -86,7 +86,7 @@ class ReconnectingSource:
         self._closed = threading.Event()
         self._switch = threading.Event()  # the factory was replaced: reconnect now
         self._frames: FrameQueue = FrameQueue("source", 2, QueuePolicy.DROP_OLDEST, self._dropped)
-        self._reader = None
+        self._reader: Worker | None = None
         self._last_frame_at = 0.0  # reader thread: when the input last gave a frame (or connected)
 
     # --- Source protocol ----------------------------------------------------------------------
@@ -95,12 +95,13 @@ class ReconnectingSource:
         """Connect (one try) and start the reader; a second call returns the same description."""
         if self.info is not None:
             return self.info
-        inner = self._factory()  # a bad URI fails here, at start, whatever the kind
+        opened = self._factory()  # a bad URI fails here, at start, whatever the kind
+        inner: Source | None = opened  # None: not connected (yet)
         inner_info: SourceInfo | None = None
         try:
-            inner_info = inner.open()
+            inner_info = opened.open()
         except SourceError as exc:
-            inner.close()
+            opened.close()
             if not self.retry_first_open:
                 raise
             log.warning("input %s is not available (%s); showing idle frames until it is", self.display, exc)
@@ -304,6 +305,7 @@ class ReconnectingSource:
 
     def _fit(self, image):
         info = self.info
+        assert info is not None, "frames flow only after open() described the input"
         if image.shape[1] == info.width and image.shape[0] == info.height:
             return image
         return freeze(cv2.resize(image, (info.width, info.height), interpolation=cv2.INTER_AREA))

@@ -1,6 +1,6 @@
 """Outputs: each kind of output is one module declaring a ``SinkKind``; ``SINK_KINDS`` is the registry.
 
-``open_sink(config, audio_source)`` builds the right ``Sink`` from ``config.uri``; the
+``open_sink(config, workers, audio_source)`` builds the right ``Sink`` from ``config.uri``; the
 pipeline then calls ``open(info)``, ``write(frame)`` per frame and ``close()``:
 
 =========================================  ================================================
@@ -25,7 +25,7 @@ from __future__ import annotations
 from ..config import OutputConfig
 from ..errors import SinkError
 from ..log import redact_url
-from ..runtime.workers import Workers
+from ..runtime.workers import NoThreads, Workers
 from . import file, ndi, null, preview, publish, virtualcam, webrtc, window
 from .base import Sink
 from .file import FileSink
@@ -77,7 +77,7 @@ def parse_output_uri(uri: str) -> ParsedOutput:
     raise SinkError(f"output {display}: no kind of output takes it")  # pragma: no cover - file takes any path
 
 
-def open_sink(config: OutputConfig, audio_source: str | None = None, workers: Workers | None = None,
+def open_sink(config: OutputConfig, workers: Workers, audio_source: str | None = None,
               parsed: ParsedOutput | None = None) -> Sink:  # fmt: skip
     """The sink for ``config.uri`` (built, not opened); ``audio_source`` is the real (unredacted)
     input whose audio file outputs carry, or None; ``workers`` starts the threads a sink needs
@@ -90,7 +90,7 @@ def check_sink(config: OutputConfig, context: CheckContext, parsed: ParsedOutput
     """The preflight of one output: built (a bad option or codec is refused), then its kind's own check."""
     parsed = parsed or parse_output_uri(config.uri)
     kind = KINDS[parsed.kind]
-    kind.open(parsed, config, OpenContext())
+    kind.open(parsed, config, OpenContext(workers=NoThreads()))
     kind.check(parsed, config, context)
     return parsed
 

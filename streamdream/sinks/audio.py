@@ -90,12 +90,12 @@ class AudioCarrier:
         rate = rate or ctx_in.sample_rate or 48000
         layout = "stereo" if ctx_in.channels >= 2 else "mono"
         out = self._output.add_stream(codec_name, rate=rate, layout=layout)
+        assert isinstance(out, av.AudioStream), f"{codec_name}: the audio target is an audio codec"
         formats = [f.name for f in (av.Codec(codec_name, "w").audio_formats or [])]
         out.format = "fltp" if not formats or "fltp" in formats else formats[0]
         out.time_base = Fraction(1, rate)
         out.codec_context.open()  # frame_size is known only once open
-        # PyAV's stubs type a stream's format as str; it is an AudioFormat
-        self._resampler = av.AudioResampler(format=out.format.name, layout=layout, rate=rate)  # type: ignore[attr-defined]
+        self._resampler = av.AudioResampler(format=out.format.name, layout=layout, rate=rate)
         self._fifo = av.AudioFifo()
         self._out = out
         log.info("audio: re-encoding %s to %s (%d Hz, %s)", self.codec, codec_name, rate, layout)
@@ -166,6 +166,7 @@ class AudioCarrier:
             log.debug("audio: skipping an undecodable packet: %s", exc)
             return
         for frame in frames:
+            assert isinstance(frame, av.AudioFrame), "an audio stream's packets decode to audio frames"
             if self._next_pts is None:
                 start = frame.time if frame.time is not None else 0.0
                 self._next_pts = round(start * self._out.codec_context.sample_rate)

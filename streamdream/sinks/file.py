@@ -173,6 +173,7 @@ class VideoEncoder:
         self.width, self.height = width + width % 2, height + height % 2
         codec = av.Codec(settings.codec, "w")
         stream = container.add_stream(settings.codec, rate=fps)
+        assert isinstance(stream, av.VideoStream), f"{settings.codec}: EncoderSettings takes video codecs only"
         stream.width, stream.height = self.width, self.height
         formats = [f.name for f in (codec.video_formats or [])]
         stream.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
@@ -188,15 +189,17 @@ class VideoEncoder:
             ctx.bit_rate = settings.bitrate
         if settings.gop:
             ctx.gop_size = settings.gop
-        if settings.live or settings.bframes is not None:
-            ctx.max_b_frames = 0 if settings.live else settings.bframes
+        if settings.live:
+            ctx.max_b_frames = 0
+        elif settings.bframes is not None:
+            ctx.max_b_frames = settings.bframes
         stream.options = self._options(settings)
         self.stream = stream
         self._resized_warned = False
 
     @staticmethod
-    def _options(s: EncoderSettings) -> dict[str, str]:
-        opts: dict[str, str] = {}
+    def _options(s: EncoderSettings) -> dict[str, object]:  # the type of PyAV's Stream.options
+        opts: dict[str, object] = {}
         crf = s.crf if s.crf is not None else DEFAULT_CRF.get(s.codec)
         if s.codec in ("libx264", "libx265"):
             opts["preset"] = s.preset or ("ultrafast" if s.live else "veryfast")
@@ -230,7 +233,8 @@ class VideoEncoder:
         if self.stream.pix_fmt == "yuv420p":
             # OpenCV's BT.601 limited-range I420 matches swscale's default to +-1 and costs
             # ~0.2 ms instead of ~2.5 ms at 640x480.
-            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+            i420: np.ndarray = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+            frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
         else:
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")  # PyAV converts for the encoder
         frame.pts = ticks

@@ -33,8 +33,8 @@ class CheckContext:
 class OpenContext:
     """What building a sink may need: the input whose audio a file carries, the owner of its threads."""
 
+    workers: Workers  # the owner of the sink's threads (a publish watchdog, a preview's server): the caller's
     audio_source: str | None = None
-    workers: Workers | None = None
 
 
 def no_check(parsed: ParsedOutput, config: OutputConfig, context: CheckContext) -> None:

@@ -136,8 +136,8 @@ class _Broadcast(Newest[bytes]):
 class PreviewSink:
     """Serve the frames as MJPEG to browsers (see module docstring)."""
 
-    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, quality: int = JPEG_QUALITY,
-                 workers: Workers | None = None) -> None:  # fmt: skip
+    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, quality: int = JPEG_QUALITY, *,
+                 workers: Workers) -> None:  # fmt: skip
         self.host, self.port = host, port
         self._workers = workers  # whose tree the HTTP thread joins
         self.name = f"preview:{host}:{port}"
@@ -147,7 +147,7 @@ class PreviewSink:
         self._server: WebServer | None = None
 
     @classmethod
-    def from_uri(cls, uri: str, workers: Workers | None = None) -> PreviewSink:
+    def from_uri(cls, uri: str, workers: Workers) -> PreviewSink:
         return cls(*parse_preview_uri(uri), workers=workers)
 
     @property

@@ -57,7 +57,7 @@ class SocketWatchdog(Worker):
 
     drains = True
 
-    def __init__(self, host: str, port: int, timeout: float, workers: Workers | None = None) -> None:
+    def __init__(self, host: str, port: int, timeout: float, workers: Workers) -> None:
         super().__init__("publish-watchdog")
         self.timeout = timeout
         self.fired = False
@@ -69,7 +69,7 @@ class SocketWatchdog(Worker):
         self._deadline: float | None = None
         self._cond = threading.Condition()
         self._stopped = False
-        (workers or Workers()).start(self)
+        workers.start(self)
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -139,7 +139,7 @@ def probe_rtmp(host: str, port: int, timeout: float, tls: bool = False) -> None:
 class PublishSink:
     """Publish H.264 to ``rtsp://`` or ``rtmp://`` (see module docstring)."""
 
-    def __init__(self, config: OutputConfig, io_timeout: float = IO_TIMEOUT_S, workers: Workers | None = None) -> None:
+    def __init__(self, config: OutputConfig, io_timeout: float = IO_TIMEOUT_S, *, workers: Workers) -> None:
         self.uri = config.uri
         self._workers = workers
         self.safe_uri = redact_url(config.uri)

@@ -146,7 +146,7 @@ class AudioFeed:
         self._resampler = av.AudioResampler(format="s16", layout="stereo", rate=RATE)
         self._offset: float | None = None  # arrival seconds minus stream seconds, this stretch
         self._last: float | None = None
-        self._pcm = np.zeros((0, CHANNELS), np.int16)
+        self._pcm: np.ndarray = np.zeros((0, CHANNELS), np.int16)
         self._start = 0.0  # arrival-clock time of self._pcm[0]
         self._cursor: float | None = None  # arrival-clock time of the next sample to hand out
         self.latency = 0.0

@@ -33,7 +33,7 @@ class PacketTrack(MediaStreamTrack):
         self._seq = 0
         self._needs_key = kind == "video"
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         while True:
             if self.readyState != "live":
                 raise MediaStreamError

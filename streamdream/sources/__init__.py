@@ -60,7 +60,7 @@ def check_source(config: SourceConfig, command: str, parsed: ParsedUri | None = 
     KINDS[parsed.kind].check(parsed, config, command)
 
 
-def open_source(config: SourceConfig, workers: Workers | None = None, audio: AudioTap | None = None,
+def open_source(config: SourceConfig, workers: Workers, audio: AudioTap | None = None,
                 parsed: ParsedUri | None = None) -> Source:  # fmt: skip
     """Build the source ``config.uri`` names, closed; the caller calls ``open()``.
 

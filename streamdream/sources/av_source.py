@@ -115,7 +115,7 @@ class AvSource(OpenedInfo):
         loop: bool = False,
         handoff_size: int = 2,
         max_pixels: int = MAX_PIXELS_8K,
-        workers: Workers | None = None,
+        workers: Workers,
         audio: AudioTap | None = None,
     ) -> None:
         """``live=None`` decides on open: a network input with no known duration is live.
@@ -130,7 +130,7 @@ class AvSource(OpenedInfo):
         self._loop = loop and live is not True
         self._handoff_size = handoff_size
         self._max_pixels = max_pixels
-        self._workers = workers or Workers()
+        self._workers = workers
         self._audio = audio
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -386,7 +386,7 @@ class AvSource(OpenedInfo):
             self._report_placed(timer)
             if ended_early:
                 return
-            if not self._loop or first_pts is None:
+            if not self._loop or first_pts is None or last_pts is None:  # (set together)
                 self._warn_if_short(index, last_pts, period)
                 return
             offset += last_pts + (period or timer.period) - first_pts
@@ -444,9 +444,11 @@ class AvSource(OpenedInfo):
 
     def _hear(self, sound: av.AudioStream, packet: av.Packet) -> None:
         """Decode an audio packet for the tap; a bad one is skipped (the picture matters more)."""
+        tap = self._audio
+        assert tap is not None, "audio packets are read only for a tap"
         try:
             for frame in sound.decode(packet):
-                self._audio.audio(frame)  # type: ignore[union-attr]
+                tap.audio(frame)
         except av.FFmpegError as exc:
             log.debug("%s: skipped an undecodable audio packet: %s", self._display, _ffmpeg_said(exc))
 

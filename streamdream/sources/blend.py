@@ -41,6 +41,7 @@ from ..runtime.observer import PipelineObserver
 from ..runtime.queues import FrameQueue, QueueClosed, QueuePolicy
 from ..runtime.workers import POLL, Backoff, Workers
 from . import KINDS, parse_uri
+from .base import Source
 from .image import read_image, split_image_target
 from .kind import OpenContext
 
@@ -88,6 +89,7 @@ def blend_images(first: np.ndarray, second: np.ndarray, ratio: float, mode: str 
     from ``first`` to the combination; float32. mix at 0.5 is the plain average."""
     a = np.asarray(first, np.float32)
     b = np.asarray(second, np.float32)
+    combined: np.ndarray
     if mode == "mix":
         combined = b
     elif mode == "screen":
@@ -191,7 +193,7 @@ class SecondSource:
         self._parsed = parse_uri(config.uri)
         self._workers = workers.group("blend")
         self._lock = threading.Lock()
-        self._inner = None
+        self._inner: Source | None = None
         self._latest: Frame | None = None  # live: the newest frame; replaced whole
         self._queue: FrameQueue[Frame] = FrameQueue("blend", SYNC_QUEUE, QueuePolicy.WAIT)
         self._current: Frame | None = None  # synced: the frame shown now, and the one after it

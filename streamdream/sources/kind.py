@@ -23,7 +23,7 @@ from .uri import Kind, ParsedUri
 class OpenContext:
     """What opening a source may need besides its config: threads, an audio tap, the platform."""
 
-    workers: Workers | None = None
+    workers: Workers  # the owner of the source's threads (its reader): the caller's, which it joins
     audio: Any = None  # an ``av_source.AudioTap``, for audio-reactive dreaming
     platform: str = field(default_factory=lambda: sys.platform)
 

@@ -207,10 +207,9 @@ class WebServer:
 
     # --- start and stop -----------------------------------------------------------------------
 
-    def start(self, workers: Workers | None = None) -> None:
-        """Serve, on the process's one loop thread; ``workers``: the owner whose tree it joins
-        (without one, a root of its own: the loop thread still ends with the last server)."""
-        loop = self._loop = _SharedLoop.acquire(workers or Workers(name="http"))
+    def start(self, workers: Workers) -> None:
+        """Serve, on the process's one loop thread; ``workers``: the owner whose tree it joins."""
+        loop = self._loop = _SharedLoop.acquire(workers)
         self._task = asyncio.run_coroutine_threadsafe(self._main(), loop)
         self._task.add_done_callback(lambda _: self._ready.set())
         self._ready.wait(timeout=30)
@@ -246,7 +245,9 @@ class WebServer:
         await runner.setup()
         loop = asyncio.get_running_loop()
         pool = self.pool
-        server = await loop.create_server(lambda: GuardedProtocol(_with_common_headers(runner.server()), pool), sock=self._socket)
+        handlers = runner.server
+        assert handlers is not None  # runner.setup() made it
+        server = await loop.create_server(lambda: GuardedProtocol(_with_common_headers(handlers()), pool), sock=self._socket)
         self._ready.set()
         try:
             await self._stopping.wait()
@@ -282,6 +283,7 @@ class WebServer:
     async def _within_timeout(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """The handler's answer, or 408 after ``request_timeout`` (a timer, not a task per request)."""
         task = asyncio.current_task()
+        assert task is not None, "aiohttp runs every handler in a task"
         expired = []
 
         def expire() -> None:
