@@ -18,7 +18,6 @@ import importlib.util
 import json
 import os
 import socket
-import threading
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable
@@ -40,6 +39,7 @@ from .models.layer_names import layer_names
 from .models.loader import keras_file_problem
 from .models.registry import KERAS_WEIGHTS_URL, REGISTRY, missing_weights_message
 from .models.student_file import check_teacher, load_student, resolve_student
+from .runtime.workers import Workers
 from .sinks import CheckContext, check_sink, exclusive_key, parse_output_uri, webrtc
 from .sources import KINDS, check_source, input_paths, parse_uri
 from .sources.blend import is_still, still_path
@@ -160,9 +160,11 @@ def download_problem(url: str, timeout: float = DOWNLOAD_PROBE_TIMEOUT) -> str |
         except OSError as exc:
             answer.append(f"{where}: {exc.strerror or exc}")
 
-    probe = threading.Thread(target=connect, name="download-probe", daemon=True)  # a name lookup has no timeout
-    probe.start()
-    probe.join(timeout)
+    # a name lookup has no timeout: the probe runs in a thread of an owner closed before returning,
+    # which waits for it ``timeout`` seconds at most (one still hung then ends on its own)
+    owner = Workers(name="preflight")
+    owner.spawn("download-probe", connect)
+    owner.close(timeout)
     return answer[0] if answer else f"{where}: no answer within {timeout:g} s"
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,16 @@ def test_every_error_kind_has_its_row_in_the_one_exit_code_table():
     page = (REPO / "docs" / "command-line.md").read_text()
     for code, meaning in EXIT_CODES.items():
         assert f"| {code} | {meaning} |" in page, f"docs/command-line.md's exit-code table lacks {code}"
+
+
+def test_the_download_probe_names_a_refused_connection_and_leaves_no_thread(monkeypatch):
+    """The probe (a name lookup has no timeout) runs under an owner that is closed before it returns."""
+    from streamdream.preflight import download_problem
+
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    port = free_port()  # nothing listens there
+    before = set(threading.enumerate())
+    problem = download_problem(f"http://127.0.0.1:{port}/weights.h5", timeout=10.0)
+    assert problem is not None and problem.startswith(f"127.0.0.1:{port}: ") and "refused" in problem.lower()
+    assert [t.name for t in threading.enumerate() if t not in before and t.is_alive()] == []

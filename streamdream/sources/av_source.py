@@ -37,10 +37,13 @@ def _ffmpeg_said(exc: BaseException) -> str:
     return str(strerror) if strerror else type(exc).__name__
 
 
-def _open_interruptibly(args: AvOpenArgs) -> av.container.InputContainer:
-    """``av.open``; on the main thread it runs in a thread of its own, so a Ctrl-C is not held up
-    until a server that does not answer times out (a C call cannot be interrupted). The open
-    left behind closes its container itself."""
+def _open_interruptibly(args: AvOpenArgs, workers: Workers) -> av.container.InputContainer:
+    """``av.open``; on the main thread it runs in a thread of its own (``source-open``, a worker
+    of ``workers``, the source's owner), so a Ctrl-C is not held up until a server that does not
+    answer times out (a C call cannot be interrupted). The open left behind closes its container
+    itself; the owner's join waits for it no longer than its own timeout (one POLL once a signal
+    is ending the process: ``runtime/interrupts.owned``), after which it ends on its own within
+    the open timeout."""
     def open_now() -> av.container.InputContainer:
         return av.open(args.file, format=args.format, options=dict(args.options), timeout=args.timeout)
 
@@ -59,7 +62,7 @@ def _open_interruptibly(args: AvOpenArgs) -> av.container.InputContainer:
             if box.get("abandoned") and "container" in box:
                 box["container"].close()  # type: ignore[attr-defined]
 
-    threading.Thread(target=opener, name="source-open", daemon=True).start()
+    workers.spawn("source-open", opener)
     try:
         while not done.wait(POLL):
             pass
@@ -147,7 +150,7 @@ class AvSource(OpenedInfo):
         self._check_exists()
         args = self._args
         try:
-            container = _open_interruptibly(args)
+            container = _open_interruptibly(args, self._workers)
         except FileNotFoundError:
             raise SourceError(self._not_found_message()) from None
         except PermissionError:
