@@ -210,7 +210,7 @@ def main() -> int:
 
     if args.source == "demo":
         threading.Timer(args.seconds, owner.stop.set).start()
-    pipeline = Pipeline(source, build, [sink], queue_size=2, stop=owner, observer=observer)
+    pipeline = Pipeline(source, build, [sink], queue_size=2, workers=owner, observer=observer)
     started = time.monotonic()
     result = pipeline.run()
     owner.close()

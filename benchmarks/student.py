@@ -172,7 +172,7 @@ def live(config_data: dict, seconds: float, clip: Path) -> dict:
         return holder["p"]
 
     with Workers(name="bench") as owner:
-        result = Pipeline(source, build, [sink], queue_size=2, stop=owner, observer=observer).run()
+        result = Pipeline(source, build, [sink], queue_size=2, workers=owner, observer=observer).run()
     if result.error is not None:
         raise SystemExit(f"pipeline failed: {result.error!r}")
     ends = observer.stage_ends.get(REFRESH_STAGE, [])

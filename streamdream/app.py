@@ -119,7 +119,7 @@ class Assembly:
         source = self.source.view() if self.daemon else self.source
         return Pipeline(
             source, self.looks, outputs or self.outputs(), queue_size=config.pipeline.queue_size,
-            max_frames=config.pipeline.max_frames, stop=self.workers, observer=self.observer,
+            max_frames=config.pipeline.max_frames, workers=self.workers, observer=self.observer,
             progress=None if self.daemon else progress_factory(config.pipeline.progress, config.pipeline.max_frames),
             opened=self.info,
         )  # fmt: skip

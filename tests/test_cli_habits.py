@@ -180,7 +180,7 @@ def test_the_stop_summary_adds_up(workers):
     source = open_source(parse_config({"source": "demo?live=1&width=160&height=120&fps=60"}).source, workers=workers)
     sink = open_sink(parse_config({"outputs": ["null"]}).outputs[0], workers=workers)
     run = workers.group("run")
-    pipeline = Pipeline(source, lambda info: SlowProcessor(), [sink], queue_size=2, stop=run)
+    pipeline = Pipeline(source, lambda info: SlowProcessor(), [sink], queue_size=2, workers=run)
     timer = threading.Timer(1.0, run.stop.set)
     timer.start()
     result = pipeline.run()

@@ -194,7 +194,7 @@ def test_live_source_faster_than_the_dreamer_stays_bounded_and_counts_drops(tmp_
     sink.write = write
     run = workers.group("run")  # the pipeline's part of the test's tree, stopped alone
     processor, watcher = SlowProcessor(), QueueWatcher()
-    pipeline = Pipeline(source, lambda info: processor, [sink], queue_size=2, stop=run, observer=watcher)
+    pipeline = Pipeline(source, lambda info: processor, [sink], queue_size=2, workers=run, observer=watcher)
     threading.Timer(4.0, run.stop.set).start()
     result = pipeline.run()
     assert result.info.live
@@ -215,7 +215,7 @@ def test_live_memory_stays_flat(tmp_path, workers):
 
     def run_for(seconds):
         run = workers.group("run")
-        pipeline = Pipeline(open_source(config.source, workers=workers), lambda info: SlowProcessor(), [open_sink(parse_config({"outputs": ["null"]}).outputs[0], workers=workers)], queue_size=3, stop=run)
+        pipeline = Pipeline(open_source(config.source, workers=workers), lambda info: SlowProcessor(), [open_sink(parse_config({"outputs": ["null"]}).outputs[0], workers=workers)], queue_size=3, workers=run)
         threading.Timer(seconds, run.stop.set).start()
         return pipeline.run()
 
@@ -253,7 +253,7 @@ def test_processor_failure_still_finalizes_the_output(tmp_path, workers):
 
     source = open_source(parse_config({"source": str(clip)}).source, workers=workers)
     sink = open_sink(parse_config({"outputs": [str(out)]}).outputs[0], workers=workers)
-    result = Pipeline(source, lambda info: Breaks(), [sink]).run()
+    result = Pipeline(source, lambda info: Breaks(), [sink], workers=workers).run()
     assert isinstance(result.error, RuntimeError)
     # finalized, and named as what it is: the run did not reach the input's end
     assert not out.exists() and len(video_timestamps(tmp_path / "out.partial.mp4")) == 8

@@ -274,7 +274,7 @@ class SegmentDreamer:
             )  # fmt: skip
             source, look, progress = SegmentSource(task), SegmentLook(self, task, cancelled), _Report(report)
             started = time.perf_counter()
-            result = Pipeline(source, look, [sink], queue_size=2, stop=workers, progress=lambda info: progress).run()
+            result = Pipeline(source, look, [sink], queue_size=2, workers=workers, progress=lambda info: progress).run()
             wall = time.perf_counter() - started
             if result.error is not None:
                 raise result.error

@@ -32,7 +32,7 @@ from ..frames import EndOfStream, Frame, SourceInfo
 from ..runtime.interrupts import DREAM_STEP_WAIT, signalled, stop_watched
 from ..runtime.observer import ObserverGroup, PipelineObserver
 from ..runtime.queues import FrameQueue, QueueClosed, QueuePolicy
-from ..runtime.workers import JOIN_TIMEOUT, POLL, Consumer, StopToken, Worker, Workers
+from ..runtime.workers import JOIN_TIMEOUT, POLL, Consumer, Worker, Workers
 from .live import LiveDreamWorker
 from .outputs import OutputSet, OutputState
 
@@ -150,6 +150,8 @@ class Pipeline:
     ``dreamer``: what turns frames into dreamed frames (a ``LookSwitch``, or any object with
     ``process``; ``live_dreams()`` if it dreams beside the frames), or a function of the
     opened source's ``SourceInfo`` that makes one. ``outputs``: an ``OutputSet`` or sinks.
+    ``workers``: the caller's owner (there is no default): the pipeline's threads are a group of
+    it, stopped alone by ``stop()`` and by the caller's stop, joined by ``finish()`` and the caller.
     """
 
     def __init__(
@@ -160,7 +162,7 @@ class Pipeline:
         *,
         queue_size: int = 4,
         max_frames: int | None = None,
-        stop: StopToken | Workers | None = None,
+        workers: Workers,
         observer: PipelineObserver | None = None,
         progress: Callable[[SourceInfo], object] | None = None,
         opened: SourceInfo | None = None,
@@ -175,8 +177,7 @@ class Pipeline:
         self.outputs.on_quit = self._quit
         self.queue_size = queue_size
         self.max_frames = max_frames
-        owner = stop if isinstance(stop, Workers) else Workers(stop)
-        self.workers = owner.group("pipeline")
+        self.workers = workers.group("pipeline")  # the caller's owner: run's, serve's, a segment's
         self._make_progress = progress
         self._opened = opened  # the caller opened the source already (to fail fast) and got this
         self.info: SourceInfo | None = None
