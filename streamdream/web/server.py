@@ -25,7 +25,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -34,7 +34,7 @@ from aiohttp.web_request import BaseRequest
 
 from ..errors import StreamdreamError
 from ..runtime.executor import WorkerExecutor
-from ..runtime.workers import Worker, Workers
+from ..runtime.workers import Workers
 from .guard import ConnectionPool, GuardedProtocol
 from .origin import HostAllowList
 
@@ -105,44 +105,54 @@ def _with_common_headers(handler: RequestHandler) -> RequestHandler:
 
 
 class _SharedLoop:
-    """One event-loop thread for every HTTP server of the process (the service's, the preview's).
+    """One event-loop thread for every HTTP server of one owner tree (the service's, the preview's).
 
     One thread rather than one per server: two loop threads would hand the GIL back and forth
     at every step of a request, which costs more than they gain. The thread, and the workers
-    that run the loop's blocking calls (``WorkerExecutor``), belong to the top of the first
-    server's owner tree (``Workers.root``: the daemon's or the run's), so they are listed and
-    joined with every other thread; the last server to stop ends them.
+    that run the loop's blocking calls (``WorkerExecutor``), belong to the top of the servers'
+    owner tree (``Workers.root``: the daemon's or the command's), so they are listed and joined
+    with every other thread of it; the last of that tree's servers to stop ends them. A process
+    has one tree (``run``, ``serve``), so one loop; two trees (a test's) get one each, so no
+    tree holds a loop that another tree's server still uses, or that outlives its own join.
     """
 
     _lock = threading.Lock()
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: Worker | None = None
-    _executor: WorkerExecutor | None = None
-    _users = 0
+    _by_root: ClassVar[dict[Workers, _SharedLoop]] = {}  # the loops running now, by their tree's top
+
+    def __init__(self, root: Workers) -> None:
+        self.root = root
+        self.loop = asyncio.new_event_loop()
+        self.executor = WorkerExecutor(root, "http-call", max_workers=4)
+        self.worker = root.spawn("http", self._run, self.loop)
+        self.users = 0
 
     @classmethod
-    def acquire(cls, owner: Workers) -> asyncio.AbstractEventLoop:
+    def acquire(cls, owner: Workers) -> _SharedLoop:
+        """The loop of ``owner``'s tree, started by its first server; ``release()`` once per acquire."""
         with cls._lock:
-            if cls._loop is None:
-                cls._loop = asyncio.new_event_loop()
-                cls._executor = WorkerExecutor(owner.root, "http-call", max_workers=4)
-                cls._thread = owner.root.spawn("http", cls._run, cls._loop)
-            cls._users += 1
-            return cls._loop
+            shared = cls._by_root.get(owner.root)
+            if shared is None:
+                shared = cls._by_root[owner.root] = cls(owner.root)
+            shared.users += 1
+            return shared
 
-    @classmethod
-    def release(cls) -> None:
-        with cls._lock:
-            cls._users -= 1
-            if cls._users > 0 or cls._loop is None:
+    def release(self) -> None:
+        """The last server of the tree to stop ends the loop thread and the call workers, and joins them."""
+        with self._lock:
+            self.users -= 1
+            if self.users > 0 or self._by_root.get(self.root) is not self:
                 return
-            loop, worker, executor = cls._loop, cls._thread, cls._executor
-            cls._loop, cls._thread, cls._executor = None, None, None
-        loop.call_soon_threadsafe(loop.stop)
-        if worker is not None and worker.thread is not None:
-            worker.thread.join(timeout=10)
-        if executor is not None:
-            executor.shutdown(wait=True)
+            del self._by_root[self.root]
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        thread = self.worker.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+        self.executor.shutdown(wait=True)
+
+    @classmethod
+    def executor_of(cls, loop: asyncio.AbstractEventLoop) -> WorkerExecutor | None:
+        with cls._lock:
+            return next((shared.executor for shared in cls._by_root.values() if shared.loop is loop), None)
 
     @staticmethod
     def _run(loop: asyncio.AbstractEventLoop) -> None:
@@ -155,10 +165,11 @@ class _SharedLoop:
 
 async def run_blocking(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` on one of the HTTP loop's call workers (a JPEG encode, a verb that takes a lock)."""
-    executor = _SharedLoop._executor
+    loop = asyncio.get_running_loop()
+    executor = _SharedLoop.executor_of(loop)
     if executor is None:  # pragma: no cover - only the loop's own coroutines call this, while it runs
         raise RuntimeError("no HTTP loop is running")
-    return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+    return await loop.run_in_executor(executor, fn, *args)
 
 
 class WebServer:
@@ -194,6 +205,7 @@ class WebServer:
         self._socket.setblocking(False)
         self.port = int(self._socket.getsockname()[1])
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._shared: _SharedLoop | None = None
         self._ready = threading.Event()
 
     @property
@@ -209,20 +221,21 @@ class WebServer:
 
     def start(self, workers: Workers) -> None:
         """Serve, on the process's one loop thread; ``workers``: the owner whose tree it joins."""
-        loop = self._loop = _SharedLoop.acquire(workers)
+        shared = self._shared = _SharedLoop.acquire(workers)
+        loop = self._loop = shared.loop
         self._task = asyncio.run_coroutine_threadsafe(self._main(), loop)
         self._task.add_done_callback(lambda _: self._ready.set())
         self._ready.wait(timeout=30)
         if self._task.done() and self._task.exception() is not None:
-            self._loop = None
-            _SharedLoop.release()
+            self._loop, self._shared = None, None
+            shared.release()
             raise StreamdreamError(f"{self.name}: the HTTP server failed to start: {self._task.exception()}")
 
     def stop(self) -> None:
         """Close every connection and end this server; the last server to stop ends the loop thread."""
-        loop, task = self._loop, getattr(self, "_task", None)
-        if loop is not None and task is not None:
-            self._loop = None
+        loop, shared, task = self._loop, self._shared, getattr(self, "_task", None)
+        if loop is not None and shared is not None and task is not None:
+            self._loop, self._shared = None, None
             stopping = getattr(self, "_stopping", None)
             if stopping is not None:
                 loop.call_soon_threadsafe(stopping.set)
@@ -230,7 +243,7 @@ class WebServer:
                 task.result(timeout=self.limits.stop_timeout + 5)
             except Exception:  # noqa: BLE001 - stopping goes on whatever went wrong in serving
                 log.exception("%s: the HTTP server did not stop cleanly", self.name)
-            _SharedLoop.release()
+            shared.release()
         self._socket.close()
 
     async def _main(self) -> None:
