@@ -5,10 +5,13 @@ rotation and pruning, the one owner of every thread. No model: the dream is not 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -110,7 +113,7 @@ def test_recording_timestamps_strictly_increase_across_ten_reconnects(tmp_path, 
     )  # fmt: skip
     out = tmp_path / "recording.mkv"
     run = workers.group("run")
-    pipeline = Pipeline(source, Passthrough(), OutputSet([OutputConfig(uri=str(out))], observer=events), stop=run)
+    pipeline = Pipeline(source, Passthrough(), OutputSet([OutputConfig(uri=str(out))], observer=events), workers=run)
     runner = threading.Thread(target=pipeline.run)
     runner.start()
     try:
@@ -377,3 +380,130 @@ def test_a_source_opened_under_an_owner_leaves_no_thread_once_the_owner_is_stopp
     assert not [t.name for t in started if t.is_alive()]
     frames.close()
     source.close()
+
+
+# --- every thread in the tree that `run` and `serve` join ----------------------------------------
+
+
+class ThreadCensus:
+    """Every Python thread that begins to run inside the ``with``, with whether the owner tree
+    (``tree()``: its top) listed it as it began: a profile hook sees each new thread's first call."""
+
+    def __init__(self, tree: Callable[[], Workers | None]) -> None:
+        self.tree = tree
+        self.seen: list[tuple[threading.Thread, bool]] = []
+        self._lock = threading.Lock()
+
+    def _first_call(self, frame: object, event: str, arg: object) -> None:
+        sys.setprofile(None)  # once per thread: the hook only counts it
+        thread, tree = threading.current_thread(), self.tree()
+        listed = tree is not None and thread.name in tree.threads()
+        with self._lock:
+            self.seen.append((thread, listed))
+
+    def unlisted(self, *ours: threading.Thread) -> list[str]:
+        """The threads the tree did not list (the test's own ``ours`` aside)."""
+        with self._lock:
+            return [t.name for t, listed in self.seen if not listed and t not in ours]
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return [t.name for t, _ in self.seen]
+
+    def __enter__(self) -> ThreadCensus:
+        self.before = set(threading.enumerate())
+        threading.setprofile(self._first_call)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        threading.setprofile(None)
+
+    def left(self) -> list[str]:
+        """Threads alive now that were not before the ``with``."""
+        return [t.name for t in threading.enumerate() if t not in self.before and t.is_alive()]
+
+
+def test_a_run_starts_every_thread_in_its_owner_tree_and_leaves_none_once_it_is_joined(tmp_path, workers):
+    """`run`'s parts (the input opened on the main thread, its reader, the dream, a file output,
+    the metrics server on the HTTP loop) in the run's owner, as ``commands/run.py`` builds them."""
+    from streamdream.config import MetricsConfig, SourceConfig
+    from streamdream.service.http import start_metrics
+    from streamdream.sources import open_source
+    from tests.fixtures.media import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=30)
+    out = tmp_path / "out.mkv"
+    with ThreadCensus(lambda: workers) as census:
+        observer, server = start_metrics(MetricsConfig(enabled=True, port=0), workers)
+        try:
+            source = open_source(SourceConfig(uri=str(clip)), workers=workers)
+            result = Pipeline(source, Passthrough(), OutputSet([OutputConfig(uri=str(out))]), workers=workers, observer=observer).run()
+        finally:
+            server.shutdown()
+        assert workers.close(10.0) == []
+    assert result.error is None and len(mkv_timestamps(out)) == 30
+    started = census.names()
+    for expected in ("source-open", "source-decode", "http", "http-call"):  # the opener too: not a thread of its own
+        assert any(name.startswith(expected) for name in started), f"no {expected} thread among {started}"
+    assert census.unlisted() == []
+    assert census.left() == []
+
+
+def test_a_serve_daemon_starts_every_thread_in_its_owner_tree_and_leaves_none_once_it_stops(tmp_path, monkeypatch):
+    from streamdream.pipeline.looks import Look
+    from streamdream.service.daemon import Service
+    from tests.test_service_daemon import TOKEN, Running, write
+
+    config = write(tmp_path / "serve.yaml", {
+        "source": {"uri": "demo?live=1", "width": 160, "height": 120, "fps": 15},
+        "outputs": ["null", str(tmp_path / "serve.mkv")], "metrics": {"port": 0}, "control": {"token": TOKEN},
+    })  # fmt: skip
+    owners: list[Workers] = []  # the daemon's owner, as soon as it exists
+    built = Service.__init__
+
+    def init(self: Service, *args: Any, **kwargs: Any) -> None:
+        built(self, *args, **kwargs)
+        owners.append(self.workers)
+
+    monkeypatch.setattr(Service, "__init__", init)
+    with ThreadCensus(lambda: owners[0] if owners else None) as census:
+        running = Running(config, build=lambda preset, cfg, warm_on: Look(preset, cfg, None, Passthrough()))  # no model needed
+        try:
+            wait_for(lambda: running.metrics().get("streamdream_output_frames_total,output=serve.mkv", 0) >= 10, 60, "frames written")
+            during = owners[0].threads()
+        finally:
+            assert running.close() == 0
+    for expected in ("http", "http-call", "source-reconnect"):
+        assert any(name.startswith(expected) for name in during), f"no {expected} thread among {during}"
+    assert census.unlisted(running.thread) == []  # the test's thread that runs the daemon aside
+    assert census.left() == []
+
+
+def test_each_owner_tree_holds_its_own_http_loop_and_its_last_server_ends_it():
+    """Two trees in one process (a test's module fixture and its own): neither holds a loop the
+    other's server uses, and a tree whose servers stopped is joined at once, nothing left."""
+    from aiohttp import web
+
+    from streamdream.web.server import WebServer, run_blocking, text_response
+    from tests.fixtures.servers import http_request
+
+    async def who(request: web.Request) -> web.Response:
+        return text_response(200, await run_blocking(lambda: threading.current_thread().name))
+
+    first, second = Workers(name="first"), Workers(name="second")
+    a = WebServer([web.get("/who", who)], "127.0.0.1", 0, name="a")
+    b = WebServer([web.get("/who", who)], "127.0.0.1", 0, name="b")
+    a.start(first)
+    b.start(second.group("preview"))
+    try:
+        for server, tree in ((a, first), (b, second)):
+            status, name = http_request(server.url + "/who")
+            assert status == 200 and name.strip() in tree.threads()  # its blocking calls ran on its own tree's workers
+            assert any(n.startswith("http") and not n.startswith("http-call") for n in tree.threads())  # its loop, listed
+        a.stop()
+        assert first.close(5.0) == [] and first.threads() == []  # ended by its last server, nothing left
+        assert http_request(b.url + "/who")[0] == 200  # the other tree's server goes on
+    finally:
+        a.stop()
+        b.stop()
+    assert second.close(5.0) == [] and second.threads() == []
