@@ -17,6 +17,7 @@ import pytest
 import skimage.data
 
 from streamdream.coherence.evaluate import REVEAL_AGES, evaluate_frames
+from streamdream.coherence.flow import to_gray
 from streamdream.coherence.processors import FlowProcessor, IndependentProcessor
 from streamdream.coherence.reveal import crop_box, revealed_core
 from streamdream.config import CoherenceConfig, DreamConfig
@@ -171,6 +172,26 @@ def test_live_refresh_dreams_the_entering_edge(engine: DreamEngine, panned) -> N
     assert detail(shown, images[7])[strip].mean() >= 0.85 * full
 
 
+
+def test_live_shows_the_entering_edge_dreamed_between_refreshes(engine: DreamEngine, panned) -> None:
+    """Live: frames go out between refreshes with the last dream carried onto them; the side
+    the pan brought in since that dream (3 frames: 42 columns) shows the dream mirrored at the
+    edge, not a bare strip, while content uncovered inside the picture still gets none."""
+    live = LiveDream(FlowProcessor(engine, CoherenceConfig()))
+    images = panned["input"]
+    live.offer(Frame(images[4], 4, 4 / 25.0))
+    assert live.refresh(timeout=5)
+    shown = live.show(Frame(images[7], 7, 0.28))  # no refresh since frame 4
+    strip, inside = np.s_[:, WIDTH - 3 * SPEED + 4 :], np.s_[:, WIDTH // 3 : 2 * WIDTH // 3]
+    assert detail(shown, images[7])[strip].mean() >= 0.6 * detail(shown, images[7])[inside].mean()
+    warper = live.warper
+    gray = [to_gray(cv2.resize(images[i], (WIDTH, HEIGHT))) for i in (4, 7)]
+    values = np.ones((HEIGHT, WIDTH), np.float32)
+    assert warper.carry(values, gray[0], gray[1]).values[strip].mean() < 0.1  # files' carry: none
+    blob = gray[0].copy()
+    blob[60:100, 80:120] = 0  # a dark square that leaves: what it covered is uncovered inside
+    uncovered = warper.carry(values, blob, gray[0], mirror_edges=True)
+    assert uncovered.values[64:96, 84:116].mean() < 0.1
 
 def test_two_passes_need_one_process_and_flow_mode(tmp_path: Path) -> None:
     clip = write_frames(tmp_path / "pan.mp4", [cv2.resize(f, (96, 72), interpolation=cv2.INTER_AREA) for f in pan(3)])

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .flow import FlowEstimator, warp
+from .flow import FlowEstimator, pixel_grid, warp
 from .occlusion import consistency_mask
 
 # Looser than the occlusion module's defaults (Sundaram's 0.01 and 0.5, kept for the
@@ -56,6 +56,14 @@ class Carried:
         return float(self.visible.mean())
 
 
+def _entering(backward: np.ndarray) -> np.ndarray:
+    """HxW bool: pixels whose source (along ``backward``) lies outside the source picture."""
+    height, width = backward.shape[:2]
+    source = pixel_grid(height, width) + backward
+    x, y = source[..., 0], source[..., 1]
+    return (x < 0) | (x > width - 1) | (y < 0) | (y > height - 1)
+
+
 def _smoothed(gray: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(gray.astype(np.float32), (5, 5), 1.0)
 
@@ -82,8 +90,15 @@ class FlowWarper:
         self.color_tolerance = color_tolerance
         self.still_flow = still_flow
 
-    def carry(self, values: np.ndarray, source_gray: np.ndarray, target_gray: np.ndarray) -> Carried:
-        """``values`` (on ``source_gray``'s picture, same size) moved onto ``target_gray``'s."""
+    def carry(self, values: np.ndarray, source_gray: np.ndarray, target_gray: np.ndarray, *,
+              mirror_edges: bool = False) -> Carried:
+        """``values`` (on ``source_gray``'s picture, same size) moved onto ``target_gray``'s.
+
+        ``mirror_edges``: pixels that entered at the picture's edge (their source lies outside
+        the source picture: a pan's new side) get the values mirrored at that edge instead of
+        none. A stand-in for what is shown until a dream of their own comes (live mode shows
+        a dream several frames old); never used for what is carried on to the next dream.
+        Content uncovered inside the picture still gets none: mirroring there would be a ghost."""
         forward, backward = self.estimator.both_ways(source_gray, target_gray)
         source, target = _smoothed(source_gray), _smoothed(target_gray)
         if self.still_flow > 0:
@@ -102,6 +117,12 @@ class FlowWarper:
             warped *= visible[..., None]
         else:
             warped *= visible
+        if mirror_edges:
+            entering = _entering(backward)
+            if entering.any():
+                mirrored = cv2.remap(values, pixel_grid(*backward.shape[:2]) + backward, None, self.interpolation,
+                                     borderMode=cv2.BORDER_REFLECT_101)
+                warped[entering] = mirrored[entering]
         return Carried(warped, visible)
 
 

@@ -50,11 +50,11 @@ MIN_CROP = 96  # the crop dreamed is at least this big each way: its half size s
 MAX_GAIN = 4.0  # most the revealed detail is raised to reach the full dream's level
 AIM = 1.2  # revealed detail is raised to this much of the full dream's level: carrying softens it a little
 AGE_SETTLED = 255.0  # the age of pixels of a full dream: settled, never young again
-FEATHER = 2  # px over which new detail fades into carried detail at the region's edge
+FEATHER = 1  # px over which new detail fades into carried detail at the region's edge
 OCTAVE = 2.0  # the crop is dreamed at 1/OCTAVE of the dream resolution: mid-sized patterns
 PAD = 16  # px mirrored around the crop (at its dreamed size) before its steps: no border streaks
 LEVEL_RADIUS = 12.0  # px: the neighbourhood a pixel's detail level is measured over
-SMOOTH = 6.0  # px: the Gaussian the refinement's weight on young pixels is smoothed with (no line where each strip began)
+SMOOTH = 3.0  # px: the Gaussian the refinement's weight on young pixels is smoothed with (no line where each strip began)
 _SPECK = np.ones((3, 3), np.uint8)
 
 

@@ -11,7 +11,9 @@ For a live source the pipeline's dream worker does not dream: it *shows*. Per lo
    output, with the latest dream carried onto it, but never dreamed itself.
 2. ``show`` (dream worker): the latest published ``DreamState``'s detail, moved along the
    optical flow from the frame it was dreamed on straight to this frame, is added: a few
-   milliseconds, whatever the dream costs. A dream of an earlier shot is not shown.
+   milliseconds, whatever the dream costs. What entered at the picture's edge since that
+   dream (a panning webcam's new side) shows the dream mirrored at the edge until the next
+   refresh dreams it. A dream of an earlier shot is not shown.
 3. ``refresh`` (the ``dream-refresh`` worker, ``LiveDreamWorker``): takes the slot's
    frame, runs the processor's ``downscale`` and ``dream_detail`` (a full dream when the
    shot changed), feeds the processor's adaptive quality (``observe_time``, the same path
@@ -111,7 +113,9 @@ class LiveDream:
             detail = state.detail
         else:
             gray = to_gray(self._resize(frame.image, width, height))
-            detail = self.warper.carry(state.detail, state.gray, gray).values
+            # the side a pan brings in since the dream gets the dream mirrored at that edge
+            # until the next refresh dreams it: not a bare strip that follows the camera
+            detail = self.warper.carry(state.detail, state.gray, gray, mirror_edges=True).values
         self.detail_age = max(0.0, frame.captured_at - state.captured_at)
         self.observer.stage_time(AGE_STAGE, self.detail_age)
         return self._compose(frame.image, detail if gain == 1.0 else detail * np.float32(gain), tone=self.processor.engine.tone)
