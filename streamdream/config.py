@@ -281,8 +281,8 @@ class CoherenceConfig(Section):
     scene_cut: float = Field(30.0, ge=0.0, le=255.0, description="Grey-thumbnail mean difference (0-255) that starts a new shot; 0: off.")
     flow: Literal["dis", "farneback"] = Field("dis", description="Optical flow method.")
     flow_preset: Literal["ultrafast", "fast", "medium"] = Field("medium", description="DIS preset (speed vs accuracy): "
-                                                                 "medium halves flow mode's warping error on moving shots against fast, "
-                                                                 "for about 12 ms more per frame at 320x240.")
+                                                                 "medium lowers flow mode's warping error on moving shots by a third "
+                                                                 "against fast, for about 12 ms more per frame at 320x240.")
     adaptive: bool = Field(False, description="Adjust dream width and steps to meet target_fps.")
     target_fps: float = Field(4.0, gt=0.0, le=240.0, description="Adaptive target: output frames/s for files, dream refreshes/s for live sources.")
     min_width: int = Field(128, ge=32, le=8192, description="Adaptive: smallest dream width.")

@@ -75,9 +75,11 @@ def resize_flow(flow: np.ndarray, width: int, height: int) -> np.ndarray:
 class FlowEstimator:
     """Dense optical flow between two grey pictures of the same size.
 
-    DIS (OpenCV's dense inverse search) by default: ``ultrafast`` about 2 ms and
-    ``fast`` about 5 ms at 320x180 on one core, ``medium`` for evaluation. Farneback
-    is slower and smoother. An instance keeps OpenCV state: use one per thread.
+    DIS (OpenCV's dense inverse search) by default: ``ultrafast`` about 2 ms (live mode's
+    shown carry), ``fast`` about 5 ms and ``medium`` about 10 ms at 320x240 on one core,
+    each way. Flow mode carries with ``medium`` (``coherence.flow_preset``): against
+    ``fast`` its carry lowers the warping error along a made clip's true motion by a third
+    on a slow pan and a zoom (``benchmarks/revealed_motion.py``). Farneback is slower and smoother. An instance keeps OpenCV state: use one per thread.
     """
 
     def __init__(self, method: FlowMethod = "dis", preset: FlowPreset = "fast") -> None:
