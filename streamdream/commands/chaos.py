@@ -178,7 +178,7 @@ class ChaosSoak:
         self.settings = self._settings(overrides)
         self.good = yaml.safe_dump(self.settings, sort_keys=False)
         self.bad = bad_configs(self.settings)
-        self.workers = Workers()
+        self.workers = Workers(stop.child(), name="chaos")  # the soak's helpers: stopped with the command, joined at its end
         self.source: Respawner | None = None
         self.receiver: Respawner | None = None
         self.daemon: subprocess.Popen | None = None
