@@ -20,7 +20,9 @@ mistakes flatter. Then the issue's targets: flow mode's mean detail >= 95% of in
 revealed regions at >= 90% of independent's detail on the same pixels within 2 frames;
 warping-error ratio <= 1.5; detail instability <= 0.05; a fast-pan frame <= 1.5x a still
 frame's cost. ``--pictures DIR`` writes the before/after picture of the fast pan's entering
-side; ``--sheets DIR`` writes a contact sheet per clip to look at.
+side; ``--sheets DIR`` writes a contact sheet per clip to look at. ``--cost --json
+benchmarks/revealed_motion_cost.json`` measures only the cost, flow mode now and before with
+every clip's frames interleaved in one loop (a busy machine slows them all alike).
 """
 
 from __future__ import annotations
@@ -217,6 +219,25 @@ def targets(rows: dict[str, dict], still_ms: dict[str, float], mode: str) -> dic
     return checks
 
 
+def interleaved_cost(engine: DreamEngine, coherence: CoherenceConfig, clips: list[str], frames: int) -> dict:
+    """Milliseconds per frame (medians, the first frame left out) of flow mode now and before on
+    every clip, the frames of every clip and both settings interleaved in one loop, so a busy
+    machine slows them all alike; and each clip's cost over the still clip's."""
+    settings = {"flow": coherence, "flow_before": coherence.model_copy(update={"reveal_steps": 0, "flow_preset": "fast"})}
+    names = ["still"] + [c for c in clips if c != "still" and not c.endswith((".mp4", ".avi"))]
+    data = {c: [Frame(freeze(image), i, i / 25.0) for i, image in enumerate(clip_frames(c, frames))] for c in names}
+    processors = {(m, c): PROCESSORS["flow"](engine, cfg, width=WIDTH) for m, cfg in settings.items() for c in names}
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in processors}
+    for i in range(frames):
+        for (mode, clip), processor in processors.items():
+            started = time.perf_counter()
+            processor.process(data[clip][i])
+            times[(mode, clip)].append(time.perf_counter() - started)
+    ms = {key: float(np.median(t[1:])) * 1e3 for key, t in times.items()}
+    return {mode: {c: {"ms_per_frame": ms[(mode, c)], "of_still": ms[(mode, c)] / ms[(mode, "still")]} for c in names}
+            for mode in settings}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=20)
@@ -227,11 +248,19 @@ def main() -> int:
     parser.add_argument("--json", default="benchmarks/revealed_motion.json")
     parser.add_argument("--pictures", metavar="DIR", help="write the fast pan's before/after picture here")
     parser.add_argument("--sheets", metavar="DIR", help="write a contact sheet per clip here")
+    parser.add_argument("--cost", action="store_true", help="only the cost: flow mode now and before, every clip's frames interleaved")
     args = parser.parse_args()
 
     config = parse_config({"model": {"name": args.model}, "dream": {"seed": args.seed}})
     engine = build_engine(config)
     engine.dream(np.full((96, 128, 3), 128.0, np.float32))  # trace before any timing
+    if args.cost:
+        cost = interleaved_cost(engine, config.coherence, [c for c in args.clips.split(",") if c], args.frames)
+        for mode, rows in cost.items():
+            print(f"{mode:<12}" + "  ".join(f"{c} {r['ms_per_frame']:.0f} ms ({r['of_still']:.2f}x)" for c, r in rows.items()))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"model": args.model, "size": f"{WIDTH}x{HEIGHT}", "cost": cost}, indent=2) + "\n")
+        return 0
     modes = [m for m in args.modes.split(",") if m]
     results: dict = {"model": args.model, "size": f"{WIDTH}x{HEIGHT}", "frames": args.frames,
                      "coherence": config.coherence.model_dump(mode="json"), "clips": {}}
