@@ -9,9 +9,6 @@ Three checks decide where detail may land, and how it gets there:
    happens when a plain hand moves over a patterned wall: smooth flow drags the wall's
    pattern onto the fingers (a see-through hand with a double edge). Such pixels get no
    detail either, and neither do their immediate neighbours.
-   Both checks are waived in a 2-px band along the source picture's border, where the
-   forward flow is a guess and the smoothing sees a mirror: a pan's newest strip is carried
-   the frame after it entered, not dropped and dreamed afresh (which changed it every frame).
 3. *Stillness*: where the flow is under a fraction of a pixel and the picture did not
    change, the detail is copied as it is instead of being resampled. Resampling a still
    wall every frame softens its pattern a little each time and the refinement steps then
@@ -57,19 +54,6 @@ class Carried:
     @property
     def visible_fraction(self) -> float:
         return float(self.visible.mean())
-
-
-EDGE = 2  # px: the band along the source picture's border where a carry is trusted unchecked
-
-
-def _near_border(backward: np.ndarray, band: int) -> np.ndarray:
-    """HxW bool: pixels whose source (along ``backward``) lies inside the source picture and
-    within ``band`` pixels of its border."""
-    height, width = backward.shape[:2]
-    source = pixel_grid(height, width) + backward
-    x, y = source[..., 0], source[..., 1]
-    inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
-    return inside & ((x < band) | (x > width - 1 - band) | (y < band) | (y > height - 1 - band))
 
 
 def _entering(backward: np.ndarray) -> np.ndarray:
@@ -128,11 +112,6 @@ class FlowWarper:
             wrong = np.abs(moved - target) > self.color_tolerance
             wrong = cv2.dilate(wrong.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
             visible &= ~wrong
-        # at the source picture's border both checks fail content that the flow carries well
-        # (a pan's newest strip, the frame after): the forward flow there is a guess, and the
-        # smoothing sees a mirror, not the neighbours. Dropped, that strip was dreamed afresh
-        # and changed every frame; trusted, it is carried like the rest
-        visible |= _near_border(backward, EDGE)
         warped = warp(values, backward, self.interpolation)
         if warped.ndim == 3:
             warped *= visible[..., None]
