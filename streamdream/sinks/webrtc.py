@@ -18,6 +18,7 @@ or never comes up is closed and forgotten; ``viewers`` counts those left (the
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib.util
 import logging
 import os
@@ -44,6 +45,7 @@ DEFAULT_BITRATE = 1_500_000
 MAX_VIEWERS = 16
 HEARD_WITHIN_S = 10.0  # a source whose sound came this recently gets an audio track
 SLOT_S = 0.02
+CLOSE_TIMEOUT = 5.0  # s the output's close waits for its viewers' connections to close
 INSTALL = "pip install 'streamdream[webrtc]'"
 
 
@@ -151,9 +153,10 @@ class WebRtcHub:
         for pc in list(self.peers):
             await pc.close()
             await self._ended(pc)
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        self._tasks = []
+        await asyncio.gather(*tasks, return_exceptions=True)  # ended, not left pending at exit
 
     async def _encode_video(self) -> None:
         """Encode the newest picture once per picture while anyone watches."""
@@ -245,11 +248,20 @@ class WebRtcSink:
         self._open = False
         self.hub.outputs -= 1
         loop = self.hub._loop
-        if self.hub.outputs == 0 and loop is not None and self.hub.peers:
+        if self.hub.outputs == 0 and loop is not None and (self.hub.peers or self.hub._tasks):
             try:
-                asyncio.run_coroutine_threadsafe(self.hub.close_all(), loop)
-            except RuntimeError:
-                pass
+                closing = asyncio.run_coroutine_threadsafe(self.hub.close_all(), loop)
+                if not _on_loop(loop):  # waited for, so no encode task is left pending at exit
+                    closing.result(timeout=CLOSE_TIMEOUT)
+            except (RuntimeError, TimeoutError, concurrent.futures.TimeoutError):
+                log.warning("webrtc: the viewers' connections did not close within %g s", CLOSE_TIMEOUT)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def aiortc_missing() -> str | None:
