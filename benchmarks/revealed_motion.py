@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from streamdream.app import build_engine  # noqa: E402
 from streamdream.coherence import PROCESSORS  # noqa: E402
 from streamdream.coherence.evaluate import evaluate_frames  # noqa: E402
-from streamdream.coherence.flow import warp  # noqa: E402
+from streamdream.coherence.flow import pixel_grid, warp  # noqa: E402
 from streamdream.coherence.passes import BackwardPass  # noqa: E402
 from streamdream.config import CoherenceConfig, parse_config  # noqa: E402
 from streamdream.dream.engine import DreamEngine  # noqa: E402
@@ -125,7 +125,7 @@ def true_motion(name: str) -> np.ndarray | None:
     """HxWx2 backward flow (frame t -> t-1, the same every frame) of the synthetic clips whose
     camera is known, or None. The pans move the picture left by their speed; the zoom out
     shrinks it by 1.025 a frame about the view's centre."""
-    grid = np.dstack(np.meshgrid(np.arange(WIDTH, dtype=np.float32), np.arange(HEIGHT, dtype=np.float32)))
+    grid = pixel_grid(HEIGHT, WIDTH)
     if name == "still":
         return np.zeros_like(grid)
     if name in ("pan_slow", "pan_fast"):
@@ -140,7 +140,7 @@ def true_motion(name: str) -> np.ndarray | None:
 def true_warp_error(frames: list[np.ndarray], backward: np.ndarray) -> float:
     """Mean squared RGB error (0-1) of each frame against the last one moved along ``backward``,
     over the pixels whose source lies inside the last frame."""
-    source = np.dstack(np.meshgrid(np.arange(WIDTH), np.arange(HEIGHT))) + backward
+    source = pixel_grid(HEIGHT, WIDTH) + backward
     inside = (source[..., 0] >= 0) & (source[..., 0] <= WIDTH - 1) & (source[..., 1] >= 0) & (source[..., 1] <= HEIGHT - 1)
     errors = []
     for previous, current in zip(frames, frames[1:]):

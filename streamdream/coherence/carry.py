@@ -56,10 +56,10 @@ class Carried:
         return float(self.visible.mean())
 
 
-def _entering(backward: np.ndarray) -> np.ndarray:
-    """HxW bool: pixels whose source (along ``backward``) lies outside the source picture."""
-    height, width = backward.shape[:2]
-    source = pixel_grid(height, width) + backward
+def _outside(source: np.ndarray) -> np.ndarray:
+    """HxW bool: pixels whose ``source`` position (HxWx2 x, y on a picture of the same size)
+    lies outside that picture."""
+    height, width = source.shape[:2]
     x, y = source[..., 0], source[..., 1]
     return (x < 0) | (x > width - 1) | (y < 0) | (y > height - 1)
 
@@ -118,10 +118,10 @@ class FlowWarper:
         else:
             warped *= visible
         if mirror_edges:
-            entering = _entering(backward)
+            source = pixel_grid(*backward.shape[:2]) + backward
+            entering = _outside(source)
             if entering.any():
-                mirrored = cv2.remap(values, pixel_grid(*backward.shape[:2]) + backward, None, self.interpolation,
-                                     borderMode=cv2.BORDER_REFLECT_101)
+                mirrored = cv2.remap(values, source, None, self.interpolation, borderMode=cv2.BORDER_REFLECT_101)
                 warped[entering] = mirrored[entering]
         return Carried(warped, visible)
 

@@ -79,7 +79,8 @@ class FlowEstimator:
     shown carry), ``fast`` about 5 ms and ``medium`` about 10 ms at 320x240 on one core,
     each way. Flow mode carries with ``medium`` (``coherence.flow_preset``): against
     ``fast`` its carry lowers the warping error along a made clip's true motion by a third
-    on a slow pan and a zoom (``benchmarks/revealed_motion.py``). Farneback is slower and smoother. An instance keeps OpenCV state: use one per thread.
+    on a slow pan and a zoom (``benchmarks/revealed_motion.py``). Farneback is slower and
+    smoother. An instance keeps OpenCV state: use one per thread.
     """
 
     def __init__(self, method: FlowMethod = "dis", preset: FlowPreset = "fast") -> None:

@@ -251,10 +251,13 @@ class WebRtcSink:
         if self.hub.outputs == 0 and loop is not None and (self.hub.peers or self.hub._tasks):
             try:
                 closing = asyncio.run_coroutine_threadsafe(self.hub.close_all(), loop)
-                if not _on_loop(loop):  # waited for, so no encode task is left pending at exit
+            except RuntimeError:  # the loop has ended: so have its connections
+                return
+            if not _on_loop(loop):  # waited for, so no encode task is left pending at exit
+                try:
                     closing.result(timeout=CLOSE_TIMEOUT)
-            except (RuntimeError, TimeoutError, concurrent.futures.TimeoutError):
-                log.warning("webrtc: the viewers' connections did not close within %g s", CLOSE_TIMEOUT)
+                except (TimeoutError, concurrent.futures.TimeoutError):
+                    log.warning("webrtc: the viewers' connections did not close within %g s", CLOSE_TIMEOUT)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
