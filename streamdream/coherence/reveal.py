@@ -22,9 +22,10 @@ detail; pixels younger than ``frames`` are the young ones:
 3. *Level*: the newest pixels' detail is raised, pixel by pixel (a level map smoothed over
    the newest pixels only), to ``AIM`` x what the last full dream showed per pixel that tones
    let show (at most ``MAX_GAIN`` times): full strength in the frame it appears in.
-4. *Seam*: the change and the gain are blended in by masks blurred over ``FEATHER`` pixels, so
-   carried and new detail meet without a hard edge and the carried pixels around are hardly
-   touched (their change would be flicker).
+4. *Seam*: the change is blended in by a mask that fades over ``FEATHER`` pixels outside the
+   region, so carried and new detail meet without a hard edge and the carried pixels around
+   are hardly touched (their change would be flicker). The gain is not spread: it lifts the
+   new detail to the carried detail's level, so there is no step to blend.
 
 The frame's refinement gives ``steps`` of its own steps to this dream (``processors.py``), so
 a frame that reveals content costs about what a still frame does.
@@ -47,13 +48,15 @@ MIN_REVEALED = 0.002  # share of the picture under which failed pixels are left 
 MIN_AREA = 64  # pixels: a smaller cluster of failed pixels is noise, not revealed content
 MIN_SIDE = 48  # the smallest side the network dreams (the engine's smallest octave)
 MIN_CROP = 96  # the crop dreamed is at least this big each way: its half size still dreams
-MAX_GAIN = 4.0  # most the revealed detail is raised to reach the full dream's level
+MAX_GAIN = 6.0  # most the revealed detail is raised to reach the full dream's level
+RAISE_PASSES = 2  # the revealed level is measured again after a raise and the gain corrected (see _raise_level)
 AIM = 1.2  # revealed detail is raised to this much of the full dream's level: carrying softens it a little
 AGE_SETTLED = 255.0  # the age of pixels of a full dream: settled, never young again
 FEATHER = 1  # px over which new detail fades into carried detail at the region's edge
 OCTAVE = 2.0  # the crop is dreamed at 1/OCTAVE of the dream resolution: mid-sized patterns
 PAD = 16  # px mirrored around the crop (at its dreamed size) before its steps: no border streaks
 LEVEL_RADIUS = 12.0  # px: the neighbourhood a pixel's detail level is measured over
+RING_RADIUS = 2.0  # px: the same for a carried pixel next to revealed ones (its own level, not the region's)
 SMOOTH = 3.0  # px: the Gaussian the refinement's weight on young pixels is smoothed with (no line where each strip began)
 _SPECK = np.ones((3, 3), np.uint8)
 
@@ -69,10 +72,11 @@ def revealed_core(missing: np.ndarray) -> np.ndarray:
 
 
 def soft_mask(region: np.ndarray, values: np.ndarray | float = 1.0) -> np.ndarray:
-    """HxW float32: ``values`` on ``region``, 0 elsewhere, blurred over ``FEATHER`` pixels: no
-    seam at its edge, and the carried pixels around it hardly touched (their change would be
-    flicker)."""
-    return cv2.GaussianBlur(region.astype(np.float32) * values, (0, 0), FEATHER)
+    """HxW float32: ``values`` on all of ``region`` up to its edge, fading to 0 outside it over
+    ``FEATHER`` pixels: no seam, and the carried pixels around it hardly touched (their change
+    would be flicker). Blurred inside as well, a thin region lost much of its dream."""
+    inside = region.astype(np.float32) * values
+    return np.maximum(inside, cv2.GaussianBlur(inside, (0, 0), FEATHER))
 
 
 def ascend_padded(engine: DreamEngine, image: np.ndarray, steps: int, step_size: float | None = None) -> np.ndarray:
@@ -101,6 +105,15 @@ def _span(start: int, stop: int, size: int) -> slice:
     if stop - start < MIN_CROP:  # against an edge: grow inwards
         start, stop = (0, min(size, MIN_CROP)) if start == 0 else (max(0, size - MIN_CROP), size)
     return slice(int(start), int(stop))
+
+
+def _blurred_wide(values: np.ndarray) -> np.ndarray:
+    """``values`` (HxW float32) blurred over ``LEVEL_RADIUS`` pixels, at a quarter of the size:
+    a level map is smooth, and a full-size blur that wide cost more than the gradient step."""
+    height, width = values.shape
+    w, h = max(1, width // 4), max(1, height // 4)
+    small = cv2.GaussianBlur(cv2.resize(values, (w, h), interpolation=cv2.INTER_AREA), (0, 0), LEVEL_RADIUS / 4)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -170,21 +183,38 @@ class RevealDreamer:
         """Bring the young detail to the level the full dream showed where tones let it show,
         pixel by pixel: the local level (smoothed over ``LEVEL_RADIUS``) is raised to the full
         dream's level per showable pixel, so a region is at full level in the frame it appears
-        in and stays there. The gain map is smooth, so no frame's strip stands out."""
+        in and stays there. The gain map is smooth, so no frame's strip stands out. Where the
+        gain reaches ``MAX_GAIN`` (the crop's dream gave a pixel almost nothing), the region
+        falls short; so the level is measured again after the first raise and the gain
+        corrected (``RAISE_PASSES``), and the neighbours make up for it. With one pass, thin
+        regions (behind a crossing object) reached about half the aim."""
         if reference_level <= 0 or reference_share <= 0:
             return
         tone = self.engine.tone
-        showable = tone.mask(base)
-        shown = np.abs(tone.apply(part, base)).mean(axis=2)
-        # over young pixels only (normalised convolution): carried neighbours must not count
         newest = young & (ages < 1)  # raised once, in the frame they appear in
         inside = newest.astype(np.float32)
-        weight = np.maximum(cv2.GaussianBlur(inside, (0, 0), LEVEL_RADIUS), 1e-3)
-        local = cv2.GaussianBlur(shown * inside, (0, 0), LEVEL_RADIUS) / weight
-        room = cv2.GaussianBlur(showable * inside, (0, 0), LEVEL_RADIUS) / weight
-        target = AIM * reference_level / reference_share * room
-        wanted = np.clip(target / np.maximum(local, 1e-3), 1.0, MAX_GAIN)
-        way = soft_mask(newest)
-        part *= (1.0 + (wanted - 1.0) * way)[..., None]
+        weight = np.maximum(_blurred_wide(inside), 1e-3)
+
+        def local(values: np.ndarray) -> np.ndarray:  # over young pixels only: carried neighbours must not count
+            return _blurred_wide(values * inside) / weight
+
+        target = AIM * reference_level / reference_share * local(tone.mask(base))
+        gain = np.ones_like(weight)
+        raised = part
+        for _ in range(RAISE_PASSES):
+            shown = np.abs(tone.apply(raised, base)).mean(axis=2)
+            gain = np.clip(gain * target / np.maximum(local(shown), 1e-3), 1.0, MAX_GAIN)
+            # on the newest pixels only: spilt onto their carried neighbours (by up to MAX_GAIN),
+            # it changed those every frame, most of the flicker a pan's reveal added
+            raised = part * (1.0 + (gain - 1.0) * inside)[..., None]
+        # the carried pixels right next to them: raised only as far as they are short of the
+        # level themselves (a carried pixel at full level is left alone), never more than the
+        # newest beside them; a pan's previous strip is there, and any change to it is flicker
+        ring = soft_mask(newest) - inside
+        level = AIM * reference_level / reference_share * cv2.GaussianBlur(tone.mask(base), (0, 0), RING_RADIUS)
+        own = cv2.GaussianBlur(np.abs(tone.apply(part, base)).mean(axis=2), (0, 0), RING_RADIUS)
+        short = np.clip(level / np.maximum(own, 1e-3), 1.0, gain)
+        raised *= (1.0 + (short - 1.0) * ring)[..., None]
+        part[...] = raised
 
 __all__ = ["AGE_SETTLED", "ascend_padded", "MAX_GAIN", "MIN_REVEALED", "MIN_CROP", "MIN_SIDE", "RevealDreamer", "crop_box", "soft_mask", "revealed_core"]
