@@ -19,7 +19,7 @@ import skimage.data
 from streamdream.coherence.evaluate import REVEAL_AGES, evaluate_frames
 from streamdream.coherence.flow import to_gray
 from streamdream.coherence.processors import FlowProcessor, IndependentProcessor
-from streamdream.coherence.reveal import crop_box, revealed_core
+from streamdream.coherence.reveal import MAX_CROPS, ascend_padded, crop_box, crop_boxes, revealed_core
 from streamdream.config import CoherenceConfig, DreamConfig
 from streamdream.dream.engine import DreamEngine
 from streamdream.frames import Frame, freeze
@@ -142,6 +142,38 @@ def test_revealed_region_and_its_crop() -> None:
     assert core[:, -8:].all() and not core[5, 5] and not core[50, 80]
     rows, cols = crop_box(core, 16)
     assert (rows.start, rows.stop) == (0, 120) and cols.stop == 160 and 96 <= cols.stop - cols.start <= 160
+
+
+def test_far_apart_regions_are_dreamed_in_small_crops() -> None:
+    """A strip entering on the right and a cluster the flow lost at the left edge (as a slow pan
+    of a real photo gives): two crops of at least 96 px, not one box around the whole picture;
+    regions whose crops overlap share one; too many are one box around all of them."""
+    core = np.zeros((240, 320), bool)
+    core[:, -5:] = True
+    core[26:78, :12] = True
+    core[94:117, :5] = True  # close to the cluster above: its crop overlaps that one's
+    boxes = crop_boxes(core, 16)
+    assert len(boxes) == 2
+    widths = sorted(cols.stop - cols.start for _, cols in boxes)
+    assert widths == [96, 96], boxes
+    covered = np.zeros_like(core)
+    for rows, cols in boxes:
+        covered[rows, cols] = True
+    assert covered[core].all() and covered.mean() < 0.7
+    many = np.zeros((240, 200 * (MAX_CROPS + 1)), bool)
+    for k in range(MAX_CROPS + 1):
+        many[:20, 200 * k : 200 * k + 10] = True  # far apart along the top
+    assert crop_boxes(many, 16) == [crop_box(many, 16)]
+
+
+def test_crops_dreamed_side_by_side_change_each_crop(engine: DreamEngine) -> None:
+    """Two crops of different sizes dreamed in one call: each gets a change of its own shape, and
+    a real one (the steps did something to both)."""
+    tall = cv2.resize(CANVAS[:300, :150], (60, 120), interpolation=cv2.INTER_AREA).astype(np.float32)
+    wide = cv2.resize(CANVAS[300:, 300:], (96, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
+    changes = ascend_padded(engine, [tall, wide], 2)
+    assert [c.shape for c in changes] == [tall.shape, wide.shape]
+    assert all(np.abs(c).mean() > 0.5 for c in changes), [float(np.abs(c).mean()) for c in changes]
 
 
 def test_two_passes_keep_frames_and_timestamps(tmp_path: Path) -> None:

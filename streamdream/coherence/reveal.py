@@ -11,13 +11,14 @@ detail; pixels younger than ``frames`` are the young ones:
 
 1. *Region*: the young pixels, specks and clusters under ``MIN_AREA`` removed (a camera's
    noise failing the colour check on a still picture is not a reveal), grown by ``margin``
-   pixels of carried context; their bounding box is the crop, at least ``MIN_CROP`` each way.
-2. *Dream*: ``steps`` gradient steps on the crop (the frame plus the detail it has so far) at
+   pixels of carried context; each group of regions whose boxes overlap is a crop, at least
+   ``MIN_CROP`` each way (up to ``MAX_CROPS`` of them; more are one box around all).
+2. *Dream*: ``steps`` gradient steps on the crops (the frame plus the detail it has so far) at
    1/``OCTAVE`` of the dream resolution, with ``PAD`` mirrored pixels around it so the
    network's border streaks fall outside (a pan brings every pixel in at the border; raised,
-   the streaks would stay as bands). The smallest-octave refinement before gave the coarse
-   shapes; these give mid-sized ones. A crop larger than ``budget`` of the picture (a zoom
-   out reveals a ring) is dreamed smaller. The newest pixels take all of the change, older
+   the streaks would stay as bands); several crops side by side in one call. The
+   smallest-octave refinement before gave the coarse shapes; these give mid-sized ones. Crops
+   larger than ``budget`` of the picture together (a zoom out reveals a ring) are dreamed smaller. The newest pixels take all of the change, older
    young ones less (``frames`` > 1).
 3. *Level*: the newest pixels' detail is raised, pixel by pixel (a level map smoothed over
    the newest pixels only), to ``AIM`` x what the last full dream showed per pixel that tones
@@ -48,6 +49,7 @@ MIN_REVEALED = 0.002  # share of the picture under which failed pixels are left 
 MIN_AREA = 64  # pixels: a smaller cluster of failed pixels is noise, not revealed content
 MIN_SIDE = 48  # the smallest side the network dreams (the engine's smallest octave)
 MIN_CROP = 96  # the crop dreamed is at least this big each way: its half size still dreams
+MAX_CROPS = 2  # most separate crops a frame's revealed regions are dreamed in (side by side, in one call)
 MAX_GAIN = 6.0  # most the revealed detail is raised to reach the full dream's level
 RAISE_PASSES = 2  # the revealed level is measured again after a raise and the gain corrected (see _raise_level)
 AIM = 1.2  # revealed detail is raised to this much of the full dream's level: carrying softens it a little
@@ -79,15 +81,28 @@ def soft_mask(region: np.ndarray, values: np.ndarray | float = 1.0) -> np.ndarra
     return np.maximum(inside, cv2.GaussianBlur(inside, (0, 0), FEATHER))
 
 
-def ascend_padded(engine: DreamEngine, image: np.ndarray, steps: int, step_size: float | None = None) -> np.ndarray:
-    """The change ``steps`` gradient steps make to ``image``, dreamed with ``PAD`` mirrored pixels
-    around it. A network's padding leaves streaks along a picture's border; a panning camera
-    brings every pixel in at the border, and raised to full level those streaks would stay as
-    bands. Mirrored, the border's neighbourhood looks like picture and the streaks fall outside."""
-    pad = min(PAD, image.shape[0] - 1, image.shape[1] - 1)
-    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
-    change = engine.ascend(padded, steps, step_size) - padded
-    return change[pad : pad + image.shape[0], pad : pad + image.shape[1]]
+def ascend_padded(engine: DreamEngine, images: list[np.ndarray], steps: int) -> list[np.ndarray]:
+    """The change ``steps`` gradient steps make to each of ``images``, each dreamed with ``PAD``
+    mirrored pixels around it. A network's padding leaves streaks along a picture's border; a
+    panning camera brings every pixel in at the border, and raised to full level those streaks
+    would stay as bands. Mirrored, the border's neighbourhood looks like picture and the streaks
+    fall outside. Several images are dreamed side by side in one canvas, each in its own mirror
+    (the taller ones' height, the rest mirrored down to it): a gradient step costs about the same
+    from 48x120 to 160x240 pixels here, so one call for two crops costs about what one crop does."""
+    padded, pads = [], []
+    for image in images:
+        pad = min(PAD, image.shape[0] - 1, image.shape[1] - 1)
+        padded.append(cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101))
+        pads.append(pad)
+    height = max(p.shape[0] for p in padded)
+    columns = [cv2.copyMakeBorder(p, 0, height - p.shape[0], 0, 0, cv2.BORDER_REFLECT_101) for p in padded]
+    canvas = np.hstack(columns) if len(columns) > 1 else columns[0]
+    change = engine.ascend(canvas, steps) - canvas
+    changes, left = [], 0
+    for image, column, pad in zip(images, columns, pads):
+        changes.append(change[pad : pad + image.shape[0], left + pad : left + pad + image.shape[1]])
+        left += column.shape[1]
+    return changes
 
 
 def crop_box(core: np.ndarray, margin: int) -> tuple[slice, slice]:
@@ -95,6 +110,40 @@ def crop_box(core: np.ndarray, margin: int) -> tuple[slice, slice]:
     height, width = core.shape
     rows, cols = np.flatnonzero(core.any(axis=1)), np.flatnonzero(core.any(axis=0))
     return (_span(rows[0] - margin, rows[-1] + 1 + margin, height), _span(cols[0] - margin, cols[-1] + 1 + margin, width))
+
+
+def crop_boxes(core: np.ndarray, margin: int) -> list[tuple[slice, slice]]:
+    """The crops that dream ``core``: one per group of its regions whose boxes (``crop_box``
+    each) overlap, so a strip entering on the right and a cluster the flow lost on the left are
+    two small crops, not the whole picture; at most ``MAX_CROPS`` (a gradient step has a fixed
+    cost per call), else one box around all of it."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=8)
+    height, width = core.shape
+    boxes = []
+    for k in range(1, count):
+        x, y, w, h = (int(v) for v in stats[k, :4])
+        boxes.append((_span(y - margin, y + h + margin, height), _span(x - margin, x + w + margin, width)))
+    merged = True
+    while merged and len(boxes) > 1:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                if _overlap(boxes[i], boxes[j]):
+                    boxes[i] = _union(boxes[i], boxes.pop(j))
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes if 0 < len(boxes) <= MAX_CROPS else [crop_box(core, margin)]
+
+
+def _overlap(a: tuple[slice, slice], b: tuple[slice, slice]) -> bool:
+    return all(p.start < q.stop and q.start < p.stop for p, q in zip(a, b))
+
+
+def _union(a: tuple[slice, slice], b: tuple[slice, slice]) -> tuple[slice, slice]:
+    rows, cols = (slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b))
+    return rows, cols
 
 
 def _span(start: int, stop: int, size: int) -> slice:
@@ -153,30 +202,34 @@ class RevealDreamer:
         if share < MIN_REVEALED:
             return detail
         self.last_share = share
-        rows, cols = crop_box(core, self.margin)
-        base, part, young = small[rows, cols], detail[rows, cols], core[rows, cols]
-        ages = age[rows, cols]
-        # the newest pixels take all of the steps, older ones less: a region's dream is spread
-        # over its first frames and then left alone, so it does not keep changing (flicker)
-        share_of_steps = np.clip(1.0 - ages / self.frames, 0.0, 1.0)
-        weight = soft_mask(young, share_of_steps)
-        part += self._dream(base, part, self.budget * core.size) * weight[..., None]
-        self._raise_level(base, part, young, ages, reference_level, reference_share)
-        np.clip(base + part, 0.0, 255.0, out=part)
-        part -= base
+        boxes = crop_boxes(core, self.margin)
+        areas = [(rows.stop - rows.start) * (cols.stop - cols.start) for rows, cols in boxes]
+        limit = self.budget * core.size  # the pixels dreamed, shared by the crops' sizes
+        shrunk = [self._shrunk(small[rows, cols], detail[rows, cols], limit * area / sum(areas)) for (rows, cols), area in zip(boxes, areas)]
+        changes = ascend_padded(self.engine, shrunk, self.steps)
+        for (rows, cols), change in zip(boxes, changes):
+            base, part, young = small[rows, cols], detail[rows, cols], core[rows, cols]
+            ages = age[rows, cols]
+            # the newest pixels take all of the steps, older ones less: a region's dream is spread
+            # over its first frames and then left alone, so it does not keep changing (flicker)
+            share_of_steps = np.clip(1.0 - ages / self.frames, 0.0, 1.0)
+            weight = soft_mask(young, share_of_steps)
+            part += _resized(change, base.shape[1], base.shape[0]) * weight[..., None]
+            self._raise_level(base, part, young, ages, reference_level, reference_share)
+            np.clip(base + part, 0.0, 255.0, out=part)
+            part -= base
         return detail
 
-    def _dream(self, base: np.ndarray, part: np.ndarray, limit: float) -> np.ndarray:
-        """The change ``steps`` gradient steps make to the crop at 1/OCTAVE of its size: the
-        mid-sized patterns a full dream's middle octaves make (the smallest octave's come from
-        the refinement before); never more than ``limit`` pixels big."""
+    def _shrunk(self, base: np.ndarray, part: np.ndarray, limit: float) -> np.ndarray:
+        """The crop (its picture and detail so far) at 1/OCTAVE of its size, where its steps give
+        the mid-sized patterns a full dream's middle octaves make (the smallest octave's come
+        from the refinement before); never more than ``limit`` pixels big."""
         height, width = base.shape[:2]
         current = np.clip(base + part, 0.0, 255.0)
         scale = min(1.0 / OCTAVE, float(np.sqrt(limit / (height * width))))
         w, h = min(width, max(MIN_SIDE, round(width * scale))), min(height, max(MIN_SIDE, round(height * scale)))
-        small = _resized(current, w, h)
-        self.last_pixels = w * h
-        return _resized(ascend_padded(self.engine, small, self.steps), width, height)
+        self.last_pixels += w * h
+        return _resized(current, w, h)
 
     def _raise_level(self, base: np.ndarray, part: np.ndarray, young: np.ndarray, ages: np.ndarray,
                      reference_level: float, reference_share: float) -> None:
@@ -201,8 +254,9 @@ class RevealDreamer:
         target = AIM * reference_level / reference_share * local(tone.mask(base))
         gain = np.ones_like(weight)
         raised = part
-        for _ in range(RAISE_PASSES):
-            shown = np.abs(tone.apply(raised, base)).mean(axis=2)
+        first = np.abs(tone.apply(part, base)).mean(axis=2)  # what shows before the raise
+        for index in range(RAISE_PASSES):
+            shown = first if index == 0 else np.abs(tone.apply(raised, base)).mean(axis=2)
             gain = np.clip(gain * target / np.maximum(local(shown), 1e-3), 1.0, MAX_GAIN)
             # on the newest pixels only: spilt onto their carried neighbours (by up to MAX_GAIN),
             # it changed those every frame, most of the flicker a pan's reveal added
@@ -212,9 +266,9 @@ class RevealDreamer:
         # newest beside them; a pan's previous strip is there, and any change to it is flicker
         ring = soft_mask(newest) - inside
         level = AIM * reference_level / reference_share * cv2.GaussianBlur(tone.mask(base), (0, 0), RING_RADIUS)
-        own = cv2.GaussianBlur(np.abs(tone.apply(part, base)).mean(axis=2), (0, 0), RING_RADIUS)
+        own = cv2.GaussianBlur(first, (0, 0), RING_RADIUS)
         short = np.clip(level / np.maximum(own, 1e-3), 1.0, gain)
         raised *= (1.0 + (short - 1.0) * ring)[..., None]
         part[...] = raised
 
-__all__ = ["AGE_SETTLED", "ascend_padded", "MAX_GAIN", "MIN_REVEALED", "MIN_CROP", "MIN_SIDE", "RevealDreamer", "crop_box", "soft_mask", "revealed_core"]
+__all__ = ["AGE_SETTLED", "ascend_padded", "MAX_GAIN", "MIN_REVEALED", "MIN_CROP", "MIN_SIDE", "RevealDreamer", "crop_box", "crop_boxes", "soft_mask", "revealed_core"]
