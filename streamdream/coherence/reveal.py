@@ -17,9 +17,10 @@ detail; pixels younger than ``frames`` are the young ones:
    1/``OCTAVE`` of the dream resolution, with ``PAD`` mirrored pixels around it so the
    network's border streaks fall outside (a pan brings every pixel in at the border; raised,
    the streaks would stay as bands); several crops side by side in one call. The
-   smallest-octave refinement before gave the coarse shapes; these give mid-sized ones. Crops
-   larger than ``budget`` of the picture together (a zoom out reveals a ring) are dreamed smaller. The newest pixels take all of the change, older
-   young ones less (``frames`` > 1).
+   smallest-octave refinement before gave the coarse shapes; these give mid-sized ones.
+   Crops larger together than ``budget`` of the picture (a zoom out reveals a ring) are
+   dreamed smaller. The newest pixels take all of the change, older young ones less
+   (``frames`` > 1).
 3. *Level*: the newest pixels' detail is raised, pixel by pixel (a level map smoothed over
    the newest pixels only), to ``AIM`` x what the last full dream showed per pixel that tones
    let show (at most ``MAX_GAIN`` times): full strength in the frame it appears in.
@@ -50,6 +51,7 @@ MIN_AREA = 64  # pixels: a smaller cluster of failed pixels is noise, not reveal
 MIN_SIDE = 48  # the smallest side the network dreams (the engine's smallest octave)
 MIN_CROP = 96  # the crop dreamed is at least this big each way: its half size still dreams
 MAX_CROPS = 2  # most separate crops a frame's revealed regions are dreamed in (side by side, in one call)
+MAX_REGIONS = 16  # more separate regions than this are dreamed in one box around all (grouping them costs time)
 MAX_GAIN = 6.0  # most the revealed detail is raised to reach the full dream's level
 RAISE_PASSES = 2  # the revealed level is measured again after a raise and the gain corrected (see _raise_level)
 AIM = 1.2  # revealed detail is raised to this much of the full dream's level: carrying softens it a little
@@ -118,6 +120,8 @@ def crop_boxes(core: np.ndarray, margin: int) -> list[tuple[slice, slice]]:
     two small crops, not the whole picture; at most ``MAX_CROPS`` (a gradient step has a fixed
     cost per call), else one box around all of it."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats(core.astype(np.uint8), connectivity=8)
+    if count - 1 > MAX_REGIONS:  # flow lost all over (noisy or blurred footage): no point grouping
+        return [crop_box(core, margin)]
     height, width = core.shape
     boxes = []
     for k in range(1, count):
