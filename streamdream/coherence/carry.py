@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .flow import FlowEstimator, pixel_grid, warp
+from .flow import FlowEstimator, pixel_grid, warp, xy_maps
 from .occlusion import consistency_mask
 
 # Looser than the occlusion module's defaults (Sundaram's 0.01 and 0.5, kept for the
@@ -137,7 +137,7 @@ class FlowWarper:
         else:
             warped *= visible
         if mirror_edges and entering.any():
-            mirrored = cv2.remap(values, position, None, self.interpolation, borderMode=cv2.BORDER_REFLECT_101)
+            mirrored = cv2.remap(values, *xy_maps(position), self.interpolation, borderMode=cv2.BORDER_REFLECT_101)
             warped[entering] = mirrored[entering]
         return Carried(warped, visible)
 

@@ -58,7 +58,13 @@ def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LIN
     """
     height, width = flow.shape[:2]
     coords = pixel_grid(height, width) + flow
-    return cv2.remap(image, coords, None, interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return cv2.remap(image, *xy_maps(coords), interpolation, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def xy_maps(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.remap``'s x and y maps from HxWx2 source positions: two maps, not one and None,
+    which OpenCV 5.0's type stubs do not accept (the same pixels either way)."""
+    return np.ascontiguousarray(coords[..., 0]), np.ascontiguousarray(coords[..., 1])
 
 
 def resize_flow(flow: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -99,7 +105,8 @@ class FlowEstimator:
             raise ValueError(f"flow needs pictures of one size, got {first.shape} and {second.shape}")
         if self._dis is not None:
             return self._dis.calc(first, second, None)
-        return cv2.calcOpticalFlowFarneback(first, second, None, 0.5, 4, 15, 3, 5, 1.2, 0)
+        flow = np.zeros((*first.shape, 2), np.float32)  # filled in (flags 0: not read as a start)
+        return cv2.calcOpticalFlowFarneback(first, second, flow, 0.5, 4, 15, 3, 5, 1.2, 0)
 
     def both_ways(self, first: np.ndarray, second: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(forward, backward): flows first -> second and second -> first."""
@@ -113,4 +120,5 @@ __all__ = [
     "resize_flow",
     "to_gray",
     "warp",
+    "xy_maps",
 ]
