@@ -122,7 +122,9 @@ class FlowWarper:
             backward[still] = 0.0
         visible = consistency_mask(forward, backward, self.alpha, self.beta)
         position = pixel_grid(*backward.shape[:2]) + backward  # where each pixel was in the source picture
-        entering = _outside(position) & _border_band(backward)  # a pan's new side: no source
+        entering = _outside(position)  # a pan's new side: no source
+        if entering.any():
+            entering &= _border_band(backward)
         if self.color_tolerance > 0:
             moved = warp(source, backward)
             # an entering pixel has no source to compare: not wrong, just not visible. Counted

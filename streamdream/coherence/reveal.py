@@ -255,7 +255,9 @@ class RevealDreamer:
         def local(values: np.ndarray) -> np.ndarray:  # over young pixels only: carried neighbours must not count
             return _blurred_wide(values * inside) / weight
 
-        target = AIM * reference_level / reference_share * local(tone.mask(base))
+        aim = AIM * reference_level / reference_share  # per pixel where tones let detail show
+        showable = tone.mask(base)
+        target = aim * local(showable)
         gain = np.ones_like(weight)
         raised = part
         first = np.abs(tone.apply(part, base)).mean(axis=2)  # what shows before the raise
@@ -269,7 +271,7 @@ class RevealDreamer:
         # level themselves (a carried pixel at full level is left alone), never more than the
         # newest beside them; a pan's previous strip is there, and any change to it is flicker
         ring = soft_mask(newest) - inside
-        level = AIM * reference_level / reference_share * cv2.GaussianBlur(tone.mask(base), (0, 0), RING_RADIUS)
+        level = aim * cv2.GaussianBlur(showable, (0, 0), RING_RADIUS)
         own = cv2.GaussianBlur(first, (0, 0), RING_RADIUS)
         short = np.clip(level / np.maximum(own, 1e-3), 1.0, gain)
         raised *= (1.0 + (short - 1.0) * ring)[..., None]

@@ -148,6 +148,11 @@ class WebRtcHub:
             self.video.stop()
             self.sound.stop()
 
+    @property
+    def busy(self) -> bool:
+        """Whether a viewer is connected or an encode task is left: something for ``close_all``."""
+        return bool(self.peers or self._tasks)
+
     async def close_all(self) -> None:
         """Close every viewer's connection (the output closed, or the server is stopping)."""
         for pc in list(self.peers):
@@ -248,7 +253,7 @@ class WebRtcSink:
         self._open = False
         self.hub.outputs -= 1
         loop = self.hub._loop
-        if self.hub.outputs == 0 and loop is not None and (self.hub.peers or self.hub._tasks):
+        if self.hub.outputs == 0 and loop is not None and self.hub.busy:
             try:
                 closing = asyncio.run_coroutine_threadsafe(self.hub.close_all(), loop)
             except RuntimeError:  # the loop has ended: so have its connections
