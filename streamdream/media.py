@@ -16,6 +16,20 @@ import numpy as np
 
 from .errors import SourceError
 
+# Every conversion of a decoded frame runs on the calling thread alone (swscale's ``threads=1``).
+# PyAV (from 18.1.1) keeps one scaling context per thread, in a ``threading.local``, for the
+# thread's whole life; one made with PyAV's default (slice threads, one per CPU) deadlocks any
+# child that another thread forks with Python code to run before its exec (``subprocess`` with a
+# ``preexec_fn``, as Ray starts its nodes): the fork's cleanup frees that context in the child and
+# waits forever for slice threads the child does not have. With no slice threads there is nothing
+# to wait for. (Two cores gain nothing from them on a frame of this size either: PyAV #2200.)
+SCALE_THREADS = 1
+
+
+def rgb_array(frame: av.VideoFrame, width: int | None = None, height: int | None = None) -> np.ndarray:
+    """``frame`` as an RGB uint8 array, scaled to ``width`` x ``height`` when given (see SCALE_THREADS)."""
+    return frame.to_ndarray(format="rgb24", width=width, height=height, threads=SCALE_THREADS)
+
 
 def open_video(path: str | Path) -> av.container.InputContainer:
     """``path`` opened for reading; SourceError naming the file if PyAV cannot open it."""
@@ -35,7 +49,7 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.
         for n, frame in enumerate(container.decode(stream)):
             if max_frames is not None and n >= max_frames:
                 return
-            yield frame.to_ndarray(format="rgb24")
+            yield rgb_array(frame)
 
 
 def frame_count(path: str | Path) -> int | None:
@@ -57,4 +71,4 @@ def video_fps(path: str | Path) -> float | None:
         return None
 
 
-__all__ = ["frame_count", "open_video", "read_frames", "video_fps"]
+__all__ = ["SCALE_THREADS", "frame_count", "open_video", "read_frames", "rgb_array", "video_fps"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -444,3 +447,46 @@ def test_rtsp_password_never_shown(caplog, opened) -> None:
             opened(url, open_timeout=3, read_timeout=3)
     assert "secret" not in str(caught.value) and "user:***@127.0.0.1" in str(caught.value)
     assert not any("secret" in r.getMessage() for r in caplog.records)
+
+
+# A process that reads frames on one thread and starts a program from another (Ray starts its
+# nodes with subprocess and a preexec_fn) must not hang in the child, whatever PyAV keeps per thread.
+_FORK_BESIDE_READERS = """
+import subprocess, sys, threading
+from streamdream.cluster.plan import scan_input
+from streamdream.config import SourceConfig
+from streamdream.media import read_frames
+from streamdream.runtime.workers import Workers
+from streamdream.sources import open_source
+
+clip = sys.argv[1]
+source = open_source(SourceConfig(uri=clip), Workers(name="reader"))
+source.open()
+frames = source.frames()
+next(frames)  # the source's decode thread converted frames and is still alive
+read, hold = threading.Event(), threading.Event()
+
+def reader():
+    list(read_frames(clip)), scan_input(clip)
+    read.set()
+    hold.wait()  # alive, as a daemon's reader is
+
+threading.Thread(target=reader, daemon=True).start()
+read.wait()
+subprocess.run([sys.executable, "-c", "pass"], preexec_fn=lambda: None, check=True)
+print("started a program beside the readers")
+"""
+
+
+def test_a_program_started_beside_frame_reading_threads_does_not_hang(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.mp4", width=1280, height=720, frames=10)
+    child = subprocess.Popen([sys.executable, "-c", _FORK_BESIDE_READERS, str(clip)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        printed, _ = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)  # the hung fork too
+        child.communicate()
+        pytest.fail("a program started beside threads that had read frames hung before it ran (swscale threads in the fork)")
+    assert child.returncode == 0, printed
+    assert "started a program beside the readers" in printed

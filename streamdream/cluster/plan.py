@@ -29,6 +29,7 @@ import av
 
 from ..coherence.scenecut import DEFAULT_THRESHOLD, SceneCutDetector
 from ..errors import SourceError
+from ..media import rgb_array
 from ..sources.timestamps import FILE_LOOKAHEAD, FrameTimer
 
 SCAN_WIDTH = 96  # the thumbnail cut detection needs is 32 px wide; decoding at 96 keeps it cheap
@@ -142,7 +143,7 @@ def scan_input(path: str | Path, scene_cut: float | None = None) -> InputScan:
                 seconds.extend(t for _, t in timer.push(index, frame.pts, frame.dts))
                 if frame.key_frame:
                     keyframes.append(index)
-                thumb = frame.reformat(width=SCAN_WIDTH, height=small_height, format="rgb24").to_ndarray()
+                thumb = rgb_array(frame, SCAN_WIDTH, small_height)
                 if detector(thumb):
                     cuts.append(index)
         except (av.FFmpegError, OSError) as exc:

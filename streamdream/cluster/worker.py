@@ -36,6 +36,7 @@ from ..app import build_engine, to_uint8
 from ..config import Config, OutputConfig
 from ..errors import SinkError, SourceError, StreamdreamError
 from ..frames import Frame, SourceInfo, freeze
+from ..media import rgb_array
 from ..pipeline.runner import Pipeline
 from ..runtime.workers import Workers
 from ..sinks import open_sink
@@ -126,7 +127,7 @@ def read_segment(task: SegmentTask) -> Iterator[Frame]:
                 index += 1
                 continue
             at = seg.first + produced
-            yield Frame(freeze(frame.to_ndarray(format="rgb24")), at, frame_seconds(frame.pts, task.time_base, at, task.info.fps))
+            yield Frame(freeze(rgb_array(frame)), at, frame_seconds(frame.pts, task.time_base, at, task.info.fps))
             produced += 1
             if produced == len(wanted):
                 return

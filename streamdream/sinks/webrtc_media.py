@@ -24,6 +24,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
+from ..media import SCALE_THREADS
 from ..runtime.newest import Newest
 
 VIDEO_CLOCK = 90000  # RTP's video clock
@@ -82,7 +83,7 @@ class VideoEncoder:
         now = time.monotonic()
         keyframe = keyframe or now - self._last_key >= KEYFRAME_EVERY_S
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: self._size[1], : self._size[0]]), format="rgb24")
-        frame = frame.reformat(format="yuv420p")
+        frame = frame.reformat(format="yuv420p", threads=SCALE_THREADS)
         frame.pts = int((now - self._origin) * VIDEO_CLOCK)
         frame.time_base = Fraction(1, VIDEO_CLOCK)
         frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE

@@ -22,6 +22,7 @@ import av
 from ..errors import SourceError, SourceLostError
 from ..frames import EndOfStream, Frame, SourceInfo, freeze
 from ..images import MAX_PIXELS_8K, check_picture_size
+from ..media import rgb_array
 from ..runtime.queues import FrameQueue, QueuePolicy
 from ..runtime.workers import POLL, StopToken, Workers
 from .base import OpenedInfo
@@ -402,7 +403,7 @@ class AvSource(OpenedInfo):
         arrival = time.monotonic()
         if self._audio is not None:  # the audio tap places the sound by the frame's stream time
             self._audio.video(stream_seconds, arrival)
-        image = freeze(decoded.to_ndarray(format="rgb24"))
+        image = freeze(rgb_array(decoded))
         return Frame(image=image, index=index, pts=pts, captured_at=arrival)
 
     def _report_placed(self, timer: FrameTimer) -> None:
