@@ -132,3 +132,16 @@ def test_no_ghosts_plain_disc_over_a_textured_photo(lite0_model) -> None:
             continue
         ghosts.append(np.abs(detail[disc]).mean() / level)
     assert max(ghosts) < 0.05, [round(g, 3) for g in ghosts]
+
+
+def test_per_pixel_channel_figures_equal_numpys_reductions() -> None:
+    """The tone keeper's and the reveal's per-pixel channel max and mean, taken plane by plane
+    for speed, give exactly numpy's values (the dream must not change by a rounding)."""
+    rng = np.random.default_rng(5)
+    detail = rng.normal(0.0, 6.0, (48, 64, 3)).astype(np.float32)
+    detail[:10] = 0.0  # undreamed rows: the tone keeper's test is > 0.05
+    for values in (np.abs(detail), np.abs(detail).astype(np.float64), np.abs(rng.integers(-255, 256, (48, 64, 3)).astype(np.int16))):
+        assert np.array_equal(measure.channel_max(values), values.max(axis=2))
+        mean = measure.channel_mean(values)
+        assert mean.dtype == values.mean(axis=2).dtype and np.array_equal(mean, values.mean(axis=2))
+    assert measure.channel_mean(np.abs(detail)[..., :1]).shape == (48, 64)  # one channel: itself

@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 
 from ..errors import SourceError
+from ..measure import channel_mean
 from ..media import read_frames, video_fps
 from .flow import FlowEstimator, FlowPreset, to_gray, warp
 from .occlusion import consistency_mask
@@ -207,7 +208,7 @@ def evaluate_frames(
             if compare:
                 assert track.previous is not None, "compare: an output frame came before"
                 track.errors.append(_masked_error(output, track.previous, backward, visible))
-            detail = np.abs(output.astype(np.int16) - frame.astype(np.int16)).mean(axis=2)
+            detail = channel_mean(np.abs(output.astype(np.int16) - frame.astype(np.int16)))
             track.strength_sum += float(detail.mean())
             track.details.append(float(detail.mean()))
             track.measure_reveals(detail, regions, settled)

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from ..measure import channel_mean
+
 if TYPE_CHECKING:  # the engine loads Keras; this module needs only its methods
     from ..dream.engine import DreamEngine
 
@@ -260,9 +262,9 @@ class RevealDreamer:
         target = aim * local(showable)
         gain = np.ones_like(weight)
         raised = part
-        first = np.abs(tone.apply(part, base)).mean(axis=2)  # what shows before the raise
+        first = channel_mean(np.abs(tone.apply(part, base)))  # what shows before the raise
         for index in range(RAISE_PASSES):
-            shown = first if index == 0 else np.abs(tone.apply(raised, base)).mean(axis=2)
+            shown = first if index == 0 else channel_mean(np.abs(tone.apply(raised, base)))
             gain = np.clip(gain * target / np.maximum(local(shown), 1e-3), 1.0, MAX_GAIN)
             # on the newest pixels only: spilt onto their carried neighbours (by up to MAX_GAIN),
             # it changed those every frame, most of the flicker a pan's reveal added

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..measure import channel_max
+
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 BANDS = 16  # tonal bands whose mean the detail may not shift
 
@@ -69,7 +71,7 @@ class ToneKeeper:
         between band centres): what the dream would do to the picture's tone curve. Pixels
         without detail (newly revealed ones, say) neither count nor get a shift: they show
         the picture as it is."""
-        dreamed = (np.abs(detail).max(axis=2) > 0.05).astype(np.float32)
+        dreamed = (channel_max(np.abs(detail)) > 0.05).astype(np.float32)
         position = np.clip(luma * (BANDS / 256.0) - 0.5, 0.0, BANDS - 1.0)
         index = position.astype(np.int32)
         counts = np.bincount(index.ravel(), weights=dreamed.ravel(), minlength=BANDS)
