@@ -90,6 +90,9 @@ def test_thousand_idle_connections_under_1024_fds(tmp_path, tiny_model_path, rts
               "more reconnect attempts while the connections are held", proc)  # fmt: skip
         rtsp_server_factory(media=rtsp_clip, live=True, port=camera_port)  # the camera comes back
         _wait(lambda: _metric(port, "streamdream_source_up") == 1, 60, "the source to reconnect", proc)
+        # and dreams it: on a loaded machine the source can be back before the model has loaded,
+        # and a stop signal during the start-up ends serve with 130 (nothing was written yet)
+        _wait(lambda: (_metric(port, "streamdream_dream_steps_total") or 0) >= 1, 300, "the first dream steps", proc)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
             assert response.status == 200 and response.read() == b"ok\n"
         fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
